@@ -1,0 +1,4 @@
+"""Agents of lmm_env (installed as ``lmm_env.agents``)."""
+from lmm_env.agents.baselines import RandomAgent, ScoreReaderAgent
+
+__all__ = ["RandomAgent", "ScoreReaderAgent"]

@@ -1,0 +1,62 @@
+"""Baseline agents with SB3's ``predict`` signature, so one evaluation loop serves all."""
+from __future__ import annotations
+
+import numpy as np
+from gymnasium import spaces
+
+_SILENT = -1.0
+
+
+def _score_sim(env):
+    sim = getattr(env.unwrapped, "sim", None)
+    if sim is None:
+        raise TypeError(f"{env!r} is not an LMMPiano env (it has no .sim); baselines need LMMPiano-v0")
+    return sim
+
+
+class RandomAgent:
+    """Uniform random actions from the env's action space (seeded)."""
+
+    def __init__(self, env, seed: int | None = None):
+        space = env.single_action_space if hasattr(env, "single_action_space") else env.action_space
+        if not isinstance(space, spaces.Box):
+            raise TypeError(f"RandomAgent needs a Box action space, got {space!r}")
+        self.space = space
+        self.rng = np.random.default_rng(seed)
+
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = False):
+        batch = np.asarray(observation["key_state"]).ndim == 2
+        shape = (len(observation["key_state"]),) + self.space.shape if batch else self.space.shape
+        action = self.rng.uniform(self.space.low, self.space.high, size=shape).astype(np.float32)
+        return action, state
+
+
+class ScoreReaderAgent:
+    """Reads the score observation and presses exactly the target keys at target velocities.
+
+    It reads row 0 of ``obs["score"]`` (the frame this step plays): held keys go down with
+    the target velocity (``a = (v - 1) / 126`` strikes at exactly ``v``), others go up.
+    With a shuffled layout it reads the env's hidden pitch->key map, so it is an oracle:
+    with any layout it plays every score perfectly. With a pedal it never uses it.
+    """
+
+    def __init__(self, env):
+        sim = _score_sim(env)
+        kb = sim.keyboard
+        # score columns are pitches lo..hi; action i plays pitch_of_action[i].
+        self.column_of_action = kb.pitch_of_action - kb.lo
+        self.n_actions = kb.n_actions
+        self.pedal = kb.pedal
+
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
+        score = np.asarray(observation["score"])
+        batch = score.ndim == 4
+        if not batch:
+            score = score[None]
+        held = score[:, 0, 0, self.column_of_action] > 0.5
+        vel = np.rint(score[:, 2, 0, self.column_of_action] * 127.0)
+        action = np.full((score.shape[0], self.n_actions), _SILENT, dtype=np.float32)
+        keys = action[:, : len(self.column_of_action)]
+        # max(...) keeps velocity 1 (a = 0) a press: 1 + round(126 * 1e-4) = 1.
+        keys[held] = np.maximum((vel[held] - 1.0) / 126.0, 1e-4)
+        return (action if batch else action[0]), state

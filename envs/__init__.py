@@ -1,0 +1,6 @@
+"""Gymnasium envs of lmm_env (installed as ``lmm_env.envs``)."""
+from lmm_env.envs.piano import LMMPianoEnv
+from lmm_env.envs.piano_vector import LMMPianoVectorEnv
+from lmm_env.envs.sb3 import SB3VecEnv, make_sb3_vec_env
+
+__all__ = ["LMMPianoEnv", "LMMPianoVectorEnv", "SB3VecEnv", "make_sb3_vec_env"]

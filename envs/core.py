@@ -1,0 +1,278 @@
+"""`PianoSim`: the batched simulation behind LMMPiano-v0 and its vector twin.
+
+One `PianoSim` runs ``n_envs`` pianos in lockstep: a `Keyboard` turns actions into key
+events, a synth player renders one block of audio per env, `LogMel` hears it, and a
+reward model judges it against the score. The single env is a `PianoSim` of one, so the
+two can never disagree. Per-step work is vectorized over envs; only episode starts and
+ends touch one env at a time.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from lmm_env import corpus as corpus_mod
+from lmm_env import metrics as metrics_mod
+from lmm_env import rewards as rewards_mod
+from lmm_env.audio import LogMel
+from lmm_env.keyboard import Keyboard, check_keys
+from lmm_env.rewards.base import BatchStepContext, EpisodeContext, call_model
+from lmm_env.score import FrameScore, Score
+from lmm_env.synth import make_synth
+from lmm_env.synth.base import LOWEST_PITCH, N_KEYS
+
+_ONSET_BIT = 128  # tape code: velocity (1..127) on held frames, + 128 on onset frames
+
+
+def _check_number(name, value, lo, hi, integer=False):
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if ok:
+        ok = math.isfinite(value) and lo <= value <= hi and (not integer or float(value).is_integer())
+    if not ok:
+        kind = "an integer" if integer else "a number"
+        raise ValueError(f"{name}={value!r} is not allowed; it must be {kind} in [{lo}, {hi}]")
+    return int(value) if integer else float(value)
+
+
+def resolve_scores(score, split: str, keys, out_of_range: str) -> Sequence[Score]:
+    """The pool of scores an env draws from: see `LMMPianoEnv`'s ``score`` argument."""
+    import pretty_midi
+
+    def one(item):
+        if isinstance(item, Score):
+            return Score(item.pitches, item.onsets, item.offsets, item.velocities, name=item.name,
+                         out_of_range=out_of_range, keys=keys)
+        if isinstance(item, (pretty_midi.PrettyMIDI, os.PathLike)) or (
+            isinstance(item, str) and (os.sep in item or item.lower().endswith((".mid", ".midi")))
+        ):
+            s = Score.from_midi(item)
+            return Score(s.pitches, s.onsets, s.offsets, s.velocities, name=s.name,
+                         out_of_range=out_of_range, keys=keys)
+        raise ValueError(
+            f"score item {item!r} is not allowed; use a MIDI path, a PrettyMIDI, a lmm_env.score.Score, "
+            f"or a corpus name ({', '.join(corpus_mod.names())})"
+        )
+
+    if isinstance(score, str) and not (os.sep in score or score.lower().endswith((".mid", ".midi"))):
+        pool = corpus_mod.load(score, split, keys=keys, out_of_range=out_of_range)
+    elif isinstance(score, (list, tuple)):
+        if not score:
+            raise ValueError("score=[] is empty; give at least one score")
+        pool = [one(s) for s in score]
+    else:
+        pool = [one(score)]
+    for s in pool if isinstance(pool, list) else ():
+        if len(s) == 0:
+            raise ValueError(f"score {s.name!r} has no notes inside keys={keys}")
+    if len(pool) == 0:
+        raise ValueError(f"score={score!r} with split={split!r} holds no pieces")
+    return pool
+
+
+class PianoSim:
+    """Batched piano world + score task. See `LMMPianoEnv` for the arguments."""
+
+    def __init__(self, n_envs: int = 1, *, score="folk", split: str = "train", frame_rate: float = 20,
+                 sample_rate: int = 16000, lookahead: int = 10, keys=(21, 108), layout: str = "identity",
+                 layout_seed: int = 0, pedal: bool = False, synth="piano", reward="audio_match",
+                 n_mels: int = 64, tail: float = 0.5, max_seconds: float | None = None,
+                 out_of_range: str = "transpose", history_blocks: int = 8, record_audio: bool = True):
+        self.n_envs = _check_number("n_envs", n_envs, 1, 1 << 20, integer=True)
+        self.frame_rate = _check_number("frame_rate", frame_rate, 1, 1000)
+        self.sample_rate = _check_number("sample_rate", sample_rate, 8000, 96000, integer=True)
+        hop = self.sample_rate / self.frame_rate
+        if abs(hop - round(hop)) > 1e-9:
+            raise ValueError(
+                f"sample_rate={sample_rate} / frame_rate={frame_rate} = {hop:g} samples per step; "
+                "it must be a whole number (e.g. 16000 Hz at 20, 25, 40, 50 or 100 frames per second)"
+            )
+        self.block_size = int(round(hop))
+        self.lookahead = _check_number("lookahead", lookahead, 0, 10_000, integer=True)
+        self.keys = check_keys(keys)
+        self.tail = _check_number("tail", tail, 0, 60)
+        if max_seconds is not None:
+            max_seconds = _check_number("max_seconds", max_seconds, 1.0 / self.frame_rate, 1e6)
+        self.max_seconds = max_seconds
+        self.n_mels = _check_number("n_mels", n_mels, 1, 512, integer=True)
+        self.split = split
+        self.record_audio = bool(record_audio)
+        self.pool = resolve_scores(score, split, self.keys, out_of_range)
+        self.keyboard = Keyboard(self.n_envs, self.keys, layout, layout_seed, pedal)
+        self.synth = make_synth(synth, self.sample_rate)
+        self.player = self.synth.player(self.n_envs, self.block_size)
+        self.features = LogMel(self.sample_rate, self.block_size, self.n_mels)
+        self.reward = rewards_mod.make(reward)
+        self.reward.bind(self.n_envs)
+        self.history_blocks = max(int(history_blocks), self.reward.history_blocks)
+        self.score_context = int(self.reward.score_context)
+        self.pad = max(self.lookahead + 1, self.score_context + 1)
+        self.lo_col = self.keys[0] - LOWEST_PITCH
+        self.hi_col = self.keys[1] - LOWEST_PITCH + 1
+        n = self.n_envs
+        self.t = np.zeros(n, dtype=np.int64)
+        self.n_steps = np.ones(n, dtype=np.int64)
+        self.scores: list[Score | None] = [None] * n
+        self.frames: list[FrameScore | None] = [None] * n
+        self._cap = 0
+        self._alloc(256)
+        self.audio_hist = np.zeros((n, self.history_blocks, self.block_size), np.float32)
+        self.feat_hist = np.full((n, self.history_blocks, self.n_mels), self.features.silence, np.float32)
+        self.last_features = np.full((n, self.n_mels), self.features.silence, np.float32)
+        self.audio_blocks: list[list[np.ndarray]] = [[] for _ in range(n)]
+        self._arange_n = np.arange(n)
+        self._look = np.arange(self.lookahead + 1)
+        self._ctx = np.arange(-self.score_context, self.score_context + 1)
+
+    # ------------------------------------------------------------------ storage
+    def _alloc(self, cap: int) -> None:
+        """(Re)allocate per-env episode tapes to hold ``cap`` steps."""
+        n, old = self.n_envs, self._cap
+        pad = self.pad
+        tape = np.zeros((n, pad + cap + pad, N_KEYS), np.uint8)  # target codes, padded both sides
+        down = np.zeros((n, cap, N_KEYS), bool)  # keys down per played step (pitch order)
+        vel = np.zeros((n, cap, N_KEYS), np.uint8)  # strike velocities per played step
+        pedal = np.zeros((n, cap), bool)
+        if old:
+            tape[:, : pad + old + pad] = self.tape
+            down[:, :old] = self.down_hist
+            vel[:, :old] = self.vel_hist
+            pedal[:, :old] = self.pedal_hist
+        self.tape, self.down_hist, self.vel_hist, self.pedal_hist, self._cap = tape, down, vel, pedal, cap
+
+    # ------------------------------------------------------------------ episodes
+    def reset_env(self, i: int, rng: np.random.Generator) -> None:
+        """Start a new episode in env ``i``, drawing its score with ``rng``."""
+        score = self.pool[int(rng.integers(len(self.pool)))]
+        if self.max_seconds is not None and score.duration > self.max_seconds:
+            score = score.trim(0.0, self.max_seconds)
+        frames = score.frames(self.frame_rate)
+        target = frames.to_score()
+        n_steps = frames.T + int(math.ceil(self.tail * self.frame_rate))
+        if n_steps > self._cap:
+            self._alloc(max(n_steps, 2 * self._cap))
+        pad = self.pad
+        code = frames.velocity.copy()
+        code[frames.onset] |= _ONSET_BIT
+        self.tape[i] = 0
+        self.tape[i, pad : pad + frames.T] = code
+        self.down_hist[i] = False
+        self.vel_hist[i] = 0
+        self.pedal_hist[i] = False
+        self.t[i] = 0
+        self.n_steps[i] = n_steps
+        self.scores[i] = target
+        self.frames[i] = frames
+        self.keyboard.reset([i])
+        self.player.reset([i])
+        self.audio_hist[i] = 0.0
+        self.feat_hist[i] = self.features.silence
+        self.last_features[i] = self.features.silence
+        self.audio_blocks[i] = []
+        episode = EpisodeContext(
+            score=target, frames=frames, n_steps=n_steps, rng=np.random.default_rng(rng.integers(2**63)),
+            synth=self.synth, features=self.features, frame_rate=self.frame_rate,
+            sample_rate=self.sample_rate, block_size=self.block_size, keys=self.keys,
+        )
+        self.reward.reset(episode, i)
+
+    # ------------------------------------------------------------------ observations
+    def score_window(self, env_ids, t, offsets):
+        """Target (held, onset, velocity) frames ``t + offsets`` for each env, 88 columns."""
+        codes = self.tape[np.asarray(env_ids)[:, None], self.pad + t[:, None] + offsets]
+        return codes > 0, codes >= _ONSET_BIT, codes & 0x7F
+
+    def observation(self) -> dict[str, np.ndarray]:
+        codes = self.tape[self._arange_n[:, None], self.pad + self.t[:, None] + self._look, self.lo_col : self.hi_col]
+        score = np.empty((self.n_envs, 3) + codes.shape[1:], np.float32)
+        score[:, 0] = codes > 0
+        score[:, 1] = codes >= _ONSET_BIT
+        np.multiply(codes & 0x7F, 1.0 / 127.0, out=score[:, 2], casting="unsafe")
+        kb = self.keyboard
+        key_state = kb.down.astype(np.float32)
+        if kb.pedal:
+            key_state = np.concatenate([key_state, kb.pedal_down[:, None].astype(np.float32)], axis=1)
+        return {"score": score, "audio": self.last_features.copy(), "key_state": key_state}
+
+    # ------------------------------------------------------------------ stepping
+    def step(self, action):
+        """Advance every env one step. Returns (rewards, truncated, terms)."""
+        a = self.keyboard.check_action(action)
+        onset, velocity, damped, down = self.keyboard.apply(a)
+        audio = self.player.step(onset, velocity, damped)
+        feats = self.features.block(audio)
+        t = self.t
+        ar = self._arange_n
+        self.down_hist[ar, t] = down
+        self.vel_hist[ar, t] = np.where(onset, velocity, 0)
+        self.pedal_hist[ar, t] = self.keyboard.pedal_down
+        held, ons, vel = self.score_window(ar, t, self._ctx)
+        ctx = BatchStepContext(
+            env_ids=ar, step=t.copy(), audio=audio, audio_history=self.audio_hist.reshape(self.n_envs, -1),
+            features=feats, feature_history=self.feat_hist, target_held=held, target_onset=ons,
+            target_velocity=vel, score_context=self.score_context,
+            key_down=down if self.reward.uses_motion else None,
+        )
+        rewards = call_model(self.reward, ctx)
+        terms = self.reward.terms() or {getattr(self.reward, "name", "reward"): rewards}
+        if self.history_blocks:
+            self.audio_hist[:, :-1] = self.audio_hist[:, 1:]
+            self.audio_hist[:, -1] = audio
+            self.feat_hist[:, :-1] = self.feat_hist[:, 1:]
+            self.feat_hist[:, -1] = feats
+        self.last_features = feats
+        if self.record_audio:
+            for i in range(self.n_envs):
+                self.audio_blocks[i].append(audio[i])
+        self.t = t + 1
+        truncated = self.t >= self.n_steps
+        return rewards, truncated, terms
+
+    # ------------------------------------------------------------------ results
+    def performance_score(self, i: int) -> Score:
+        """What env ``i`` played so far, as a Score on the frame grid (key-down times)."""
+        steps = int(self.t[i])
+        fs = FrameScore(self.frame_rate, self.down_hist[i, :steps],
+                        self.vel_hist[i, :steps] > 0, self._held_velocity(i, steps))
+        return fs.to_score()
+
+    def _held_velocity(self, i: int, steps: int) -> np.ndarray:
+        """Velocity of each played note carried over its held frames (for FrameScore)."""
+        down = self.down_hist[i, :steps]
+        vel = self.vel_hist[i, :steps].astype(np.int64)
+        # Forward-fill strike velocities along time while the key stays down.
+        idx = np.where(vel > 0, np.arange(steps)[:, None], 0)
+        np.maximum.accumulate(idx, axis=0, out=idx)
+        filled = vel[idx, np.arange(N_KEYS)[None, :]]
+        return np.where(down, np.maximum(filled, 1), 0).astype(np.uint8)
+
+    def performance_midi(self, i: int):
+        """The performance of env ``i`` as PrettyMIDI, with sustain-pedal events if used."""
+        import pretty_midi
+
+        pm = self.performance_score(i).to_pretty_midi()
+        if self.keyboard.pedal:
+            steps = int(self.t[i])
+            ped = self.pedal_hist[i, :steps]
+            change = np.flatnonzero(np.diff(np.r_[False, ped, False].astype(np.int8)))
+            for j, c in enumerate(change):
+                pm.instruments[0].control_changes.append(
+                    pretty_midi.ControlChange(64, 127 if j % 2 == 0 else 0, c / self.frame_rate)
+                )
+        return pm
+
+    def episode_audio(self, i: int) -> np.ndarray:
+        if not self.record_audio:
+            raise RuntimeError("this env was made with record_audio=False; it keeps no audio")
+        blocks = self.audio_blocks[i]
+        return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+
+    def episode_metrics(self, i: int) -> dict[str, float]:
+        steps = int(self.t[i])
+        pad = self.pad
+        target_held = (self.tape[i, pad : pad + steps] > 0)
+        return metrics_mod.episode_metrics(
+            self.down_hist[i, :steps], target_held, self.performance_score(i), self.scores[i]
+        )

@@ -1,0 +1,170 @@
+"""LMMPiano-v0: read a score, play an 88-key piano, be rewarded by what you hear."""
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from lmm_env.envs.core import PianoSim
+from lmm_env.envs.render import render_frame
+
+
+def make_spaces(sim: PianoSim):
+    """(observation_space, action_space) of one env."""
+    n_keys = sim.keyboard.n_keys
+    obs = spaces.Dict({
+        "score": spaces.Box(0.0, 1.0, (3, sim.lookahead + 1, n_keys), np.float32),
+        "audio": spaces.Box(sim.features.silence, 30.0, (sim.n_mels,), np.float32),
+        "key_state": spaces.Box(0.0, 1.0, (sim.keyboard.n_actions,), np.float32),
+    })
+    act = spaces.Box(-1.0, 1.0, (sim.keyboard.n_actions,), np.float32)
+    return obs, act
+
+
+class LMMPianoEnv(gym.Env):
+    """Play a score on a piano and be judged by the audio it makes.
+
+    Each step the agent sees the score ahead (X^V) and the log-mel of the audio its keys
+    made in the last step (X^A), and sets 88 keys (X^M). The world is a piano synthesizer
+    that renders one block of audio per step; the reward comes from reward models that
+    listen to that audio (the default) or, for baselines, look at the keys.
+
+    ## Action Space
+    ``Box(-1, 1, (n_keys,), float32)`` (``n_keys`` = 88 by default, plus one for the
+    sustain pedal with ``pedal=True``). Key ``i`` is down while ``a[i] > 0``; when it goes
+    down it strikes with MIDI velocity ``1 + round(126 * a[i])``; it sustains while held
+    and releases (its damper falls) when ``a[i] <= 0``. Re-striking a key needs one step
+    with it up. Action ``i`` plays pitch ``keys[0] + i`` (``layout="identity"``) or a
+    hidden seeded permutation of the range (``layout="shuffled"``). Values beyond [-1, 1]
+    are clipped; NaN/inf, wrong shapes and non-float dtypes raise ``ValueError``.
+
+    ## Observation Space
+    ``Dict`` of:
+
+    * ``"score"``: ``Box(0, 1, (3, lookahead + 1, n_keys), float32)``, the target from the
+      frame this step plays (row 0) to ``lookahead`` frames ahead; columns are pitches
+      ``keys[0] .. keys[1]`` in pitch order (whatever the layout). Channel 0: key held;
+      channel 1: key struck on that frame; channel 2: target velocity / 127 on every
+      held frame of a note (0 elsewhere). Rows past the end are 0.
+    * ``"audio"``: ``Box(log(1e-8), 30, (n_mels,), float32)``, log-mel of the audio heard
+      during the previous step (`lmm_env.audio.LogMel`); silence at reset.
+    * ``"key_state"``: ``Box(0, 1, (n_actions,), float32)``, which keys (by action index)
+      are down, then the pedal if ``pedal=True``.
+
+    ## Rewards
+    ``reward="audio_match"`` (default): ``exp(-mean |heard log-mel - target log-mel| / 2)``
+    against the score rendered through the same synth, in (0, 1]. ``"key_match"``:
+    RoboPianist-style key-press reward computed from the keys (motion space; for
+    baselines). A ``{name: weight}`` dict sums registered rewards; any
+    `lmm_env.rewards.RewardModel` plugs in. ``info["reward_terms"]`` has every term by
+    name each step.
+
+    ## Starting State
+    All keys up, silence; a score is drawn from the pool with the env's RNG.
+
+    ## Episode End
+    No termination. Truncation after the score's frames plus ``tail`` seconds (releases
+    ring out). The last step's ``info["metrics"]`` holds frame precision/recall/F1
+    (RoboPianist's definition), note onset precision/recall/F1 (mir_eval, 50 ms) and the
+    velocity error on matched notes.
+
+    ## Arguments
+    * ``score``: a corpus name (default ``"folk"``; see `lmm_env.corpus.names`), a MIDI
+      path, a PrettyMIDI, a `Score`, or a list of those. Each reset draws one.
+    * ``split``: corpus split, ``"train"`` (default), ``"validation"`` or ``"test"``.
+    * ``frame_rate`` (20): steps per second; ``sample_rate`` (16000): audio Hz; their
+      ratio must be a whole number of samples.
+    * ``lookahead`` (10): score frames shown beyond the current one.
+    * ``keys`` ((21, 108)): playable MIDI range, inclusive; scores are folded into it by
+      octaves (``out_of_range="transpose"``, or ``"reject"``/``"drop"``).
+    * ``layout`` ("identity"/"shuffled"), ``layout_seed`` (0), ``pedal`` (False).
+    * ``synth``: "piano" (fast additive piano, default), "soundfont" (TimGM6mb through
+      tinysoundfont) or a path to any .sf2 file, or a `lmm_env.synth.Synth`.
+    * ``reward``: see Rewards. ``n_mels`` (64). ``tail`` (0.5 s). ``max_seconds``: trim
+      long pieces to their first ``max_seconds`` (None = whole piece).
+    * ``render_mode``: None or "rgb_array" (keyboard under a scrolling piano roll).
+    * ``record_audio`` (True): keep the episode's audio for `episode_audio`.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+
+    def __init__(self, score="folk", split: str = "train", frame_rate: float = 20, sample_rate: int = 16000,
+                 lookahead: int = 10, keys=(21, 108), layout: str = "identity", layout_seed: int = 0,
+                 pedal: bool = False, synth="piano", reward="audio_match", render_mode: str | None = None,
+                 n_mels: int = 64, tail: float = 0.5, max_seconds: float | None = None,
+                 out_of_range: str = "transpose", record_audio: bool = True):
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode={render_mode!r} is not supported; use None or 'rgb_array'")
+        self.render_mode = render_mode
+        self.sim = PianoSim(
+            1, score=score, split=split, frame_rate=frame_rate, sample_rate=sample_rate, lookahead=lookahead,
+            keys=keys, layout=layout, layout_seed=layout_seed, pedal=pedal, synth=synth, reward=reward,
+            n_mels=n_mels, tail=tail, max_seconds=max_seconds, out_of_range=out_of_range,
+            record_audio=record_audio,
+        )
+        self.metadata = dict(self.metadata, render_fps=self.sim.frame_rate)
+        self.observation_space, self.action_space = make_spaces(self.sim)
+        self._needs_reset = True
+
+    @property
+    def keyboard(self):
+        return self.sim.keyboard
+
+    @property
+    def synth(self):
+        return self.sim.synth
+
+    @property
+    def reward_model(self):
+        return self.sim.reward
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self.sim.reset_env(0, self.np_random)
+        self._needs_reset = False
+        obs = {k: v[0] for k, v in self.sim.observation().items()}
+        score = self.sim.scores[0]
+        return obs, {"score_name": score.name, "n_steps": int(self.sim.n_steps[0])}
+
+    def step(self, action):
+        if self._needs_reset:
+            raise RuntimeError("call reset() before step(), and again after an episode ends")
+        a = np.asarray(action)
+        if a.shape != self.action_space.shape:
+            raise ValueError(f"action shape {a.shape} is wrong; expected {self.action_space.shape}")
+        rewards, truncated, terms = self.sim.step(a[None])
+        obs = {k: v[0] for k, v in self.sim.observation().items()}
+        info = {"reward_terms": {k: float(v[0]) for k, v in terms.items()}}
+        done = bool(truncated[0])
+        if done:
+            info["metrics"] = self.sim.episode_metrics(0)
+            self._needs_reset = True
+        return obs, float(rewards[0]), False, done, info
+
+    def performance(self):
+        """What was played so far, as a PrettyMIDI (notes from key-down to key-up)."""
+        return self.sim.performance_midi(0)
+
+    def performance_score(self):
+        """What was played so far, as a `Score` on the frame grid."""
+        return self.sim.performance_score(0)
+
+    def target_score(self):
+        """The current episode's target notes (quantized to the frame grid)."""
+        return self.sim.scores[0]
+
+    def episode_audio(self) -> np.ndarray:
+        """The audio heard so far this episode (float32, mono, at ``sample_rate``)."""
+        return self.sim.episode_audio(0)
+
+    def episode_metrics(self) -> dict[str, float]:
+        """Metrics of the episode so far (the same as the last step's ``info["metrics"]``)."""
+        return self.sim.episode_metrics(0)
+
+    def render(self):
+        if self.render_mode is None:
+            gym.logger.warn("render() called with render_mode=None; make the env with render_mode='rgb_array'")
+            return None
+        return render_frame(self.sim, 0)

@@ -1,0 +1,104 @@
+"""The natively batched twin of LMMPiano-v0, and an adapter to Stable-Baselines3's VecEnv.
+
+``gym.make_vec("LMMPiano-v0", num_envs=N)`` builds `LMMPianoVectorEnv`: one `PianoSim`
+steps all N keyboards, synth voices, features and rewards as arrays. Env ``i`` reset with
+seed ``s + i`` plays the same episode as a single LMMPiano-v0 reset with that seed.
+
+SB3 does not take gymnasium VectorEnvs: wrap one with `SB3VecEnv` (or call
+`make_sb3_vec_env`).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from lmm_env.envs.core import PianoSim
+from lmm_env.envs.piano import make_spaces
+
+
+class LMMPianoVectorEnv(VectorEnv):
+    """``num_envs`` LMMPiano-v0 envs stepped as one batch (same arguments as `LMMPianoEnv`).
+
+    Autoreset is gymnasium's ``AutoresetMode.SAME_STEP`` (declared in ``metadata``): an
+    episode's last step already returns the next episode's first observation, and the
+    final one is in ``infos["final_obs"]`` (as SB3 expects). Every env keeps stepping in
+    lockstep, with no wasted step per episode.
+
+    Extra argument:
+        record_audio: keep each env's episode audio (default False: it costs memory).
+
+    ``infos`` follow gymnasium's vector convention: ``infos["reward_terms"][name]`` is an
+    array over envs; ``infos["metrics"][name]`` with mask ``infos["_metrics"]`` holds the
+    metrics of envs whose episode ended this step.
+    """
+
+    metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.SAME_STEP}
+
+    def __init__(self, num_envs: int = 1, record_audio: bool = False, render_mode: str | None = None,
+                 **kwargs: Any):
+        if render_mode is not None:
+            raise ValueError(f"render_mode={render_mode!r}: the vector env does not render; use LMMPiano-v0")
+        self.sim = PianoSim(num_envs, record_audio=record_audio, **kwargs)
+        self.num_envs = self.sim.n_envs
+        self.single_observation_space, self.single_action_space = make_spaces(self.sim)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self.render_mode = None
+        self._rngs = [seeding.np_random(None)[0] for _ in range(self.num_envs)]
+        self._started = False
+
+    def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
+        if seed is None:
+            seeds = [None] * self.num_envs
+        elif isinstance(seed, (int, np.integer)):
+            seeds = [int(seed) + i for i in range(self.num_envs)]
+        else:
+            seeds = list(seed)
+            if len(seeds) != self.num_envs:
+                raise ValueError(f"reset got {len(seeds)} seeds for {self.num_envs} envs; give one per env")
+        for i, s in enumerate(seeds):
+            if s is not None or not self._started:
+                self._rngs[i] = seeding.np_random(s)[0]
+            self.sim.reset_env(i, self._rngs[i])
+        self._started = True
+        return self.sim.observation(), {}
+
+    def step(self, actions):
+        if not self._started:
+            raise RuntimeError("call reset() before step()")
+        sim = self.sim
+        rewards, truncated, terms = sim.step(np.asarray(actions))
+        infos: dict[str, Any] = {"reward_terms": dict(terms)}
+        terminations = np.zeros(self.num_envs, dtype=bool)
+        ended = np.flatnonzero(truncated)
+        if not len(ended):
+            return sim.observation(), rewards, terminations, truncated, infos
+        per_env = {int(i): sim.episode_metrics(int(i)) for i in ended}
+        names = next(iter(per_env.values())).keys()
+        infos["metrics"] = {n: np.array([per_env[i][n] if i in per_env else 0.0 for i in range(self.num_envs)])
+                            for n in names}
+        infos["_metrics"] = truncated.copy()
+        # SAME_STEP autoreset: ended envs start their next episode now.
+        final_obs = sim.observation()
+        infos["final_obs"] = np.array(
+            [{k: v[i] for k, v in final_obs.items()} if truncated[i] else None for i in range(self.num_envs)],
+            dtype=object,
+        )
+        infos["_final_obs"] = truncated.copy()
+        infos["final_info"] = {"metrics": infos["metrics"], "_metrics": truncated.copy()}
+        infos["_final_info"] = truncated.copy()
+        for i in ended:
+            sim.reset_env(int(i), self._rngs[i])
+        return sim.observation(), rewards, terminations, truncated, infos
+
+    def performance(self, i: int):
+        """Env ``i``'s performance so far as PrettyMIDI."""
+        return self.sim.performance_midi(i)
+
+    def episode_audio(self, i: int) -> np.ndarray:
+        return self.sim.episode_audio(i)

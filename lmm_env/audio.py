@@ -1,0 +1,94 @@
+"""Log-mel features of audio, one frame per env step (numpy for stepping, torch for gradients).
+
+A frame is computed from exactly one block of ``block_size`` samples (the audio the
+agent's keys made during one step): Hann window over the block, zero-padded FFT of
+``n_fft`` (the next power of two), power normalized so that a full-scale sine puts 0.25
+into its bin, a mel filterbank from librosa (Slaney mel, area-normalized), then
+``log(mel + eps)``. Blocks do not overlap, so features of a whole clip (cut into blocks)
+equal the features of its blocks computed one by one during an episode.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+class LogMel:
+    """Log-mel feature extractor over non-overlapping blocks.
+
+    Args:
+        sample_rate: audio rate in Hz.
+        block_size: samples per frame (``sample_rate / frame_rate`` in the env).
+        n_mels: mel bands (default 64).
+        fmin, fmax: band edges in Hz (fmax default: Nyquist).
+        eps: floor inside the log; silence maps to ``log(eps)``.
+    """
+
+    def __init__(self, sample_rate: int = 16000, block_size: int = 800, n_mels: int = 64,
+                 fmin: float = 20.0, fmax: float | None = None, eps: float = 1e-8):
+        import librosa.filters  # librosa's filterbank: the library made for the job
+
+        if int(n_mels) < 1:
+            raise ValueError(f"n_mels={n_mels!r} must be >= 1")
+        if int(block_size) < 16:
+            raise ValueError(f"block_size={block_size!r} must be >= 16 samples")
+        self.sample_rate = int(sample_rate)
+        self.block_size = int(block_size)
+        self.n_mels = int(n_mels)
+        self.n_fft = 1 << (self.block_size - 1).bit_length()
+        self.eps = float(eps)
+        self.silence = float(np.log(self.eps))
+        window = np.hanning(self.block_size + 1)[:-1]  # periodic Hann
+        # Power normalization: a full-scale sine gives 0.25 in its bin.
+        self.window = (window / window.sum()).astype(np.float64)
+        fmax = self.sample_rate / 2 if fmax is None else float(fmax)
+        mel = librosa.filters.mel(sr=self.sample_rate, n_fft=self.n_fft, n_mels=self.n_mels, fmin=fmin, fmax=fmax)
+        # Scale so that a sine's energy lands in the bands with unit gain at the peak.
+        mel = mel / mel.max(axis=1, keepdims=True)
+        self.mel_basis = np.ascontiguousarray(mel.T.astype(np.float64))  # (n_fft//2+1, n_mels)
+        self._torch_cache = {}
+
+    def __call__(self, audio: np.ndarray) -> np.ndarray:
+        """Features of audio shaped (..., n_blocks * block_size) -> (..., n_blocks, n_mels).
+
+        A single block (..., block_size) gives (..., 1, n_mels); use `block` for (..., n_mels).
+        Trailing samples that do not fill a block are an error, not silently dropped.
+        """
+        audio = np.asarray(audio)
+        if audio.shape[-1] % self.block_size:
+            raise ValueError(
+                f"audio length {audio.shape[-1]} is not a multiple of block_size={self.block_size}"
+            )
+        blocks = audio.reshape(*audio.shape[:-1], audio.shape[-1] // self.block_size, self.block_size)
+        return self.block(blocks)
+
+    def block(self, blocks: np.ndarray) -> np.ndarray:
+        """Features of blocks shaped (..., block_size) -> float32 (..., n_mels)."""
+        blocks = np.asarray(blocks, dtype=np.float64)
+        if blocks.shape[-1] != self.block_size:
+            raise ValueError(f"blocks end in {blocks.shape[-1]} samples; expected block_size={self.block_size}")
+        spec = np.fft.rfft(blocks * self.window, n=self.n_fft)
+        power = spec.real**2 + spec.imag**2
+        lead = power.shape[:-1]
+        # Row by row matmul keeps every frame's numbers independent of how many are batched.
+        mel = np.einsum("...f,fm->...m", power.reshape(-1, power.shape[-1]), self.mel_basis, optimize=False)
+        return np.log(mel + self.eps).astype(np.float32).reshape(*lead, self.n_mels)
+
+    def torch(self, audio):
+        """Differentiable twin: torch audio (..., n_blocks * block_size) -> (..., n_blocks, n_mels)."""
+        import torch
+
+        key = (audio.device, audio.dtype)
+        if key not in self._torch_cache:
+            self._torch_cache[key] = (
+                torch.as_tensor(self.window, dtype=audio.dtype, device=audio.device),
+                torch.as_tensor(self.mel_basis, dtype=audio.dtype, device=audio.device),
+            )
+        window, basis = self._torch_cache[key]
+        if audio.shape[-1] % self.block_size:
+            raise ValueError(
+                f"audio length {audio.shape[-1]} is not a multiple of block_size={self.block_size}"
+            )
+        blocks = audio.reshape(*audio.shape[:-1], audio.shape[-1] // self.block_size, self.block_size)
+        spec = torch.fft.rfft(blocks * window, n=self.n_fft)
+        power = spec.real**2 + spec.imag**2
+        return torch.log(power @ basis + self.eps)

@@ -1,0 +1,114 @@
+"""`Keyboard`: turns the agent's actions (motion, X^M) into key events, for many envs at once.
+
+Action semantics (one row per env, float in [-1, 1], values beyond are clipped):
+
+* key ``i`` is down while ``a[i] > 0``; when it goes down its hammer strikes with MIDI
+  velocity ``1 + round(126 * a[i])``; it sustains while held and releases when
+  ``a[i] <= 0``. Striking a key again needs a step with it up, as on a real piano.
+* with ``pedal=True`` the last action dimension is the sustain pedal (down while > 0):
+  released keys keep sounding until the pedal lifts.
+
+``keys=(lo, hi)`` (inclusive MIDI pitches) restricts the playable range; action ``i``
+plays pitch ``pitch_of_action[i]``. With ``layout="shuffled"`` that mapping is a hidden
+permutation drawn from ``layout_seed`` (the pitch->key mapping the seed author's
+"decipher" prototype had to discover); ``layout="identity"`` (default) plays ``lo + i``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from lmm_env.synth.base import HIGHEST_PITCH, LOWEST_PITCH, N_KEYS
+
+LAYOUTS = ("identity", "shuffled")
+
+
+def check_keys(keys) -> tuple[int, int]:
+    """Validate a (lo, hi) inclusive MIDI pitch range inside A0..C8."""
+    try:
+        lo, hi = (int(k) for k in keys)
+        ok = (lo, hi) == tuple(keys)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or not LOWEST_PITCH <= lo <= hi <= HIGHEST_PITCH:
+        raise ValueError(
+            f"keys={keys!r} must be a (lo, hi) pair of integer MIDI pitches with "
+            f"{LOWEST_PITCH} <= lo <= hi <= {HIGHEST_PITCH}"
+        )
+    return lo, hi
+
+
+class Keyboard:
+    """Key state of ``n_envs`` pianos, driven by actions.
+
+    Args:
+        n_envs: how many independent keyboards.
+        keys: (lo, hi) playable MIDI pitches, inclusive. Default the full 88 keys.
+        layout: "identity" or "shuffled".
+        layout_seed: seed of the shuffled permutation (fixed for the keyboard's life).
+        pedal: add a sustain-pedal action dimension.
+    """
+
+    def __init__(self, n_envs: int = 1, keys=(LOWEST_PITCH, HIGHEST_PITCH), layout: str = "identity",
+                 layout_seed: int = 0, pedal: bool = False):
+        self.lo, self.hi = check_keys(keys)
+        if layout not in LAYOUTS:
+            raise ValueError(f"unknown layout {layout!r}; use one of {list(LAYOUTS)}")
+        self.n_envs = int(n_envs)
+        self.n_keys = self.hi - self.lo + 1
+        self.pedal = bool(pedal)
+        self.n_actions = self.n_keys + int(self.pedal)
+        self.layout = layout
+        pitches = np.arange(self.lo, self.hi + 1)
+        if layout == "shuffled":
+            pitches = np.random.default_rng(layout_seed).permutation(pitches)
+        self.pitch_of_action = pitches  # (n_keys,) MIDI pitch each action index plays
+        self.key_of_action = pitches - LOWEST_PITCH  # column in the 88-key arrays
+        self.action_of_pitch = np.full(128, -1, dtype=np.int64)
+        self.action_of_pitch[pitches] = np.arange(self.n_keys)
+        self.down = np.zeros((self.n_envs, self.n_keys), dtype=bool)  # by action index
+        self.pedal_down = np.zeros(self.n_envs, dtype=bool)
+        self._onset88 = np.zeros((self.n_envs, N_KEYS), dtype=bool)
+        self._vel88 = np.zeros((self.n_envs, N_KEYS), dtype=np.int64)
+        self._down88 = np.zeros((self.n_envs, N_KEYS), dtype=bool)
+
+    def reset(self, env_ids=None) -> None:
+        ids = slice(None) if env_ids is None else np.asarray(env_ids)
+        self.down[ids] = False
+        self.pedal_down[ids] = False
+
+    def check_action(self, action) -> np.ndarray:
+        """Validate an action batch (n_envs, n_actions) and clip it to [-1, 1]."""
+        a = np.asarray(action)
+        if a.dtype.kind != "f":
+            raise ValueError(f"action dtype {a.dtype} is not allowed; pass floats (float32) in [-1, 1]")
+        if a.shape != (self.n_envs, self.n_actions):
+            want = (self.n_actions,) if self.n_envs == 1 else (self.n_envs, self.n_actions)
+            raise ValueError(f"action shape {a.shape} is wrong; expected {want}")
+        if not np.isfinite(a).all():
+            bad = np.argwhere(~np.isfinite(a))[0]
+            raise ValueError(f"action holds a non-finite value {a[tuple(bad)]!r} at index {tuple(bad.tolist())}; "
+                             "actions must be finite floats in [-1, 1]")
+        return np.clip(a, -1.0, 1.0)
+
+    def apply(self, action: np.ndarray):
+        """Move the keys to a checked action batch.
+
+        Returns ``(onset, velocity, damped, down)``, each (n_envs, 88) in pitch order
+        (column = pitch - 21): strikes this step, their velocities, keys whose damper is
+        down (key up and no pedal), and keys held down.
+        """
+        keys = action[:, : self.n_keys]
+        down = keys > 0.0
+        onset = down & ~self.down
+        self.down = down
+        if self.pedal:
+            self.pedal_down = action[:, self.n_keys] > 0.0
+        cols = self.key_of_action
+        self._onset88[:, cols] = onset
+        self._down88[:, cols] = down
+        self._vel88[:, cols] = 1 + np.rint(126.0 * np.maximum(keys, 0.0)).astype(np.int64)
+        if self.pedal:
+            damped = ~(self._down88 | self.pedal_down[:, None])
+        else:
+            damped = ~self._down88
+        return self._onset88.copy(), self._vel88.copy(), damped, self._down88.copy()

@@ -1,0 +1,233 @@
+"""The reward-model interface of lmm_env, and the composite that weighs several.
+
+A reward model judges one step of play. The env gives it, at each episode's start, an
+`EpisodeContext` (the target score, the synth, the feature extractor, an RNG), and at
+each step a `BatchStepContext`: what every env *heard* (audio block, history, log-mel)
+and the score around now. Rewards that look at the keys themselves (motion-space
+rewards, for baselines and debugging) declare ``uses_motion = True``; only they receive
+the key state. LM rewards never see actions.
+
+Implement ``__call__(ctx: StepContext) -> float`` for one env; override ``batch`` for
+speed in vector envs (the built-ins do). ``bind(n_envs)`` is called once before any
+``reset(episode, env_index)``, so a model can keep per-env state in arrays.
+"""
+from __future__ import annotations
+
+import dataclasses
+import numbers
+from typing import Any, Mapping
+
+import numpy as np
+
+
+class RewardError(RuntimeError):
+    """A reward model raised, or returned something that is not a finite number."""
+
+
+@dataclasses.dataclass
+class EpisodeContext:
+    """What a reward model learns at the start of an episode (one env).
+
+    Attributes:
+        score: the target notes (quantized to the frame grid), a `lmm_env.score.Score`.
+        frames: the target's frame view, a `lmm_env.score.FrameScore` (88-key columns).
+        n_steps: steps in the episode (score frames plus the tail).
+        rng: a generator seeded from the env's RNG, for stochastic rewards.
+        synth: the env's synthesizer (render targets through the same instrument).
+        features: the env's `lmm_env.audio.LogMel`.
+        frame_rate, sample_rate, block_size: timing.
+        keys: (lo, hi) playable MIDI pitches.
+    """
+
+    score: Any
+    frames: Any
+    n_steps: int
+    rng: np.random.Generator
+    synth: Any
+    features: Any
+    frame_rate: float
+    sample_rate: int
+    block_size: int
+    keys: tuple
+
+
+@dataclasses.dataclass
+class BatchStepContext:
+    """One step of ``n`` envs. Arrays have a leading env axis.
+
+    Attributes:
+        env_ids: (n,) which envs these rows are.
+        step: (n,) index of the frame just played (0-based).
+        audio: (n, block_size) float32, the audio heard this step.
+        audio_history: (n, history_blocks * block_size), the blocks before it, oldest first.
+        features: (n, n_mels) log-mel of ``audio``.
+        feature_history: (n, history_blocks, n_mels), oldest first.
+        target_held, target_onset: (n, 1 + 2 * score_context, 88) bool target frames from
+            ``step - score_context`` to ``step + score_context`` (pitch order, column =
+            pitch - 21; frames outside the episode are empty).
+        target_velocity: the same, uint8 velocities on held frames.
+        score_context: frames of score on each side of now.
+        key_down: (n, 88) bool keys held after this step's action, or None unless the model
+            declared ``uses_motion``.
+    """
+
+    env_ids: np.ndarray
+    step: np.ndarray
+    audio: np.ndarray
+    audio_history: np.ndarray
+    features: np.ndarray
+    feature_history: np.ndarray
+    target_held: np.ndarray
+    target_onset: np.ndarray
+    target_velocity: np.ndarray
+    score_context: int
+    key_down: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.env_ids)
+
+    def __getitem__(self, i: int) -> "StepContext":
+        return StepContext(
+            env_id=int(self.env_ids[i]), step=int(self.step[i]), audio=self.audio[i],
+            audio_history=self.audio_history[i], features=self.features[i],
+            feature_history=self.feature_history[i], target_held=self.target_held[i],
+            target_onset=self.target_onset[i], target_velocity=self.target_velocity[i],
+            score_context=self.score_context,
+            key_down=None if self.key_down is None else self.key_down[i],
+        )
+
+
+@dataclasses.dataclass
+class StepContext:
+    """One env's step: the rows of a `BatchStepContext` (see there for each field)."""
+
+    env_id: int
+    step: int
+    audio: np.ndarray
+    audio_history: np.ndarray
+    features: np.ndarray
+    feature_history: np.ndarray
+    target_held: np.ndarray
+    target_onset: np.ndarray
+    target_velocity: np.ndarray
+    score_context: int
+    key_down: np.ndarray | None = None
+
+
+class RewardModel:
+    """Base class of every reward. Subclass and implement ``__call__`` (or ``batch``).
+
+    Class attributes a model may set:
+        name: how it is reported in ``info["reward_terms"]``.
+        uses_motion: True only for motion-space rewards that read the key state.
+        history_blocks: past audio blocks (and feature frames) the model needs.
+        score_context: score frames on each side of now the model needs.
+    """
+
+    name: str = "reward"
+    uses_motion: bool = False
+    history_blocks: int = 0
+    score_context: int = 0
+
+    def bind(self, n_envs: int) -> None:
+        """Called once by the env, before any reset, with the number of envs it serves."""
+        self.n_envs = int(n_envs)
+
+    def reset(self, episode: EpisodeContext, env_index: int = 0) -> None:
+        """Start an episode in env ``env_index``."""
+
+    def __call__(self, ctx: StepContext) -> float:
+        raise NotImplementedError(f"{type(self).__name__} implements neither __call__ nor batch")
+
+    def batch(self, ctx: BatchStepContext) -> np.ndarray:
+        """Rewards for a batch of envs, shape (n,). Default: ``__call__`` per env."""
+        return np.array([self(ctx[i]) for i in range(len(ctx))], dtype=np.float64)
+
+    def terms(self) -> dict[str, np.ndarray] | None:
+        """Named parts of the last batch's rewards (for models made of several), else None."""
+        return None
+
+
+def check_rewards(values, model: RewardModel, ctx: BatchStepContext) -> np.ndarray:
+    """The batch's rewards as float64 (n,), or a RewardError naming the model and the step."""
+    name = getattr(model, "name", type(model).__name__)
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise RewardError(
+            f"reward model {name!r} returned {values!r} at step {int(ctx.step[0])}, which is not a number"
+        ) from exc
+    if arr.shape != (len(ctx),):
+        raise RewardError(
+            f"reward model {name!r} returned shape {arr.shape} at step {int(ctx.step[0])}; expected ({len(ctx)},)"
+        )
+    if not np.isfinite(arr).all():
+        i = int(np.flatnonzero(~np.isfinite(arr))[0])
+        raise RewardError(
+            f"reward model {name!r} returned {arr[i]!r} at step {int(ctx.step[i])} of env {int(ctx.env_ids[i])}; "
+            "rewards must be finite numbers"
+        )
+    return arr
+
+
+def call_model(model: RewardModel, ctx: BatchStepContext) -> np.ndarray:
+    """Run ``model.batch`` with errors that name the model and the step."""
+    try:
+        values = model.batch(ctx)
+    except RewardError:
+        raise
+    except Exception as exc:
+        name = getattr(model, "name", type(model).__name__)
+        raise RewardError(f"reward model {name!r} raised at step {int(ctx.step[0])}: {exc!r}") from exc
+    if isinstance(values, numbers.Number):
+        values = [values]
+    return check_rewards(values, model, ctx)
+
+
+class CompositeReward(RewardModel):
+    """A weighted sum of reward models; each one's value is reported by its name.
+
+    Args:
+        parts: {name: (model, weight)}.
+    """
+
+    name = "composite"
+
+    def __init__(self, parts: Mapping[str, tuple[RewardModel, float]]):
+        if not parts:
+            raise ValueError("a composite reward needs at least one part")
+        self.parts = {n: (m, float(w)) for n, (m, w) in parts.items()}
+        for n, (_, w) in self.parts.items():
+            if not np.isfinite(w):
+                raise ValueError(f"weight {w!r} of reward {n!r} must be a finite number")
+        models = [m for m, _ in self.parts.values()]
+        self.uses_motion = any(m.uses_motion for m in models)
+        self.history_blocks = max(m.history_blocks for m in models)
+        self.score_context = max(m.score_context for m in models)
+        self._terms: dict[str, np.ndarray] = {}
+
+    def bind(self, n_envs: int) -> None:
+        super().bind(n_envs)
+        for m, _ in self.parts.values():
+            m.bind(n_envs)
+
+    def reset(self, episode: EpisodeContext, env_index: int = 0) -> None:
+        for m, _ in self.parts.values():
+            m.reset(episode, env_index)
+
+    def batch(self, ctx: BatchStepContext) -> np.ndarray:
+        total = np.zeros(len(ctx))
+        terms = {}
+        for n, (m, w) in self.parts.items():
+            sub_ctx = ctx if m.uses_motion or ctx.key_down is None else dataclasses.replace(ctx, key_down=None)
+            values = call_model(m, sub_ctx)
+            sub_terms = m.terms()
+            if sub_terms:
+                terms.update(sub_terms)
+            terms[n] = values
+            total += w * values
+        self._terms = terms
+        return total
+
+    def terms(self) -> dict[str, np.ndarray]:
+        return self._terms

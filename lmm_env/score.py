@@ -1,0 +1,675 @@
+"""Scores: what the agent is asked to play.
+
+A :class:`Score` is a set of notes (pitch, onset, offset, velocity) held as numpy arrays,
+sorted by (onset, pitch). It is built from tuples, from a MIDI file (pretty_midi) or from a
+music21 stream, and can be transposed, re-timed and trimmed; every such operation returns a
+new Score (the arrays are read-only).
+
+A :class:`FrameScore` is the same score quantized to a frame grid: boolean ``held`` and
+``onset`` rolls plus a ``velocity`` roll of shape (T, 88). It is what the env shows the agent
+(``window`` gives the lookahead) and what a performance is scored against.
+
+Pitches are MIDI numbers; roll columns are indexed by ``pitch - LOWEST_PITCH`` (A0 = 21 is
+column 0, C8 = 108 is column 87).
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import numpy as np
+
+from lmm_env.synth.base import HIGHEST_PITCH, LOWEST_PITCH, N_KEYS
+
+__all__ = [
+    "LOWEST_PITCH",
+    "HIGHEST_PITCH",
+    "N_KEYS",
+    "ScoreError",
+    "Score",
+    "FrameScore",
+    "OUT_OF_RANGE_POLICIES",
+]
+
+OUT_OF_RANGE_POLICIES = ("transpose", "reject", "drop")
+DEFAULT_VELOCITY = 80
+_TIME_ATOL = 1e-9
+
+
+class ScoreError(ValueError):
+    """A score (or a file meant to hold one) is invalid or cannot be played."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _check_keys(keys: Any) -> tuple[int, int]:
+    """Validate an inclusive (lowest, highest) MIDI pitch range inside the piano's 88 keys."""
+    try:
+        lo, hi = keys
+    except (TypeError, ValueError):
+        raise ValueError(f"keys must be a (lowest, highest) pair of MIDI pitches, got {keys!r}") from None
+    for v in (lo, hi):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+            raise ValueError(f"keys must hold integer MIDI pitches, got {keys!r}")
+    lo, hi = int(lo), int(hi)
+    if not LOWEST_PITCH <= lo <= hi <= HIGHEST_PITCH:
+        raise ValueError(
+            f"keys={keys!r} must satisfy {LOWEST_PITCH} <= lowest <= highest <= {HIGHEST_PITCH} "
+            "(the piano's 88 keys)"
+        )
+    return lo, hi
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
+def _as_1d(name: str, values: Any, n: int | None = None) -> np.ndarray:
+    a = np.asarray(values)
+    if a.ndim == 0 and a.size == 1 and n is None:
+        raise ScoreError(f"{name} must be a 1-D sequence, got a scalar {values!r}")
+    if a.ndim != 1:
+        raise ScoreError(f"{name} must be 1-D, got shape {a.shape}")
+    if a.dtype == object or a.dtype.kind not in "biuf":
+        try:
+            a = a.astype(np.float64)
+        except (TypeError, ValueError):
+            raise ScoreError(f"{name} must be numeric, got dtype {a.dtype}") from None
+    if a.dtype.kind == "b":
+        raise ScoreError(f"{name} must be numeric, got booleans")
+    if n is not None and len(a) != n:
+        raise ScoreError(f"{name} has {len(a)} values but pitches has {n}: lengths must match")
+    return a
+
+
+def _as_int(name: str, a: np.ndarray) -> np.ndarray:
+    if a.dtype.kind == "f":
+        bad = ~np.isfinite(a) | (a != np.round(a))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ScoreError(f"{name} must be integers, got {float(a[i])!r} at index {i}")
+    return a.astype(np.int64)
+
+
+def _fold_into_range(pitches: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Shift out-of-range pitches by whole octaves into [lo, hi]; ScoreError if one cannot fit."""
+    p = pitches.astype(np.int64)
+    up = np.where(p < lo, -((p - lo) // 12), 0)  # ceil((lo - p) / 12) octaves up
+    down = np.where(p > hi, (p - hi + 11) // 12, 0)  # ceil((p - hi) / 12) octaves down
+    q = p + 12 * up - 12 * down
+    bad = (q < lo) | (q > hi)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ScoreError(
+            f"pitch {int(p[i])} cannot be moved by whole octaves into keys ({lo}, {hi}): "
+            "the range is narrower than an octave there; use out_of_range='drop' or 'reject', "
+            "or widen keys"
+        )
+    return q
+
+
+def _round_half_up(x: np.ndarray) -> np.ndarray:
+    return np.floor(x + 0.5).astype(np.int64)
+
+
+# --------------------------------------------------------------------------- Score
+
+
+class Score:
+    """An immutable set of notes, sorted by (onset, pitch).
+
+    Attributes:
+        pitches: int16 MIDI pitches, inside ``keys``.
+        onsets: float64 note starts in seconds (>= 0).
+        offsets: float64 note ends in seconds (> onsets).
+        velocities: int16 MIDI velocities, 1..127.
+        name: a free-form label (piece id, file name, ...).
+
+    Args:
+        pitches, onsets, offsets: equal-length 1-D sequences. Pitches must be integral.
+        velocities: 1..127 (no clipping: out-of-range values are an error); default 80.
+        name: label of the score.
+        out_of_range: what to do with pitches outside ``keys``: ``"transpose"`` (default)
+            moves each such note by whole octaves into the range (a ScoreError if the range is
+            narrower than an octave and a note cannot fit), ``"reject"`` raises a ScoreError
+            naming the first offending pitch, ``"drop"`` removes those notes.
+        keys: inclusive (lowest, highest) MIDI pitch range, inside the piano's 21..108.
+
+    An empty Score (no notes) is a valid object; ``from_midi`` however refuses MIDI files
+    without notes. Equality compares the note arrays (times within 1e-9 s), not the name.
+    """
+
+    __slots__ = ("pitches", "onsets", "offsets", "velocities", "name")
+
+    def __init__(
+        self,
+        pitches: Any,
+        onsets: Any,
+        offsets: Any,
+        velocities: Any = None,
+        *,
+        name: str = "",
+        out_of_range: str = "transpose",
+        keys: tuple[int, int] = (LOWEST_PITCH, HIGHEST_PITCH),
+    ) -> None:
+        if out_of_range not in OUT_OF_RANGE_POLICIES:
+            raise ValueError(
+                f"unknown out_of_range policy {out_of_range!r}; allowed: {', '.join(OUT_OF_RANGE_POLICIES)}"
+            )
+        lo, hi = _check_keys(keys)
+        p = _as_int("pitches", _as_1d("pitches", pitches))
+        n = len(p)
+        on = _as_1d("onsets", onsets, n).astype(np.float64)
+        off = _as_1d("offsets", offsets, n).astype(np.float64)
+        if velocities is None:
+            v = np.full(n, DEFAULT_VELOCITY, dtype=np.int64)
+        elif np.ndim(velocities) == 0:
+            v = _as_int("velocities", np.full(n, velocities))
+        else:
+            v = _as_int("velocities", _as_1d("velocities", velocities, n))
+
+        for nm, a in (("onsets", on), ("offsets", off)):
+            bad = ~np.isfinite(a)
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise ScoreError(f"{nm} must be finite, got {float(a[i])!r} at index {i}")
+        bad = on < 0
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ScoreError(f"onsets must be >= 0, got {float(on[i])!r} at index {i}")
+        bad = off <= on
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ScoreError(
+                f"note {i} (pitch {int(p[i])}) has offset {float(off[i])!r} <= onset {float(on[i])!r}: "
+                "every note must last a positive time"
+            )
+        bad = (v < 1) | (v > 127)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ScoreError(f"velocities must be in 1..127, got {int(v[i])} at index {i}")
+
+        outside = (p < lo) | (p > hi)
+        if outside.any():
+            if out_of_range == "reject":
+                i = int(np.flatnonzero(outside)[0])
+                raise ScoreError(
+                    f"pitch {int(p[i])} (note {i}) is outside the allowed keys {lo}..{hi} "
+                    "(out_of_range='reject')"
+                )
+            if out_of_range == "drop":
+                keep = ~outside
+                p, on, off, v = p[keep], on[keep], off[keep], v[keep]
+            else:
+                p = _fold_into_range(p, lo, hi)
+
+        self._set(p, on, off, v, str(name), sort=True)
+
+    # internal fast constructor: arrays already valid
+    @classmethod
+    def _from_valid(cls, p, on, off, v, name: str, sort: bool = True) -> "Score":
+        self = object.__new__(cls)
+        self._set(np.asarray(p), np.asarray(on, dtype=np.float64), np.asarray(off, dtype=np.float64),
+                  np.asarray(v), name, sort=sort)
+        return self
+
+    def _set(self, p, on, off, v, name: str, sort: bool) -> None:
+        if sort and len(p) > 1:
+            order = np.lexsort((off, p, on))
+            p, on, off, v = p[order], on[order], off[order], v[order]
+        set_ = object.__setattr__
+        set_(self, "pitches", _readonly(np.array(p, dtype=np.int16)))
+        set_(self, "onsets", _readonly(np.array(on, dtype=np.float64)))
+        set_(self, "offsets", _readonly(np.array(off, dtype=np.float64)))
+        set_(self, "velocities", _readonly(np.array(v, dtype=np.int16)))
+        set_(self, "name", name)
+
+    def __setattr__(self, key, value):
+        raise AttributeError(f"Score is immutable: cannot set {key!r}; build a new Score instead")
+
+    # ------------------------------------------------------------------ constructors
+
+    @classmethod
+    def from_notes(cls, notes: Iterable[Any], **kw: Any) -> "Score":
+        """Build a Score from ``(pitch, onset, offset[, velocity])`` tuples or note objects.
+
+        Objects may name their fields ``pitch``/``onset``/``offset``/``velocity`` or, like
+        ``pretty_midi.Note``, ``pitch``/``start``/``end``/``velocity``. Keyword arguments go
+        to the constructor (``name``, ``out_of_range``, ``keys``).
+        """
+        ps, ons, offs, vs = [], [], [], []
+        for i, nt in enumerate(notes):
+            if isinstance(nt, (tuple, list, np.ndarray)):
+                if len(nt) not in (3, 4):
+                    raise ScoreError(
+                        f"note {i} is {nt!r}: expected (pitch, onset, offset) or (pitch, onset, offset, velocity)"
+                    )
+                p, on, off = nt[0], nt[1], nt[2]
+                v = nt[3] if len(nt) == 4 else DEFAULT_VELOCITY
+            else:
+                try:
+                    p = nt.pitch
+                    on = nt.onset if hasattr(nt, "onset") else nt.start
+                    off = nt.offset if hasattr(nt, "offset") else nt.end
+                except AttributeError:
+                    raise ScoreError(
+                        f"note {i} ({nt!r}) has no pitch/onset/offset (or pitch/start/end) attributes"
+                    ) from None
+                v = getattr(nt, "velocity", DEFAULT_VELOCITY)
+                if v is None:
+                    v = DEFAULT_VELOCITY
+            ps.append(p)
+            ons.append(on)
+            offs.append(off)
+            vs.append(v)
+        return cls(np.array(ps, dtype=np.float64), ons, offs, np.array(vs, dtype=np.float64), **kw)
+
+    @classmethod
+    def from_midi(cls, path_or_prettymidi: Any, **kw: Any) -> "Score":
+        """Read a MIDI file (path) or a ``pretty_midi.PrettyMIDI``, merging all non-drum tracks.
+
+        Zero-length notes (offset <= onset, common in real MIDI files) are skipped. The name
+        defaults to the file's stem.
+
+        Raises:
+            FileNotFoundError: the path does not exist.
+            ScoreError: the file is not a readable MIDI file, or it holds no (non-drum) notes.
+        """
+        import pretty_midi
+
+        if isinstance(path_or_prettymidi, pretty_midi.PrettyMIDI):
+            pm = path_or_prettymidi
+            label = "the PrettyMIDI object"
+            default_name = ""
+        else:
+            path = os.fspath(path_or_prettymidi)
+            if not os.path.exists(path):
+                raise FileNotFoundError(2, "MIDI file not found", path)
+            if os.path.isdir(path):
+                raise ScoreError(f"{path!r} is a directory, not a readable MIDI file")
+            try:
+                pm = pretty_midi.PrettyMIDI(path)
+            except Exception as e:  # mido/pretty_midi raise many kinds (OSError, EOFError, KeyError...)
+                raise ScoreError(f"{path!r} is not a readable MIDI file ({type(e).__name__}: {e})") from e
+            label = repr(path)
+            default_name = os.path.splitext(os.path.basename(path))[0]
+        notes = [n for inst in pm.instruments if not inst.is_drum for n in inst.notes if n.end > n.start]
+        if not notes:
+            raise ScoreError(f"{label} holds no (non-drum) notes")
+        kw.setdefault("name", default_name)
+        return cls(
+            np.array([n.pitch for n in notes]),
+            np.array([n.start for n in notes], dtype=np.float64),
+            np.array([n.end for n in notes], dtype=np.float64),
+            np.array([n.velocity for n in notes]),
+            **kw,
+        )
+
+    @classmethod
+    def from_music21(cls, stream: Any, *, velocity: str | int = "accent", **kw: Any) -> "Score":
+        """Convert a music21 Stream (Score, Part, Opus-free stream...) to a Score.
+
+        Ties are merged (``stripTies``), every Note and every Chord pitch becomes a note, with
+        times in seconds from ``secondsMap`` (tempo marks honored; music21 assumes quarter =
+        120 without one). Grace notes (zero duration), rests and unpitched notes are skipped.
+
+        Velocity: a note's explicit ``volume.velocity`` if it has one; otherwise, with
+        ``velocity="accent"`` (default), the deterministic metrical accent
+        ``round(60 + 40 * beatStrength)`` (60..100, so velocity carries the meter; 80 where
+        music21 knows no beat strength), or an int
+        1..127 used for every note. The name defaults to the stream's title.
+        """
+        from music21 import chord as m21chord
+        from music21 import harmony as m21harmony
+        from music21 import note as m21note
+
+        if isinstance(velocity, str):
+            if velocity != "accent":
+                raise ValueError(f"velocity must be 'accent' or an int 1..127, got {velocity!r}")
+            const = None
+        elif isinstance(velocity, (int, np.integer)) and not isinstance(velocity, (bool, np.bool_)):
+            if not 1 <= int(velocity) <= 127:
+                raise ValueError(f"velocity must be 'accent' or an int 1..127, got {velocity!r}")
+            const = int(velocity)
+        else:
+            raise ValueError(f"velocity must be 'accent' or an int 1..127, got {velocity!r}")
+
+        s = stream.stripTies(inPlace=False)
+        accent: dict[int, float] = {}
+        if const is None:
+            for el in s.recurse().notes:
+                try:
+                    bs = float(el.beatStrength)
+                except Exception:  # no meter context
+                    bs = math.nan
+                accent[id(el)] = bs if 0.0 <= bs <= 1.0 else 0.5  # NaN/odd meter: neutral
+
+        def vel_of(nobj, el) -> int:
+            for obj in (nobj, el):  # the note's own volume, then its chord's
+                vol = getattr(obj, "_volume", None)
+                if vol is not None and vol.velocity is not None:
+                    return int(np.clip(round(vol.velocity), 1, 127))
+            if const is not None:
+                return const
+            bs = accent.get(id(el), 0.5)
+            return int(np.clip(round(60 + 40 * bs), 1, 127))
+
+        ps: list[int] = []
+        ons: list[float] = []
+        offs: list[float] = []
+        vs: list[int] = []
+        for entry in s.flatten().secondsMap:
+            el = entry["element"]
+            dur = entry["durationSeconds"]
+            start = entry["offsetSeconds"]
+            if dur is None or not dur > 0 or el.duration.quarterLength <= 0 or el.duration.isGrace:
+                continue
+            if isinstance(el, m21note.Note):
+                members = [(el.pitch, el)]
+            elif isinstance(el, m21chord.Chord) and not isinstance(el, m21harmony.Harmony):
+                members = [(n.pitch, n) for n in el.notes]
+            else:
+                continue
+            for pitch, nobj in members:
+                ps.append(int(round(pitch.ps)))
+                ons.append(float(start))
+                offs.append(float(start + dur))
+                vs.append(vel_of(nobj, el))
+        if "name" not in kw:
+            title = ""
+            md = getattr(stream, "metadata", None)
+            if md is not None and md.title:
+                title = str(md.title)
+            kw["name"] = title
+        return cls(np.array(ps, dtype=np.int64), ons, offs, np.array(vs, dtype=np.int64), **kw)
+
+    # ------------------------------------------------------------------ conversions
+
+    def to_pretty_midi(self, program: int = 0):
+        """One-instrument ``pretty_midi.PrettyMIDI`` (General MIDI ``program``, 0 = piano)."""
+        import pretty_midi
+
+        if not 0 <= int(program) <= 127:
+            raise ValueError(f"program must be a General MIDI program 0..127, got {program!r}")
+        pm = pretty_midi.PrettyMIDI()
+        inst = pretty_midi.Instrument(program=int(program), name=self.name or "piano")
+        inst.notes = [
+            pretty_midi.Note(velocity=int(v), pitch=int(p), start=float(a), end=float(b))
+            for p, a, b, v in zip(self.pitches, self.onsets, self.offsets, self.velocities)
+        ]
+        pm.instruments.append(inst)
+        return pm
+
+    def transpose(
+        self,
+        semitones: int,
+        *,
+        out_of_range: str = "transpose",
+        keys: tuple[int, int] = (LOWEST_PITCH, HIGHEST_PITCH),
+    ) -> "Score":
+        """Shift every pitch by ``semitones`` (an int), then apply ``out_of_range`` within ``keys``."""
+        if isinstance(semitones, (bool, np.bool_)) or not isinstance(semitones, (int, np.integer)):
+            raise ValueError(f"semitones must be an int, got {semitones!r}")
+        return Score(
+            self.pitches.astype(np.int64) + int(semitones), self.onsets, self.offsets, self.velocities,
+            name=self.name, out_of_range=out_of_range, keys=keys,
+        )
+
+    def with_tempo(self, factor: float) -> "Score":
+        """Play ``factor`` times as fast: all times are divided by ``factor`` (> 0, finite)."""
+        try:
+            f = float(factor)
+        except (TypeError, ValueError):
+            raise ValueError(f"tempo factor must be a positive number, got {factor!r}") from None
+        if not (math.isfinite(f) and f > 0):
+            raise ValueError(f"tempo factor must be a finite number > 0, got {factor!r}")
+        return Score._from_valid(self.pitches, self.onsets / f, self.offsets / f, self.velocities,
+                                 self.name, sort=False)
+
+    def trim(self, start: float, end: float | None = None) -> "Score":
+        """Keep the notes sounding in ``[start, end)``, clipped to it, shifted so ``start`` is 0.
+
+        ``end=None`` means the end of the score. A note overlaps the window if
+        ``onset < end`` and ``offset > start``.
+        """
+        start = float(start)
+        if not (math.isfinite(start) and start >= 0):
+            raise ValueError(f"trim start must be a finite time >= 0, got {start!r}")
+        stop = math.inf if end is None else float(end)
+        if math.isnan(stop) or stop <= start:
+            raise ValueError(f"trim end must be > start ({start}), got {end!r}")
+        keep = (self.onsets < stop) & (self.offsets > start)
+        on = np.maximum(self.onsets[keep], start) - start
+        off = np.minimum(self.offsets[keep], stop) - start
+        return Score._from_valid(self.pitches[keep], on, off, self.velocities[keep], self.name, sort=True)
+
+    def frames(self, frame_rate: float) -> "FrameScore":
+        """Quantize to a frame grid; see :class:`FrameScore` for the rule."""
+        return FrameScore.from_score(self, frame_rate)
+
+    # ------------------------------------------------------------------ protocol
+
+    @property
+    def duration(self) -> float:
+        """The last offset in seconds (0.0 for an empty score)."""
+        return float(self.offsets.max()) if len(self.offsets) else 0.0
+
+    def __len__(self) -> int:
+        return len(self.pitches)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Score):
+            return NotImplemented
+        return (
+            len(self) == len(other)
+            and np.array_equal(self.pitches, other.pitches)
+            and np.array_equal(self.velocities, other.velocities)
+            and np.allclose(self.onsets, other.onsets, rtol=0, atol=_TIME_ATOL)
+            and np.allclose(self.offsets, other.offsets, rtol=0, atol=_TIME_ATOL)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        if len(self):
+            rng = f", pitches {int(self.pitches.min())}..{int(self.pitches.max())}"
+        else:
+            rng = ""
+        return f"Score(name={self.name!r}, {len(self)} notes, {self.duration:.3f} s{rng})"
+
+    def __getstate__(self):
+        return (self.pitches, self.onsets, self.offsets, self.velocities, self.name)
+
+    def __setstate__(self, state):
+        p, on, off, v, name = state
+        self._set(p, on, off, v, name, sort=False)
+
+
+# --------------------------------------------------------------------------- FrameScore
+
+
+@dataclass(eq=False)
+class FrameScore:
+    """A score quantized to a frame grid (``frame_rate`` frames per second).
+
+    Arrays, all of shape (T, 88), column = ``pitch - 21``:
+        held: bool, the key is down on that frame.
+        onset: bool, the key is struck on that frame (the first frame of a note).
+        velocity: uint8, the note's velocity on every held frame of it, 0 elsewhere.
+
+    Quantization rule (``from_score``): a note's onset frame is ``round(onset * fr)`` and its
+    end frame (exclusive) ``round(offset * fr)``, rounding halves up, and it lasts at least
+    one frame: held frames are ``[on, max(end, on + 1))``. A key must be released for at least
+    one frame before it is struck again: when a note of the same pitch starts at frame ``s``,
+    an earlier note still held at frame ``s - 1`` or later is cut to end (exclusive) at
+    ``s - 1``, i.e. its last held frame becomes ``s - 2``; if that would leave it shorter than
+    one frame, the *later* note is dropped instead (it is unplayable at this frame rate).
+    ``T`` is the last end frame, so the final frame holds a key down.
+    """
+
+    frame_rate: float
+    held: np.ndarray
+    onset: np.ndarray
+    velocity: np.ndarray
+    name: str = ""
+    _pad_cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        fr = float(self.frame_rate)
+        if not (math.isfinite(fr) and fr > 0):
+            raise ValueError(f"frame_rate must be a finite number > 0, got {self.frame_rate!r}")
+        self.frame_rate = fr
+        held = np.asarray(self.held)
+        if held.ndim != 2 or held.shape[1] != N_KEYS:
+            raise ValueError(f"held must have shape (T, {N_KEYS}), got {held.shape}")
+        for nm in ("onset", "velocity"):
+            a = np.asarray(getattr(self, nm))
+            if a.shape != held.shape:
+                raise ValueError(f"{nm} has shape {a.shape} but held has {held.shape}: shapes must match")
+        self.held = _readonly(np.array(held, dtype=bool))
+        self.onset = _readonly(np.array(self.onset, dtype=bool))
+        vel = np.asarray(self.velocity)
+        if vel.size and (vel.min() < 0 or vel.max() > 127):
+            raise ValueError("velocity values must be in 0..127")
+        self.velocity = _readonly(np.array(vel, dtype=np.uint8))
+
+    @classmethod
+    def from_score(cls, score: Score, frame_rate: float) -> "FrameScore":
+        """Quantize ``score`` at ``frame_rate`` frames per second (see the class docstring)."""
+        try:
+            fr = float(frame_rate)
+        except (TypeError, ValueError):
+            raise ValueError(f"frame_rate must be a positive number, got {frame_rate!r}") from None
+        if not (math.isfinite(fr) and fr > 0):
+            raise ValueError(f"frame_rate must be a finite number > 0, got {frame_rate!r}")
+        n = len(score)
+        if n == 0:
+            z = np.zeros((0, N_KEYS), dtype=bool)
+            return cls(fr, z, z.copy(), np.zeros((0, N_KEYS), np.uint8), score.name)
+        key = score.pitches.astype(np.int64) - LOWEST_PITCH
+        on = _round_half_up(score.onsets * fr)
+        end = np.maximum(_round_half_up(score.offsets * fr), on + 1)
+        vel = score.velocities.astype(np.int64)
+
+        # Release rule: per key, in onset order.
+        order = np.lexsort((end, score.onsets, on, key))  # ties in frame: real onset order
+        keep = np.ones(n, dtype=bool)
+        ks, os_, es = key[order], on[order], end[order]
+        new_end = es.copy()
+        # only keys with several notes need the sequential pass
+        starts = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]])
+        stops = np.r_[starts[1:], n]
+        for a, b in zip(starts, stops):
+            if b - a < 2:
+                continue
+            last = a  # index of the last kept note of this key
+            for j in range(a + 1, b):
+                s = os_[j]
+                if new_end[last] > s - 1:
+                    if s - 1 - os_[last] >= 1:
+                        new_end[last] = s - 1
+                        last = j
+                    else:
+                        keep[j] = False
+                else:
+                    last = j
+        end_sorted = new_end
+        k, o, e, v = ks[keep], os_[keep], end_sorted[keep], vel[order][keep]
+
+        T = int(e.max())
+        held_d = np.zeros((T + 1, N_KEYS), dtype=np.int32)
+        vel_d = np.zeros((T + 1, N_KEYS), dtype=np.int32)
+        np.add.at(held_d, (o, k), 1)
+        np.add.at(held_d, (e, k), -1)
+        np.add.at(vel_d, (o, k), v)
+        np.add.at(vel_d, (e, k), -v)
+        held = np.cumsum(held_d, axis=0)[:T] > 0
+        velocity = np.cumsum(vel_d, axis=0)[:T].astype(np.uint8)
+        onset = np.zeros((T, N_KEYS), dtype=bool)
+        onset[o, k] = True
+        return cls(fr, held, onset, velocity, score.name)
+
+    @property
+    def T(self) -> int:
+        """Number of frames."""
+        return self.held.shape[0]
+
+    def __len__(self) -> int:
+        return self.held.shape[0]
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds (``T / frame_rate``)."""
+        return self.T / self.frame_rate
+
+    def to_score(self) -> Score:
+        """The quantized notes as a Score: onset ``on / fr``, offset ``end / fr``.
+
+        A note starts on a held frame that is an onset or follows an unheld frame, and lasts
+        until the next unheld frame or onset of its key. ``fs.to_score().frames(fr) == fs``.
+        """
+        T = self.T
+        if T == 0:
+            return Score._from_valid(np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0), self.name)
+        # key-major layout with one unheld guard row per key at index T
+        held = np.zeros((N_KEYS, T + 1), dtype=bool)
+        held[:, :T] = self.held.T
+        ons = np.zeros((N_KEYS, T + 1), dtype=bool)
+        ons[:, :T] = self.onset.T
+        prev = np.zeros_like(held)
+        prev[:, 1:] = held[:, :-1]
+        start = held & (ons | ~prev)
+        boundary = ~held | start
+        s_idx = np.flatnonzero(start)
+        b_idx = np.flatnonzero(boundary)
+        e_idx = b_idx[np.searchsorted(b_idx, s_idx, side="right")]
+        k, t0 = np.divmod(s_idx, T + 1)
+        t1 = e_idx - k * (T + 1)
+        v = self.velocity.T[k, t0].astype(np.int64)
+        if v.size and v.min() < 1:
+            raise ScoreError("a held frame that starts a note has velocity 0; velocities must be 1..127")
+        fr = self.frame_rate
+        return Score._from_valid(k + LOWEST_PITCH, t0 / fr, t1 / fr, v, self.name, sort=True)
+
+    def window(self, t: int, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Frames ``t .. t+length-1`` of (held, onset, velocity), zero past the end.
+
+        Returns read-only views into cached zero-padded copies (built once per ``length``).
+        """
+        pad = self._pad_cache.get(length)
+        if pad is None:
+            if length < 1:
+                raise ValueError(f"window length must be >= 1, got {length!r}")
+            length = int(length)
+            z = lambda a: _readonly(np.concatenate([a, np.zeros((length,) + a.shape[1:], a.dtype)]))
+            pad = (z(self.held), z(self.onset), z(self.velocity))
+            self._pad_cache[length] = pad
+        if t < 0:
+            raise ValueError(f"window start t must be >= 0, got {t!r}")
+        T = self.held.shape[0]
+        if t > T:
+            t = T
+        e = t + length
+        return pad[0][t:e], pad[1][t:e], pad[2][t:e]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, FrameScore):
+            return NotImplemented
+        return (
+            self.frame_rate == other.frame_rate
+            and np.array_equal(self.held, other.held)
+            and np.array_equal(self.onset, other.onset)
+            and np.array_equal(self.velocity, other.velocity)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"FrameScore(name={self.name!r}, T={self.T}, frame_rate={self.frame_rate:g}, "
+            f"{int(self.onset.sum())} notes)"
+        )

@@ -1,0 +1,51 @@
+"""Piano synthesizers: the world of lmm_env.
+
+* `PianoSynth` ("piano"): fast additive piano, the default when stepping.
+* `DifferentiablePianoSynth`: the same sound model in torch, with gradients.
+* `SoundFontSynth` ("soundfont"): a realistic SoundFont piano, not differentiable.
+"""
+from __future__ import annotations
+
+import os
+
+from lmm_env.synth.base import HIGHEST_PITCH, LOWEST_PITCH, N_KEYS, BlockPlayer, Synth
+from lmm_env.synth.piano import PianoPlayer, PianoSynth
+from lmm_env.synth.soundfont import SoundFontPlayer, SoundFontSynth, default_soundfont
+
+
+
+def __getattr__(name):
+    # torch loads only when the differentiable synth is asked for (it costs ~0.5 s).
+    if name == "DifferentiablePianoSynth":
+        from lmm_env.synth.torch_piano import DifferentiablePianoSynth
+
+        return DifferentiablePianoSynth
+    raise AttributeError(f"module 'lmm_env.synth' has no attribute {name!r}")
+
+
+SYNTHS = {"piano": PianoSynth, "soundfont": SoundFontSynth}
+
+
+def make_synth(synth="piano", sample_rate: int = 16000, **kwargs) -> Synth:
+    """A synth from a name ("piano", "soundfont"), a path to a .sf2 file, or a `Synth`."""
+    if isinstance(synth, Synth):
+        if synth.sample_rate != sample_rate:
+            raise ValueError(
+                f"synth {synth.name!r} runs at {synth.sample_rate} Hz but sample_rate={sample_rate}; make them agree"
+            )
+        return synth
+    if isinstance(synth, (str, os.PathLike)):
+        name = os.fspath(synth)
+        if name in SYNTHS:
+            return SYNTHS[name](sample_rate=sample_rate, **kwargs)
+        if name.lower().endswith(".sf2"):
+            return SoundFontSynth(sample_rate=sample_rate, path=name, **kwargs)
+    raise ValueError(
+        f"unknown synth {synth!r}; use one of {sorted(SYNTHS)}, a path to a .sf2 file, or a lmm_env.synth.Synth"
+    )
+
+
+__all__ = [
+    "BlockPlayer", "Synth", "PianoSynth", "PianoPlayer", "DifferentiablePianoSynth", "SoundFontSynth",
+    "SoundFontPlayer", "default_soundfont", "make_synth", "SYNTHS", "N_KEYS", "LOWEST_PITCH", "HIGHEST_PITCH",
+]

@@ -1,0 +1,172 @@
+"""`PianoSynth`: the fast numpy piano the env steps with (see `lmm_env.synth.model`)."""
+from __future__ import annotations
+
+import numpy as np
+
+from lmm_env.synth import model
+from lmm_env.synth.base import N_KEYS, BlockPlayer, Synth
+
+
+def _as_score(score):
+    from lmm_env.score import Score  # local import: score imports synth.base
+
+    if isinstance(score, Score):
+        return score
+    return Score.from_midi(score)
+
+
+class PianoSynth(Synth):
+    """Additive piano from precomputed per-key tables; renders hundreds of times real time.
+
+    Args:
+        sample_rate: audio rate in Hz (8000..96000).
+        table_seconds: how long a held note can ring (its table's length).
+
+    ``render`` plays a whole Score/PrettyMIDI/MIDI path with sample-accurate onsets;
+    ``player`` gives the batched block player the env steps with. Both produce the same
+    audio for notes that start and end on block boundaries (tested).
+    """
+
+    name = "piano"
+    differentiable = False
+
+    def __init__(self, sample_rate: int = 16000, table_seconds: float = model.TABLE_SECONDS):
+        self.sample_rate = int(sample_rate)
+        self.tables = model.build_tables(self.sample_rate, float(table_seconds))
+        self.release = model.release_envelope(self.sample_rate)
+
+    def player(self, n_envs: int, block_size: int) -> "PianoPlayer":
+        return PianoPlayer(self, n_envs, block_size)
+
+    def render(self, score, tail: float = 1.0) -> np.ndarray:
+        score = _as_score(score)
+        sr = self.sample_rate
+        table_len = self.tables.shape[2]
+        rel = self.release
+        n_rel = len(rel)
+        onsets = np.round(score.onsets * sr).astype(np.int64)
+        offsets = np.maximum(np.round(score.offsets * sr).astype(np.int64), onsets + 1)
+        # A new strike of the same key damps the older voice (see model docstring).
+        releases = offsets.copy()
+        for p in np.unique(score.pitches):
+            idx = np.flatnonzero(score.pitches == p)
+            idx = idx[np.argsort(onsets[idx], kind="stable")]
+            releases[idx[:-1]] = np.minimum(releases[idx[:-1]], np.maximum(onsets[idx[1:]], onsets[idx[:-1]]))
+        total = int(offsets.max() + round(tail * sr)) if len(score) else int(round(tail * sr))
+        out = np.zeros(total + table_len + n_rel, dtype=np.float32)
+        soft, bright = model.layer_gains(score.velocities.astype(np.float32))
+        soft = soft.astype(np.float32)
+        bright = bright.astype(np.float32)
+        keys = score.pitches.astype(np.int64) - model.LOWEST_PITCH
+        for i in range(len(score)):
+            r = int(releases[i] - onsets[i])
+            length = min(table_len, r + n_rel)
+            k = keys[i]
+            wave = soft[i] * self.tables[0, k, :length] + bright[i] * self.tables[1, k, :length]
+            if length > r:
+                wave[r:] *= rel[: length - r]
+            out[onsets[i] : onsets[i] + length] += wave
+        return out[:total]
+
+
+class PianoPlayer(BlockPlayer):
+    """Batched voices of `PianoSynth`: state arrays (n_envs, 88, slots), stepped by block."""
+
+    def __init__(self, synth: PianoSynth, n_envs: int, block_size: int):
+        if n_envs < 1:
+            raise ValueError(f"n_envs={n_envs!r} must be >= 1")
+        if block_size < 1:
+            raise ValueError(f"block_size={block_size!r} must be >= 1")
+        self.synth = synth
+        self.n_envs = int(n_envs)
+        self.block_size = b = int(block_size)
+        self.sample_rate = synth.sample_rate
+        self.slots = model.voice_slots(synth.sample_rate, b)
+        # Voices start on block boundaries, so a voice always reads whole blocks of its
+        # table: tables reshaped to (key, block, sample) make the gather a row copy.
+        table_len = synth.tables.shape[2]
+        n_blocks = -(-table_len // b)
+        self.n_table_blocks = n_blocks
+        blocks = np.zeros((2, N_KEYS, n_blocks * b), dtype=np.float32)
+        blocks[:, :, :table_len] = synth.tables
+        self._soft = blocks[0].reshape(N_KEYS * n_blocks, b)
+        self._bright = blocks[1].reshape(N_KEYS * n_blocks, b)
+        n_rel_blocks = -(-len(synth.release) // b)
+        self.n_release_blocks = n_rel_blocks
+        release = np.zeros(n_rel_blocks * b, dtype=np.float32)
+        release[: len(synth.release)] = synth.release
+        self._release = release.reshape(n_rel_blocks, b)
+        # Voice state, flat over (env, key, slot) so that one index addresses a voice.
+        n_voices = self.n_envs * N_KEYS * self.slots
+        self._voices_per_env = N_KEYS * self.slots
+        self.active = np.zeros(n_voices, dtype=bool)
+        self.pos = np.zeros(n_voices, dtype=np.int64)  # blocks since onset
+        self.rel = np.full(n_voices, -1, dtype=np.int64)  # blocks since release, -1 = held
+        self.gain_soft = np.zeros(n_voices, dtype=np.float32)
+        self.gain_bright = np.zeros(n_voices, dtype=np.float32)
+        self.next_slot = np.zeros(self.n_envs * N_KEYS, dtype=np.int64)  # flat (env, key)
+        key_of_voice = np.broadcast_to(np.arange(N_KEYS)[None, :, None], (self.n_envs, N_KEYS, self.slots))
+        self._key_row = key_of_voice.reshape(-1) * n_blocks  # each voice's first table block
+        velocities = np.arange(128, dtype=np.float32)
+        self._soft_of_velocity, self._bright_of_velocity = (
+            g.astype(np.float32) for g in model.layer_gains(velocities)
+        )
+        self._out = np.zeros((self.n_envs, b), dtype=np.float32)
+
+    def reset(self, env_ids=None) -> None:
+        if env_ids is None:
+            self.active.fill(False)
+            self.next_slot.fill(0)
+        else:
+            ids = np.asarray(env_ids)
+            self.active.reshape(self.n_envs, -1)[ids] = False
+            self.next_slot.reshape(self.n_envs, -1)[ids] = 0
+
+    def step(self, onset: np.ndarray, velocity: np.ndarray, damped: np.ndarray) -> np.ndarray:
+        b, slots = self.block_size, self.slots
+        active, rel, pos = self.active, self.rel, self.pos  # flat (n_envs * 88 * slots,)
+        idx = np.flatnonzero(active)
+        if idx.size:
+            # Damped keys and re-struck keys release their sounding voices now.
+            stop = (damped | onset).reshape(-1)[idx // slots] & (rel[idx] < 0)
+            rel[idx[stop]] = 0
+        if onset.any():
+            flat_key = np.flatnonzero(onset)
+            slot = self.next_slot[flat_key]
+            self.next_slot[flat_key] = (slot + 1) % slots
+            v = flat_key * slots + slot
+            vel = velocity.reshape(-1)[flat_key]
+            active[v] = True
+            pos[v] = 0
+            rel[v] = -1
+            self.gain_soft[v] = self._soft_of_velocity[vel]
+            self.gain_bright[v] = self._bright_of_velocity[vel]
+            idx = np.flatnonzero(active)
+        out = self._out
+        if not idx.size:
+            out.fill(0.0)
+            return out.copy()
+        p = pos[idx]
+        rows = self._key_row[idx] + p
+        wave = self.gain_soft[idx, None] * self._soft[rows]
+        wave += self.gain_bright[idx, None] * self._bright[rows]
+        r = rel[idx]
+        released = r >= 0
+        if released.any():
+            wave[released] *= self._release[r[released]]
+            r = np.where(released, r + 1, r)
+            rel[idx] = r
+        if self.n_envs == 1:
+            out[0] = wave.sum(axis=0)
+        else:
+            out.fill(0.0)
+            envs = idx // self._voices_per_env
+            starts = np.flatnonzero(np.r_[True, envs[1:] != envs[:-1]])
+            out[envs[starts]] = np.add.reduceat(wave, starts, axis=0)
+        # Advance, and retire voices whose damper or table has run out.
+        p += 1
+        pos[idx] = p
+        done = (r >= self.n_release_blocks) | (p >= self.n_table_blocks)
+        if done.any():
+            active[idx[done]] = False
+        return out.copy()

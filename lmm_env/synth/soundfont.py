@@ -1,0 +1,132 @@
+"""`SoundFontSynth`: a realistic, non-differentiable piano (the seed's advanced setup).
+
+It plays a General MIDI SoundFont through tinysoundfont (an MIT wheel with no system
+library). The default is the piano of TimGM6mb.sf2, which pretty_midi's wheel carries.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from lmm_env.synth.base import LOWEST_PITCH, N_KEYS, BlockPlayer, Synth
+
+
+def default_soundfont() -> str:
+    """Path of TimGM6mb.sf2 inside the installed pretty_midi package."""
+    import pretty_midi
+
+    return os.path.join(os.path.dirname(pretty_midi.__file__), "TimGM6mb.sf2")
+
+
+def _import_tinysoundfont():
+    try:
+        import tinysoundfont
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ImportError(
+            "synth='soundfont' needs the tinysoundfont package: pip install --no-deps tinysoundfont"
+        ) from exc
+    return tinysoundfont
+
+
+class SoundFontSynth(Synth):
+    """A SoundFont instrument: realistic sound, no gradients.
+
+    Args:
+        sample_rate: audio rate in Hz.
+        path: a .sf2 file; default TimGM6mb.sf2 from pretty_midi.
+        preset: General MIDI program (0 = Acoustic Grand Piano), bank 0.
+        gain: output gain in dB passed to tinysoundfont.
+    """
+
+    name = "soundfont"
+    differentiable = False
+
+    def __init__(self, sample_rate: int = 16000, path: str | None = None, preset: int = 0, gain: float = -6.0):
+        self.sample_rate = int(sample_rate)
+        self.path = default_soundfont() if path is None else os.fspath(path)
+        if not os.path.isfile(self.path):
+            raise FileNotFoundError(f"SoundFont file {self.path!r} does not exist; pass the path of a .sf2 file")
+        self.preset = int(preset)
+        self.gain = float(gain)
+        with open(self.path, "rb") as f:
+            self._data = f.read()
+        self._new_synth()  # fail early on a file that is not a SoundFont
+
+    def _new_synth(self):
+        tsf = _import_tinysoundfont()
+        synth = tsf.Synth(gain=self.gain, samplerate=self.sample_rate)
+        try:
+            sfid = synth.sfload(self._data)
+        except Exception as exc:
+            raise ValueError(f"{self.path!r} is not a readable SoundFont (.sf2) file: {exc}") from exc
+        synth.program_select(0, sfid, 0, self.preset)
+        return synth
+
+    @staticmethod
+    def _mono(buf) -> np.ndarray:
+        stereo = np.frombuffer(buf, dtype=np.float32)
+        return 0.5 * (stereo[0::2] + stereo[1::2])
+
+    def player(self, n_envs: int, block_size: int) -> "SoundFontPlayer":
+        return SoundFontPlayer(self, n_envs, block_size)
+
+    def render(self, score, tail: float = 1.0) -> np.ndarray:
+        from lmm_env.synth.piano import _as_score
+
+        score = _as_score(score)
+        sr = self.sample_rate
+        synth = self._new_synth()
+        on = np.round(score.onsets * sr).astype(np.int64)
+        off = np.maximum(np.round(score.offsets * sr).astype(np.int64), on + 1)
+        # Events sorted by time; at equal times note-offs come first so a re-strike sounds.
+        times = np.concatenate([off, on])
+        kinds = np.concatenate([np.zeros(len(off), int), np.ones(len(on), int)])
+        pitches = np.concatenate([score.pitches, score.pitches]).astype(int)
+        vels = np.concatenate([score.velocities, score.velocities]).astype(int)
+        order = np.lexsort((kinds, times))
+        total = int((off.max() if len(score) else 0) + round(tail * sr))
+        out = np.zeros(total, dtype=np.float32)
+        now = 0
+        for i in order:
+            t = min(int(times[i]), total)
+            if t > now:
+                out[now:t] = self._mono(synth.generate(t - now))
+                now = t
+            if kinds[i]:
+                synth.noteon(0, int(pitches[i]), int(vels[i]))
+            else:
+                synth.noteoff(0, int(pitches[i]))
+        if total > now:
+            out[now:] = self._mono(synth.generate(total - now))
+        return out
+
+
+class SoundFontPlayer(BlockPlayer):
+    """One tinysoundfont synth per env, driven by the same key events as `PianoPlayer`."""
+
+    def __init__(self, synth: SoundFontSynth, n_envs: int, block_size: int):
+        self.synth = synth
+        self.n_envs = int(n_envs)
+        self.block_size = int(block_size)
+        self.sample_rate = synth.sample_rate
+        self._synths = [synth._new_synth() for _ in range(self.n_envs)]
+        self._sounding = np.zeros((self.n_envs, N_KEYS), dtype=bool)
+
+    def reset(self, env_ids=None) -> None:
+        ids = range(self.n_envs) if env_ids is None else np.atleast_1d(env_ids)
+        for i in ids:
+            self._synths[int(i)].sounds_off()
+            self._sounding[int(i)] = False
+
+    def step(self, onset: np.ndarray, velocity: np.ndarray, damped: np.ndarray) -> np.ndarray:
+        out = np.empty((self.n_envs, self.block_size), dtype=np.float32)
+        offs = self._sounding & damped & ~onset
+        for e, synth in enumerate(self._synths):
+            for k in np.flatnonzero(offs[e]):
+                synth.noteoff(0, int(k) + LOWEST_PITCH)
+            for k in np.flatnonzero(onset[e]):
+                synth.noteon(0, int(k) + LOWEST_PITCH, int(velocity[e, k]))
+            out[e] = SoundFontSynth._mono(synth.generate(self.block_size))
+        self._sounding = (self._sounding & ~offs) | onset
+        return out

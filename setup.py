@@ -1,0 +1,36 @@
+"""Install lmm_env: the core package plus envs/ and agents/ as lmm_env.envs and lmm_env.agents."""
+from setuptools import setup
+
+setup(
+    name="lmm_env",
+    version="0.1.0",
+    description="A piano as a reinforcement-learning world for Language Model Mapping (LMM) in multimodal music learning",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    # envs/ and agents/ live at the top of the repo (as the layout asks) but install under
+    # lmm_env, so that no generic top-level names (`envs`, `agents`) land in site-packages.
+    packages=["lmm_env", "lmm_env.synth", "lmm_env.rewards", "lmm_env.envs", "lmm_env.agents"],
+    package_dir={"lmm_env.envs": "envs", "lmm_env.agents": "agents"},
+    install_requires=[
+        # torch is pinned by the Makefile first (a CPU build); any torch >= 2.1 works.
+        "torch>=2.1",
+        "gymnasium>=1.0",
+        "stable-baselines3>=2.3",
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "pretty_midi>=0.2.10",
+        "tensorboard>=2.10",
+        "music21>=9.1",
+        "soundfile>=0.12",
+        "matplotlib>=3.6",
+        "mir_eval>=0.7",
+        "librosa>=0.10",
+        "platformdirs>=3",
+        "tqdm>=4.60",
+        # tinysoundfont (the SoundFont instrument) is installed by the Makefile with
+        # --no-deps: its wheel declares pyaudio, which needs the system PortAudio library,
+        # and lmm_env never plays audio in real time.
+    ],
+    extras_require={"test": ["pytest>=7", "scikit-learn>=1.2"]},
+)

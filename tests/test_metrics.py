@@ -1,0 +1,216 @@
+"""Tests of lmm_env.metrics against the reference implementations (sklearn, mir_eval)."""
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from lmm_env.metrics import episode_metrics, frame_f1, note_metrics
+from lmm_env.score import Score
+
+
+# --------------------------------------------------------------------------- frame_f1
+
+
+def _sklearn_frame_f1(pressed, target):
+    metrics = pytest.importorskip("sklearn.metrics")
+    ps, rs, fs = [], [], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for t in range(pressed.shape[0]):
+            p, r, f, _ = metrics.precision_recall_fscore_support(
+                y_true=target[t], y_pred=pressed[t], average="binary", zero_division=1
+            )
+            ps.append(p)
+            rs.append(r)
+            fs.append(f)
+    return {"precision": np.mean(ps), "recall": np.mean(rs), "f1": np.mean(fs)}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_frame_f1_matches_sklearn_on_random_rolls(seed):
+    rng = np.random.default_rng(seed)
+    T, K = 300, 88
+    density = rng.uniform(0.0, 0.1, size=(T, 1))
+    target = rng.random((T, K)) < density
+    pressed = np.where(rng.random((T, K)) < 0.8, target, rng.random((T, K)) < density)
+    # Force every kind of empty row: both empty, only pressed empty, only target empty.
+    target[:20] = False
+    pressed[:10] = False
+    pressed[20:30] = False
+    target[30:40] = False
+    pressed[30:40, :3] = True
+    ours = frame_f1(pressed, target)
+    ref = _sklearn_frame_f1(pressed, target)
+    for k in ("precision", "recall", "f1"):
+        assert ours[k] == pytest.approx(ref[k], abs=1e-12), k
+
+
+def test_frame_f1_edge_rows_match_sklearn_one_by_one():
+    # Each single-row case against sklearn, so a wrong convention cannot hide in a mean.
+    cases = [
+        ([0, 0, 0], [0, 0, 0]),  # nothing pressed, nothing wanted
+        ([0, 0, 0], [1, 0, 0]),  # nothing pressed
+        ([1, 0, 0], [0, 0, 0]),  # nothing wanted
+        ([1, 0, 0], [0, 1, 0]),  # all wrong
+        ([1, 1, 0], [0, 1, 1]),  # partial
+        ([1, 1, 1], [1, 1, 1]),  # perfect
+    ]
+    for p, t in cases:
+        p = np.array([p], dtype=bool)
+        t = np.array([t], dtype=bool)
+        ours = frame_f1(p, t)
+        ref = _sklearn_frame_f1(p, t)
+        for k in ours:
+            assert ours[k] == pytest.approx(ref[k]), (p, t, k)
+
+
+def test_frame_f1_documented_conventions():
+    silent = np.zeros((4, 88), dtype=bool)
+    assert frame_f1(silent, silent) == {"precision": 1.0, "recall": 1.0, "f1": 1.0}
+    wanted = silent.copy()
+    wanted[:, 40] = True
+    assert frame_f1(silent, wanted) == {"precision": 1.0, "recall": 0.0, "f1": 0.0}
+    assert frame_f1(wanted, silent) == {"precision": 0.0, "recall": 1.0, "f1": 0.0}
+    assert frame_f1(wanted, wanted) == {"precision": 1.0, "recall": 1.0, "f1": 1.0}
+    # 0/1 ints are accepted like bools.
+    assert frame_f1(wanted.astype(np.int8), wanted.astype(float))["f1"] == 1.0
+
+
+def test_frame_f1_rejects_bad_input():
+    a = np.zeros((3, 88), dtype=bool)
+    with pytest.raises(ValueError, match=r"\(3, 87\)"):
+        frame_f1(a, np.zeros((3, 87), dtype=bool))
+    with pytest.raises(ValueError, match="2-D"):
+        frame_f1(np.zeros(88, dtype=bool), np.zeros(88, dtype=bool))
+    with pytest.raises(ValueError, match="0.5"):
+        frame_f1(np.full((3, 88), 0.5), a)
+    with pytest.raises(ValueError, match="no steps"):
+        frame_f1(np.zeros((0, 88), bool), np.zeros((0, 88), bool))
+
+
+# --------------------------------------------------------------------------- note_metrics
+
+
+def _random_score(rng, n, t_max=20.0):
+    on = np.sort(rng.uniform(0, t_max, n))
+    return Score(rng.integers(40, 80, n), on, on + rng.uniform(0.05, 1.0, n), rng.integers(1, 128, n))
+
+
+def _perturbed(rng, ref, jitter=0.04, drop=0.2, extra=5, wrong_pitch=0.1):
+    keep = rng.random(len(ref)) > drop
+    p = ref.pitches[keep].astype(int)
+    p = np.where(rng.random(len(p)) < wrong_pitch, p + 1, p)
+    on = np.maximum(ref.onsets[keep] + rng.uniform(-jitter, jitter, keep.sum()), 0.0)
+    off = on + 0.2
+    v = np.clip(ref.velocities[keep] + rng.integers(-20, 21, keep.sum()), 1, 127)
+    ex = _random_score(rng, extra)
+    return Score(np.r_[p, ex.pitches], np.r_[on, ex.onsets], np.r_[off, ex.offsets], np.r_[v, ex.velocities])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_note_metrics_match_mir_eval(seed):
+    import mir_eval.transcription
+    import pretty_midi
+
+    rng = np.random.default_rng(seed)
+    ref = _random_score(rng, 60)
+    est = _perturbed(rng, ref)
+
+    def hz(s):
+        return np.array([pretty_midi.note_number_to_hz(int(p)) for p in s.pitches])
+
+    ri = np.stack([ref.onsets, ref.offsets], 1)
+    ei = np.stack([est.onsets, est.offsets], 1)
+    p, r, f, _ = mir_eval.transcription.precision_recall_f1_overlap(
+        ri, hz(ref), ei, hz(est), onset_tolerance=0.05, offset_ratio=None
+    )
+    m = note_metrics(ref, est)
+    assert m["precision"] == pytest.approx(p)
+    assert m["recall"] == pytest.approx(r)
+    assert m["f1"] == pytest.approx(f)
+    assert (m["n_ref"], m["n_est"]) == (len(ref), len(est))
+    assert 0 < m["n_matched"] < len(ref)
+    assert m["n_matched"] == round(p * len(est))
+
+    matching = mir_eval.transcription.match_notes(ri, hz(ref), ei, hz(est), onset_tolerance=0.05, offset_ratio=None)
+    expect = np.mean([abs(int(est.velocities[j]) - int(ref.velocities[i])) for i, j in matching])
+    assert m["velocity_error"] == pytest.approx(expect)
+
+
+def test_note_metrics_tolerance_and_velocity_by_hand():
+    ref = Score.from_notes([(60, 0.0, 0.5, 100), (64, 1.0, 1.5, 50), (67, 2.0, 2.5, 80)])
+    est = Score.from_notes([
+        (60, 0.04, 0.3, 90),  # matched, |dv| = 10
+        (64, 1.06, 1.2, 50),  # 60 ms late: miss
+        (67, 2.0, 2.1, 110),  # matched, |dv| = 30
+        (72, 2.0, 2.1, 80),  # wrong pitch
+    ])
+    m = note_metrics(ref, est)
+    assert m["n_matched"] == 2
+    assert m["precision"] == pytest.approx(2 / 4)
+    assert m["recall"] == pytest.approx(2 / 3)
+    assert m["f1"] == pytest.approx(2 * (1 / 2) * (2 / 3) / (1 / 2 + 2 / 3))
+    assert m["velocity_error"] == pytest.approx(20.0)
+    # A wider tolerance picks up the late note.
+    m2 = note_metrics(ref, est, onset_tolerance=0.1)
+    assert m2["n_matched"] == 3
+    assert m2["velocity_error"] == pytest.approx(40 / 3)
+    assert note_metrics(ref, ref) | {} == {
+        "precision": 1.0, "recall": 1.0, "f1": 1.0, "velocity_error": 0.0, "n_ref": 3, "n_est": 3, "n_matched": 3,
+    }
+
+
+def test_note_metrics_empty_cases_without_warnings():
+    empty = Score([], [], [])
+    one = Score.from_notes([(60, 0.0, 0.5, 100)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        both = note_metrics(empty, empty)
+        no_est = note_metrics(one, empty)
+        no_ref = note_metrics(empty, one)
+        miss = note_metrics(one, Score.from_notes([(61, 0.0, 0.5, 100)]))
+    assert (both["precision"], both["recall"], both["f1"]) == (1.0, 1.0, 1.0)
+    for m in (no_est, no_ref, miss):
+        assert (m["precision"], m["recall"], m["f1"]) == (0.0, 0.0, 0.0)
+        assert m["n_matched"] == 0 and math.isnan(m["velocity_error"])
+    assert math.isnan(both["velocity_error"])
+
+
+def test_note_metrics_accepts_duck_typed_notes_and_rejects_bad_ones():
+    class Notes:
+        def __init__(self, p, on, off, v):
+            self.pitches, self.onsets, self.offsets, self.velocities = map(np.asarray, (p, on, off, v))
+
+    ref = Notes([60, 62], [0.0, 1.0], [0.5, 1.0], [80, 80])  # zero-length note: offsets are ignored
+    est = Notes([60, 62], [0.01, 1.02], [0.5, 1.5], [70, 100])
+    m = note_metrics(ref, est)
+    assert m["f1"] == 1.0 and m["velocity_error"] == pytest.approx(15.0)
+    with pytest.raises(ValueError, match="pitches/onsets/offsets/velocities"):
+        note_metrics(object(), est)
+    with pytest.raises(ValueError, match="onsets"):
+        note_metrics(Notes([60], [float("nan")], [1.0], [80]), est)
+    with pytest.raises(ValueError, match="same length"):
+        note_metrics(Notes([60, 61], [0.0], [1.0], [80]), est)
+    with pytest.raises(ValueError, match="onset_tolerance"):
+        note_metrics(ref, est, onset_tolerance=0)
+
+
+# --------------------------------------------------------------------------- episode_metrics
+
+
+def test_episode_metrics_combines_both():
+    ref = Score.from_notes([(60, 0.0, 0.5, 100), (64, 0.5, 1.0, 60)])
+    fs = ref.frames(20)
+    pressed = np.array(fs.held)
+    pressed[5:, 64 - 21] = False  # the second note never played
+    perf = Score.from_notes([(60, 0.0, 0.5, 90)])
+    m = episode_metrics(pressed, fs.held, perf, ref)
+    assert set(m) >= {"frame_precision", "frame_recall", "frame_f1", "note_precision", "note_recall",
+                      "note_f1", "velocity_error"}
+    f = frame_f1(pressed, fs.held)
+    assert (m["frame_precision"], m["frame_recall"], m["frame_f1"]) == (f["precision"], f["recall"], f["f1"])
+    assert m["frame_precision"] == 1.0 and m["frame_recall"] == pytest.approx(0.5)
+    assert m["note_precision"] == 1.0 and m["note_recall"] == 0.5
+    assert m["note_f1"] == pytest.approx(2 / 3)
+    assert m["velocity_error"] == 10.0
