@@ -79,7 +79,7 @@ class PianoSim:
                  sample_rate: int = 16000, lookahead: int = 10, keys=(21, 108), layout: str = "identity",
                  layout_seed: int = 0, pedal: bool = False, synth="piano", reward="audio_match",
                  n_mels: int = 64, tail: float = 0.5, max_seconds: float | None = None,
-                 out_of_range: str = "transpose", history_blocks: int = 8, record_audio: bool = True):
+                 out_of_range: str = "transpose", history_blocks: int | None = None, record_audio: bool = True):
         self.n_envs = _check_number("n_envs", n_envs, 1, 1 << 20, integer=True)
         self.frame_rate = _check_number("frame_rate", frame_rate, 1, 1000)
         self.sample_rate = _check_number("sample_rate", sample_rate, 8000, 96000, integer=True)
@@ -106,7 +106,17 @@ class PianoSim:
         self.features = LogMel(self.sample_rate, self.block_size, self.n_mels)
         self.reward = rewards_mod.make(reward)
         self.reward.bind(self.n_envs)
-        self.history_blocks = max(int(history_blocks), self.reward.history_blocks)
+        self._single_reward = self._single_name = None
+        parts = getattr(self.reward, "parts", None)
+        if parts is not None and len(parts) == 1:
+            (name, (model, weight)), = parts.items()
+            if weight == 1.0:
+                self._single_name, self._single_reward = name, model
+        # Keep only the audio history the reward asks for (shifting it costs memory traffic).
+        self.history_blocks = self.reward.history_blocks if history_blocks is None else int(history_blocks)
+        if self.history_blocks < self.reward.history_blocks:
+            raise ValueError(f"history_blocks={history_blocks} is less than the reward needs "
+                             f"({self.reward.history_blocks})")
         self.score_context = int(self.reward.score_context)
         self.pad = max(self.lookahead + 1, self.score_context + 1)
         self.lo_col = self.keys[0] - LOWEST_PITCH
@@ -205,9 +215,15 @@ class PianoSim:
         feats = self.features.block(audio)
         t = self.t
         ar = self._arange_n
-        self.down_hist[ar, t] = down
-        self.vel_hist[ar, t] = np.where(onset, velocity, 0)
-        self.pedal_hist[ar, t] = self.keyboard.pedal_down
+        if self.n_envs == 1:
+            t0 = t[0]
+            self.down_hist[0, t0] = down[0]
+            self.vel_hist[0, t0] = velocity[0] * onset[0]
+            self.pedal_hist[0, t0] = self.keyboard.pedal_down[0]
+        else:
+            self.down_hist[ar, t] = down
+            self.vel_hist[ar, t] = velocity * onset
+            self.pedal_hist[ar, t] = self.keyboard.pedal_down
         held, ons, vel = self.score_window(ar, t, self._ctx)
         ctx = BatchStepContext(
             env_ids=ar, step=t.copy(), audio=audio, audio_history=self.audio_hist.reshape(self.n_envs, -1),
@@ -215,8 +231,12 @@ class PianoSim:
             target_velocity=vel, score_context=self.score_context,
             key_down=down if self.reward.uses_motion else None,
         )
-        rewards = call_model(self.reward, ctx)
-        terms = self.reward.terms() or {getattr(self.reward, "name", "reward"): rewards}
+        if self._single_reward is not None:  # one reward at weight 1: skip the composite
+            rewards = call_model(self._single_reward, ctx)
+            terms = dict(self._single_reward.terms() or {}, **{self._single_name: rewards})
+        else:
+            rewards = call_model(self.reward, ctx)
+            terms = self.reward.terms() or {getattr(self.reward, "name", "reward"): rewards}
         if self.history_blocks:
             self.audio_hist[:, :-1] = self.audio_hist[:, 1:]
             self.audio_hist[:, -1] = audio

@@ -5,11 +5,19 @@ agent's keys made during one step): Hann window over the block, zero-padded FFT 
 ``n_fft`` (the next power of two), power normalized so that a full-scale sine puts 0.25
 into its bin, a mel filterbank from librosa (Slaney mel, area-normalized), then
 ``log(mel + eps)``. Blocks do not overlap, so features of a whole clip (cut into blocks)
-equal the features of its blocks computed one by one during an episode.
+equal the features of its blocks computed one by one during an episode, to float32
+rounding (|difference| < 1e-5: BLAS may sum a batch in another order than one row).
+
+Speed: a batch of many blocks (vector envs) goes through torch's FFT and matmul, which
+are several times faster than numpy's on large batches; a few blocks stay in numpy,
+which has less overhead per call.
 """
 from __future__ import annotations
 
 import numpy as np
+
+
+TORCH_MIN_BATCH = 16  # batches at least this big use torch's FFT (faster when large)
 
 
 class LogMel:
@@ -39,12 +47,12 @@ class LogMel:
         self.silence = float(np.log(self.eps))
         window = np.hanning(self.block_size + 1)[:-1]  # periodic Hann
         # Power normalization: a full-scale sine gives 0.25 in its bin.
-        self.window = (window / window.sum()).astype(np.float64)
+        self.window = (window / window.sum()).astype(np.float32)
         fmax = self.sample_rate / 2 if fmax is None else float(fmax)
         mel = librosa.filters.mel(sr=self.sample_rate, n_fft=self.n_fft, n_mels=self.n_mels, fmin=fmin, fmax=fmax)
         # Scale so that a sine's energy lands in the bands with unit gain at the peak.
         mel = mel / mel.max(axis=1, keepdims=True)
-        self.mel_basis = np.ascontiguousarray(mel.T.astype(np.float64))  # (n_fft//2+1, n_mels)
+        self.mel_basis = np.ascontiguousarray(mel.T.astype(np.float32))  # (n_fft//2+1, n_mels)
         self._torch_cache = {}
 
     def __call__(self, audio: np.ndarray) -> np.ndarray:
@@ -63,15 +71,23 @@ class LogMel:
 
     def block(self, blocks: np.ndarray) -> np.ndarray:
         """Features of blocks shaped (..., block_size) -> float32 (..., n_mels)."""
-        blocks = np.asarray(blocks, dtype=np.float64)
+        blocks = np.asarray(blocks, dtype=np.float32)
         if blocks.shape[-1] != self.block_size:
             raise ValueError(f"blocks end in {blocks.shape[-1]} samples; expected block_size={self.block_size}")
-        spec = np.fft.rfft(blocks * self.window, n=self.n_fft)
-        power = spec.real**2 + spec.imag**2
-        lead = power.shape[:-1]
-        # Row by row matmul keeps every frame's numbers independent of how many are batched.
-        mel = np.einsum("...f,fm->...m", power.reshape(-1, power.shape[-1]), self.mel_basis, optimize=False)
-        return np.log(mel + self.eps).astype(np.float32).reshape(*lead, self.n_mels)
+        lead = blocks.shape[:-1]
+        flat = blocks.reshape(-1, self.block_size)
+        if len(flat) >= TORCH_MIN_BATCH:
+            import torch
+
+            with torch.no_grad():
+                out = self.torch(torch.from_numpy(flat)).numpy()[:, 0]
+            return out.reshape(*lead, self.n_mels)
+        spec = np.fft.rfft(flat * self.window, n=self.n_fft)
+        power = spec.real**2
+        power += spec.imag**2
+        mel = power @ self.mel_basis
+        mel += self.eps
+        return np.log(mel, out=mel).reshape(*lead, self.n_mels)
 
     def torch(self, audio):
         """Differentiable twin: torch audio (..., n_blocks * block_size) -> (..., n_blocks, n_mels)."""

@@ -14,20 +14,25 @@ def logmel():
     return LogMel(SR, BLOCK)
 
 
+def same(a, b):
+    """Equal to float32 rounding: BLAS and torch may sum a batch in another order than one row."""
+    return a.shape == b.shape and np.allclose(a, b, rtol=0, atol=1e-5)
+
+
 def test_whole_clip_equals_block_by_block(logmel):
     rng = np.random.default_rng(0)
     audio = (0.3 * rng.standard_normal(25 * BLOCK)).astype(np.float32)
     whole = logmel(audio)
     assert whole.shape == (25, 64) and whole.dtype == np.float32
     one_by_one = np.stack([logmel.block(audio[i * BLOCK: (i + 1) * BLOCK]) for i in range(25)])
-    assert np.array_equal(whole, one_by_one)
+    assert same(whole, one_by_one)
     single = np.concatenate([logmel(audio[i * BLOCK: (i + 1) * BLOCK]) for i in range(25)])
-    assert np.array_equal(whole, single)
+    assert same(whole, single)
     # Batched envs (n_envs, samples) give the same rows too.
     batch = logmel(np.stack([audio, audio[::-1].copy()]))
     assert batch.shape == (2, 25, 64)
-    assert np.array_equal(batch[0], whole)
-    assert np.array_equal(batch[1], logmel(audio[::-1].copy()))
+    assert same(batch[0], whole)
+    assert same(batch[1], logmel(audio[::-1].copy()))
 
 
 def _band_containing(logmel, f):

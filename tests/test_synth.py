@@ -332,3 +332,19 @@ def test_make_synth():
     assert make_synth(s, 8000) is s
     with pytest.raises(ValueError, match="8000"):
         make_synth(s, SR)
+
+
+def test_strike_on_every_block_cuts_no_voice():
+    """A key struck on consecutive blocks (allowed to the player API) still matches the torch synth."""
+    from lmm_env.synth import DifferentiablePianoSynth, PianoSynth
+
+    T = 12
+    onset = np.zeros((T, 88), bool)
+    onset[:10, 40] = True
+    held = onset.copy()
+    vel = np.full((T, 88), 100)
+    player = PianoSynth(16000).player(1, 800)
+    got = np.concatenate([player.step(onset[t][None], vel[t][None], ~held[t][None])[0] for t in range(T)])
+    want = DifferentiablePianoSynth(16000, 20)(torch.tensor(onset, dtype=torch.float32),
+                                               torch.tensor(vel, dtype=torch.float32), torch.tensor(held))
+    assert np.abs(got - want.numpy()).max() < 1e-5

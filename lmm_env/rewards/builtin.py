@@ -74,5 +74,6 @@ class AudioMatchReward(RewardModel):
 
     def batch(self, ctx: BatchStepContext) -> np.ndarray:
         target = self._targets[ctx.env_ids, ctx.step]
-        distance = np.abs(ctx.features - target).mean(axis=1)
-        return np.exp(-distance / self.scale)
+        diff = ctx.features - target
+        distance = np.abs(diff, out=diff).sum(axis=1, dtype=np.float64)
+        return np.exp(distance * (-1.0 / (self.scale * diff.shape[1])))

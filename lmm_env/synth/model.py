@@ -16,8 +16,8 @@ One note of key ``k`` (MIDI pitch ``p = 21 + k``) struck at velocity ``v`` and r
 * ``release`` is 1 while the key is held and falls to exactly 0 within
   ``RELEASE_SECONDS`` after it (the damper). A voice ends then, or when its table ends.
 * A new strike of a key damps that key's older voices at the same instant (the hammer
-  meets the string again), so at most ``1 + ceil(R / (2 * block))`` voices per key ever
-  sound when the env acts once per block.
+  meets the string again), so at most ``1 + ceil(R / block)`` voices per key ever sound
+  when strikes come at block starts.
 
 The formulas for velocity are written once, with operators that numpy arrays and torch
 tensors share, so both synths compute the same numbers.
@@ -72,9 +72,13 @@ def release_envelope(sample_rate: int) -> np.ndarray:
 
 
 def voice_slots(sample_rate: int, block_size: int) -> int:
-    """Voices a key needs when strikes come at block starts at least two blocks apart."""
+    """Voices a key needs so that no sounding voice is ever cut, even with a strike every block.
+
+    A strike damps the key's previous voice, which then needs ``R`` samples to fall
+    silent, so ``1 + ceil(R / block)`` slots always suffice.
+    """
     r = int(round(RELEASE_SECONDS * sample_rate))
-    return 1 + math.ceil(r / (2 * block_size))
+    return 1 + math.ceil(r / block_size)
 
 
 @functools.lru_cache(maxsize=4)

@@ -159,10 +159,17 @@ class PianoPlayer(BlockPlayer):
         if self.n_envs == 1:
             out[0] = wave.sum(axis=0)
         else:
+            # Sum voices into their envs. torch's index_add_ is ~20x faster than numpy's
+            # reduceat/add.at on hundreds of voices; voices are in env order either way.
             out.fill(0.0)
             envs = idx // self._voices_per_env
-            starts = np.flatnonzero(np.r_[True, envs[1:] != envs[:-1]])
-            out[envs[starts]] = np.add.reduceat(wave, starts, axis=0)
+            if len(idx) >= 32:
+                import torch
+
+                torch.from_numpy(out).index_add_(0, torch.from_numpy(envs), torch.from_numpy(wave))
+            else:
+                starts = np.flatnonzero(np.r_[True, envs[1:] != envs[:-1]])
+                out[envs[starts]] = np.add.reduceat(wave, starts, axis=0)
         # Advance, and retire voices whose damper or table has run out.
         p += 1
         pos[idx] = p
