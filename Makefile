@@ -1,0 +1,32 @@
+# The two commands a newcomer runs: `make demo` and `make test`. Each builds .venv first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat setup.py | cksum | cut -d' ' -f1)
+
+.PHONY: demo test bench install clean
+
+install: $(STAMP)
+
+$(STAMP): setup.py
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# A CPU build of torch first: a looser requirement would pull a multi-GB CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	# tinysoundfont's wheel declares pyaudio (real-time playback, needs system PortAudio);
+	# lmm_env never plays live audio, so install it without that dependency.
+	$(PY) -m pip install -q --no-deps tinysoundfont
+	$(PY) -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) examples/demo.py --out out
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+bench: $(STAMP)
+	$(PY) bench/bench_synth.py
+	$(PY) bench/bench_env.py
+
+clean:
+	rm -rf $(VENV) out *.egg-info
