@@ -1,8 +1,8 @@
 """Log-mel features of audio, one frame per env step (numpy for stepping, torch for gradients).
 
 A frame is computed from exactly one block of ``block_size`` samples (the audio the
-agent's keys made during one step): Hann window over the block, zero-padded FFT of
-``n_fft`` (the next power of two), power normalized so that a full-scale sine puts 0.25
+agent's keys made during one step): Hann window over the block, FFT of ``n_fft``
+(the block itself, or the next power of two when its length has prime factors above 5), power normalized so that a full-scale sine puts 0.25
 into its bin, a mel filterbank from librosa (Slaney mel, area-normalized), then
 ``log(mel + eps)``. Blocks do not overlap, so features of a whole clip (cut into blocks)
 equal the features of its blocks computed one by one during an episode, to float32
@@ -42,7 +42,13 @@ class LogMel:
         self.sample_rate = int(sample_rate)
         self.block_size = int(block_size)
         self.n_mels = int(n_mels)
-        self.n_fft = 1 << (self.block_size - 1).bit_length()
+        # FFT over the block itself when its length factors into 2, 3 and 5 (pocketfft is fast
+        # there, e.g. 800 = 2^5 5^2); otherwise zero-pad to the next power of two.
+        m = self.block_size
+        for f in (2, 3, 5):
+            while m % f == 0:
+                m //= f
+        self.n_fft = self.block_size if m == 1 else 1 << (self.block_size - 1).bit_length()
         self.eps = float(eps)
         self.silence = float(np.log(self.eps))
         window = np.hanning(self.block_size + 1)[:-1]  # periodic Hann

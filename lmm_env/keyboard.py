@@ -80,7 +80,7 @@ class Keyboard:
         self.pedal_down[ids] = False
 
     def check_action(self, action) -> np.ndarray:
-        """Validate an action batch (n_envs, n_actions) and clip it to [-1, 1]."""
+        """Validate an action batch (n_envs, n_actions): float dtype, shape, finite."""
         a = np.asarray(action)
         if a.dtype.kind != "f":
             raise ValueError(f"action dtype {a.dtype} is not allowed; pass floats (float32) in [-1, 1]")
@@ -91,7 +91,7 @@ class Keyboard:
             bad = np.argwhere(~np.isfinite(a))[0]
             raise ValueError(f"action holds a non-finite value {a[tuple(bad)]!r} at index {tuple(bad.tolist())}; "
                              "actions must be finite floats in [-1, 1]")
-        return np.clip(a, -1.0, 1.0)
+        return a  # values beyond [-1, 1] act as the nearest bound in `apply`
 
     def apply(self, action: np.ndarray):
         """Move the keys to a checked action batch.
@@ -109,7 +109,7 @@ class Keyboard:
         cols = self._cols
         self._onset88[:, cols] = onset
         self._down88[:, cols] = down
-        vel = np.maximum(keys, 0.0)
+        vel = np.clip(keys, 0.0, 1.0)
         vel *= 126.0
         self._vel88[:, cols] = np.rint(vel, out=vel)
         self._vel88[:, cols] += 1
