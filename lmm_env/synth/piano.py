@@ -123,7 +123,7 @@ class PianoPlayer(BlockPlayer):
             self.next_slot.reshape(self.n_envs, -1)[ids] = 0
 
     def step(self, onset: np.ndarray, velocity: np.ndarray, damped: np.ndarray) -> np.ndarray:
-        b, slots = self.block_size, self.slots
+        slots = self.slots
         active, rel, pos = self.active, self.rel, self.pos  # flat (n_envs * 88 * slots,)
         idx = np.flatnonzero(active)
         if idx.size:
