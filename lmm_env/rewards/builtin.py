@@ -73,7 +73,10 @@ class AudioMatchReward(RewardModel):
         self._targets[env_index, : len(feats)] = feats
 
     def batch(self, ctx: BatchStepContext) -> np.ndarray:
-        target = self._targets[ctx.env_ids, ctx.step]
+        if len(ctx.env_ids) == 1:  # a basic index is cheaper than a fancy one
+            target = self._targets[int(ctx.env_ids[0]), int(ctx.step[0])][None]
+        else:
+            target = self._targets[ctx.env_ids, ctx.step]
         diff = ctx.features - target
         distance = np.abs(diff, out=diff).sum(axis=1, dtype=np.float64)
         return np.exp(distance * (-1.0 / (self.scale * diff.shape[1])))
