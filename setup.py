@@ -10,8 +10,10 @@ setup(
     python_requires=">=3.10",
     # envs/ and agents/ live at the top of the repo (as the layout asks) but install under
     # lmm_env, so that no generic top-level names (`envs`, `agents`) land in site-packages.
-    packages=["lmm_env", "lmm_env.synth", "lmm_env.rewards", "lmm_env.envs", "lmm_env.agents"],
+    packages=["lmm_env", "lmm_env.synth", "lmm_env.rewards", "lmm_env.lm", "lmm_env.envs", "lmm_env.agents"],
     package_dir={"lmm_env.envs": "envs", "lmm_env.agents": "agents"},
+    # The shipped LM and ear weights (safetensors + JSON config, a few MB in all).
+    package_data={"lmm_env.lm": ["weights/*.safetensors", "weights/*.json"]},
     install_requires=[
         # torch is pinned by the Makefile first (a CPU build); any torch >= 2.1 works.
         "torch>=2.1",

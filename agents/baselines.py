@@ -60,3 +60,69 @@ class ScoreReaderAgent:
         # max(...) keeps velocity 1 (a = 0) a press: 1 + round(126 * 1e-4) = 1.
         keys[held] = np.maximum((vel[held] - 1.0) / 126.0, 1e-4)
         return (action if batch else action[0]), state
+
+
+class WrongPlayAgent:
+    """The ScoreReaderAgent with one deliberate mistake, for checking that rewards rank play.
+
+    Kinds (``kind=``):
+
+    * ``"semitone"``: every note a semitone higher (the key one action index up; a note on
+      the top key is dropped).
+    * ``"late"``: every action ``delay`` steps late (default 2); silence before.
+    * ``"velocity"``: loud notes (velocity > 64) played at velocity 20, soft ones at 110.
+    * ``"extra"``: on every frame with notes, also holds the key ``interval`` semitones
+      (default 6, a tritone) above the highest target key, at the same velocity.
+
+    Needs the identity layout (it reasons in pitch). Works for one env or a vector env.
+    """
+
+    KINDS = ("semitone", "late", "velocity", "extra")
+
+    def __init__(self, env, kind: str, delay: int = 2, interval: int = 6):
+        if kind not in self.KINDS:
+            raise ValueError(f"kind={kind!r} is not allowed; use one of {self.KINDS}")
+        sim = _score_sim(env)
+        if sim.keyboard.layout != "identity":
+            raise ValueError("WrongPlayAgent needs layout='identity'")
+        if not (isinstance(delay, int) and delay >= 1):
+            raise ValueError(f"delay={delay!r} must be an int >= 1")
+        self.reader = ScoreReaderAgent(env)
+        self.kind, self.delay, self.interval = kind, delay, int(interval)
+        self.n_keys = len(self.reader.column_of_action)
+        self._queue: list[np.ndarray] = []
+
+    def reset(self) -> None:
+        """Forget queued actions (call at episode start for ``kind="late"``)."""
+        self._queue = []
+
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
+        action, _ = self.reader.predict(observation)
+        a = np.array(action, dtype=np.float32, copy=True)
+        keys = a[..., : self.n_keys]
+        if self.kind == "semitone":
+            shifted = np.full_like(keys, _SILENT)
+            shifted[..., 1:] = keys[..., :-1]
+            keys[...] = shifted
+        elif self.kind == "late":
+            self._queue.append(a.copy())
+            if len(self._queue) > self.delay:
+                a = self._queue.pop(0)
+            else:
+                a = np.full_like(a, _SILENT)
+        elif self.kind == "velocity":
+            down = keys > 0
+            loud = keys > (64 - 1) / 126.0
+            keys[down & loud] = (20 - 1) / 126.0
+            keys[down & ~loud] = (110 - 1) / 126.0
+        else:  # extra
+            flat = keys.reshape(-1, self.n_keys)
+            for row in flat:
+                on = np.flatnonzero(row > 0)
+                if on.size:
+                    k = on[-1] + self.interval
+                    if k >= self.n_keys:
+                        k = on[0] - self.interval
+                    if 0 <= k < self.n_keys:
+                        row[k] = row[on[-1]]
+        return a, state

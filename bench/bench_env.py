@@ -3,7 +3,8 @@
     python bench/bench_env.py            # prints markdown tables (paste into BENCHMARKS.md)
 
 Both single-env numbers come from the same run, through gym.make (default wrappers), with
-the default reward; the piano is played by the ScoreReaderAgent's actions (a realistic
+the issue-2 default reward (audio_match); a last table compares every reward's step cost
+(the closed-loop LM reward against key_match, at 1 and 64 envs); the piano is played by the ScoreReaderAgent's actions (a realistic
 load: a melody's keys down), precomputed so the agent's time is not counted.
 """
 from __future__ import annotations
@@ -45,8 +46,8 @@ def time_single(env, actions, repeats=3):
     return best
 
 
-def time_vector(n_envs, steps, score, agent_kind):
-    venv = gym.make_vec("LMMPiano-v0", num_envs=n_envs, score=score)
+def time_vector(n_envs, steps, score, agent_kind, reward="audio_match"):
+    venv = gym.make_vec("LMMPiano-v0", num_envs=n_envs, score=score, reward=reward)
     obs, _ = venv.reset(seed=0)
     agent = ScoreReaderAgent(venv) if agent_kind == "score-reader" else RandomAgent(venv, seed=0)
     for _ in range(5):  # warm-up
@@ -72,7 +73,7 @@ def main():
     cart = gym.make("CartPole-v1")
     cart.reset(seed=0)
     cart_actions = [cart.action_space.sample() for _ in range(args.steps)]
-    piano = gym.make("LMMPiano-v0", score=args.score)
+    piano = gym.make("LMMPiano-v0", score=args.score, reward="audio_match")
     piano_actions = record_actions(piano, ScoreReaderAgent(piano), args.steps)
     random_actions = record_actions(piano, RandomAgent(piano, seed=0), args.steps)
     t_cart = time_single(cart, cart_actions)
@@ -97,6 +98,19 @@ def main():
             base.setdefault(kind, sps)
             row += [f"{sps:,.0f}", f"{sps / base[kind]:.1f}"]
         print(f"| {n} | " + " | ".join(row) + " |")
+
+    # Issue 3: the closed-loop LM reward must cost at most 3x key_match per step, at 1 and 64 envs.
+    print()
+    print("| reward | 1 env: us/step | x key_match | 64 envs: us/env-step | x key_match |")
+    print("|---|---|---|---|---|")
+    base = {}
+    for reward in ("key_match", "audio_match", "ear_match", "score_lm", "audio_lm", "closed_loop"):
+        env = gym.make("LMMPiano-v0", score=args.score, reward=reward)
+        t1 = time_single(env, piano_actions)
+        t64 = 1.0 / time_vector(64, args.vector_steps, args.score, "score-reader", reward)
+        base.setdefault("1", t1)
+        base.setdefault("64", t64)
+        print(f"| {reward} | {t1 * 1e6:.1f} | {t1 / base['1']:.2f} | {t64 * 1e6:.1f} | {t64 / base['64']:.2f} |")
 
 
 if __name__ == "__main__":

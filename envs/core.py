@@ -77,7 +77,7 @@ class PianoSim:
 
     def __init__(self, n_envs: int = 1, *, score="folk", split: str = "train", frame_rate: float = 20,
                  sample_rate: int = 16000, lookahead: int = 10, keys=(21, 108), layout: str = "identity",
-                 layout_seed: int = 0, pedal: bool = False, synth="piano", reward="audio_match",
+                 layout_seed: int = 0, pedal: bool = False, synth="piano", reward="closed_loop",
                  n_mels: int = 64, tail: float = 0.5, max_seconds: float | None = None,
                  out_of_range: str = "transpose", history_blocks: int | None = None, record_audio: bool = True):
         self.n_envs = _check_number("n_envs", n_envs, 1, 1 << 20, integer=True)
@@ -153,9 +153,14 @@ class PianoSim:
         self.tape, self.down_hist, self.vel_hist, self.pedal_hist, self._cap = tape, down, vel, pedal, cap
 
     # ------------------------------------------------------------------ episodes
-    def reset_env(self, i: int, rng: np.random.Generator) -> None:
-        """Start a new episode in env ``i``, drawing its score with ``rng``."""
-        score = self.pool[int(rng.integers(len(self.pool)))]
+    def reset_env(self, i: int, rng: np.random.Generator, score_index: int | None = None) -> None:
+        """Start a new episode in env ``i``: score ``score_index`` of the pool, or one drawn with ``rng``."""
+        if score_index is None:
+            score_index = int(rng.integers(len(self.pool)))
+        elif not (isinstance(score_index, (int, np.integer)) and 0 <= score_index < len(self.pool)):
+            raise ValueError(f"options['score_index']={score_index!r} is not allowed; "
+                             f"use an int in [0, {len(self.pool) - 1}] (the env's pool holds {len(self.pool)} scores)")
+        score = self.pool[int(score_index)]
         if self.max_seconds is not None and score.duration > self.max_seconds:
             score = score.trim(0.0, self.max_seconds)
         frames = score.frames(self.frame_rate)
@@ -304,5 +309,6 @@ class PianoSim:
         pad = self.pad
         target_held = (self.tape[i, pad : pad + steps] > 0)
         return metrics_mod.episode_metrics(
-            self.down_hist[i, :steps], target_held, self.performance_score(i), self.scores[i]
+            self.down_hist[i, :steps], target_held, self.performance_score(i), self.scores[i],
+            duration=max(steps, 1) / self.frame_rate,
         )

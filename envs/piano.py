@@ -54,10 +54,19 @@ class LMMPianoEnv(gym.Env):
       are down, then the pedal if ``pedal=True``.
 
     ## Rewards
-    ``reward="audio_match"`` (default): ``exp(-mean |heard log-mel - target log-mel| / 2)``
-    against the score rendered through the same synth, in (0, 1]. ``"key_match"``:
-    RoboPianist-style key-press reward computed from the keys (motion space; for
-    baselines). A ``{name: weight}`` dict sums registered rewards; any
+    ``reward="closed_loop"`` (default): judged only on what was *heard* (never the keys):
+    ``ear_match + 0.5 * score_lm + 0.5 * audio_lm``, each in [0, 1] per step:
+    ``ear_match``, the shipped ear's pitch reading of the heard audio against the target
+    frame (soft F1) and its loudness against the target played through the same synth;
+    ``score_lm``, how probable the heard notes are under the score LM (LM^V) given the
+    score so far, relative to the target frame's own probability; ``audio_lm``, how
+    expected the heard log-mel frame is under the audio LM (LM^A) given what was heard
+    before, relative to the target audio's. See `lmm_env.rewards.ClosedLoopReward`; the
+    shipped models need ``sample_rate=16000, frame_rate=20`` (the defaults).
+    Also registered: ``"ear_match"``, ``"score_lm"``, ``"audio_lm"`` alone;
+    ``"audio_match"``: ``exp(-mean |heard log-mel - target log-mel| / 2)``;
+    ``"key_match"``: RoboPianist-style key-press reward computed from the keys (motion
+    space; for baselines). A ``{name: weight}`` dict sums registered rewards; any
     `lmm_env.rewards.RewardModel` plugs in. ``info["reward_terms"]`` has every term by
     name each step.
 
@@ -68,11 +77,14 @@ class LMMPianoEnv(gym.Env):
     No termination. Truncation after the score's frames plus ``tail`` seconds (releases
     ring out). The last step's ``info["metrics"]`` holds frame precision/recall/F1
     (RoboPianist's definition), note onset precision/recall/F1 (mir_eval, 50 ms) and the
-    velocity error on matched notes.
+    velocity error on matched notes, and the diagnostics pitch-class entropy and note
+    density of what was played beside the target's (a policy that games a model reward by
+    collapsing to one note or to silence shows there).
 
     ## Arguments
     * ``score``: a corpus name (default ``"folk"``; see `lmm_env.corpus.names`), a MIDI
-      path, a PrettyMIDI, a `Score`, or a list of those. Each reset draws one.
+      path, a PrettyMIDI, a `Score`, or a list of those. Each reset draws one, or takes
+      ``reset(options={"score_index": i})``, the i-th of that pool (for evaluation).
     * ``split``: corpus split, ``"train"`` (default), ``"validation"`` or ``"test"``.
     * ``frame_rate`` (20): steps per second; ``sample_rate`` (16000): audio Hz; their
       ratio must be a whole number of samples.
@@ -92,7 +104,7 @@ class LMMPianoEnv(gym.Env):
 
     def __init__(self, score="folk", split: str = "train", frame_rate: float = 20, sample_rate: int = 16000,
                  lookahead: int = 10, keys=(21, 108), layout: str = "identity", layout_seed: int = 0,
-                 pedal: bool = False, synth="piano", reward="audio_match", render_mode: str | None = None,
+                 pedal: bool = False, synth="piano", reward="closed_loop", render_mode: str | None = None,
                  n_mels: int = 64, tail: float = 0.5, max_seconds: float | None = None,
                  out_of_range: str = "transpose", record_audio: bool = True):
         if render_mode not in (None, "rgb_array"):
@@ -122,7 +134,11 @@ class LMMPianoEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        self.sim.reset_env(0, self.np_random)
+        options = options or {}
+        unknown = set(options) - {"score_index"}
+        if unknown:
+            raise ValueError(f"unknown reset options {sorted(unknown)}; allowed: 'score_index' (which score of the pool)")
+        self.sim.reset_env(0, self.np_random, options.get("score_index"))
         self._needs_reset = False
         obs = {k: v[0] for k, v in self.sim.observation().items()}
         score = self.sim.scores[0]

@@ -3,7 +3,9 @@
     python examples/demo.py --out out
 
 The ScoreReaderAgent reads the score and plays it; a RandomAgent plays the same piece for
-contrast. Prints a metrics table and writes to --out:
+contrast. Both are judged by the default closed-loop reward (an ear, a score LM and an audio
+LM listening to what was played). Prints a metrics table with each reward term's episode
+return and writes to --out:
     performance.mid            what the score reader played
     performance.wav            the audio the env heard (built-in piano synth)
     performance_soundfont.wav  the same performance through the SoundFont piano (TimGM6mb)
@@ -35,31 +37,33 @@ parser.add_argument("--max-seconds", type=float, default=30.0, help="trim the pi
 args = parser.parse_args()
 os.makedirs(args.out, exist_ok=True)
 
-env = gym.make("LMMPiano-v0", score=args.corpus, split="test", max_seconds=args.max_seconds,
-               reward="audio_match")
+env = gym.make("LMMPiano-v0", score=args.corpus, split="test", max_seconds=args.max_seconds)
 
 
 def run_episode(agent, label):
     obs, info = env.reset(seed=args.seed)
-    total, done = 0.0, False
+    total, terms, done = 0.0, {}, False
     with tqdm(total=info["n_steps"], desc=f"{label:>12}", unit="step", leave=False) as bar:
         while not done:
             action, _ = agent.predict(obs, deterministic=True)
             obs, reward, terminated, truncated, info = env.step(action)
             total += reward
+            for k, v in info["reward_terms"].items():
+                terms[k] = terms.get(k, 0.0) + v
             done = terminated or truncated
             bar.update()
-    return info["metrics"], total, info
+    return info["metrics"], total, terms
 
 
 rows = {}
 for label, agent in [("random", RandomAgent(env, seed=args.seed)), ("score-reader", ScoreReaderAgent(env))]:
-    metrics, ret, _ = run_episode(agent, label)
-    rows[label] = dict(metrics, episode_return=ret)
+    metrics, ret, terms = run_episode(agent, label)
+    rows[label] = dict(metrics, episode_return=ret, **{k: terms[k] for k in ("ear_match", "score_lm", "audio_lm")})
 
 piece = env.unwrapped.target_score()
 print(f"piece: {piece.name} ({len(piece)} notes, {piece.duration:.1f} s, test split of {args.corpus!r})")
-cols = ["frame_f1", "note_precision", "note_recall", "note_f1", "velocity_error", "episode_return"]
+cols = ["frame_f1", "note_f1", "velocity_error", "pitch_class_entropy", "note_density", "episode_return",
+        "ear_match", "score_lm", "audio_lm"]
 print("| agent | " + " | ".join(cols) + " |")
 print("|---" * (len(cols) + 1) + "|")
 for label, m in rows.items():

@@ -10,7 +10,11 @@ Two families of metrics, both standard in the literature:
   ``onset_tolerance`` seconds; offsets are ignored), plus the mean velocity error of the
   matched notes.
 
-`episode_metrics` reports both for one episode.
+* `pitch_class_entropy` and `note_density`: diversity diagnostics of what was played, so
+  that a policy gaming a model reward (collapsing to one safe note, or to silence) shows
+  beside the reward (SMART, 2025, and RL-Tuner saw exactly that collapse).
+
+`episode_metrics` reports all of them for one episode.
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["frame_f1", "note_metrics", "episode_metrics"]
+__all__ = ["frame_f1", "note_metrics", "pitch_class_entropy", "note_density", "episode_metrics"]
 
 
 # --------------------------------------------------------------------------- frame level
@@ -184,8 +188,29 @@ def note_metrics(reference: Any, estimate: Any, onset_tolerance: float = 0.05) -
     return result
 
 
+def pitch_class_entropy(notes: Any) -> float:
+    """Shannon entropy (bits) of the pitch-class histogram of ``notes`` (a Score or alike).
+
+    0.0 for no notes or a single pitch class; at most log2(12) = 3.585 (all twelve equally).
+    """
+    p, _, _, _ = _note_arrays("notes", notes)
+    if p.size == 0:
+        return 0.0
+    counts = np.bincount(p.astype(np.int64) % 12, minlength=12).astype(np.float64)
+    prob = counts[counts > 0] / counts.sum()
+    return float(-(prob * np.log2(prob)).sum()) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
+def note_density(notes: Any, duration: float) -> float:
+    """Notes (onsets) per second over ``duration`` seconds (> 0)."""
+    if not (isinstance(duration, (int, float, np.integer, np.floating)) and math.isfinite(duration) and duration > 0):
+        raise ValueError(f"duration={duration!r} must be a positive number of seconds")
+    p, _, _, _ = _note_arrays("notes", notes)
+    return float(p.size / duration)
+
+
 def episode_metrics(pressed: Any, target_held: Any, performance: Any, reference: Any,
-                    onset_tolerance: float = 0.05) -> dict[str, Any]:
+                    onset_tolerance: float = 0.05, duration: float | None = None) -> dict[str, Any]:
     """Frame and note metrics of one episode.
 
     Args:
@@ -198,8 +223,14 @@ def episode_metrics(pressed: Any, target_held: Any, performance: Any, reference:
     Returns:
         ``frame_precision``, ``frame_recall``, ``frame_f1`` (`frame_f1`), ``note_precision``,
         ``note_recall``, ``note_f1``, ``velocity_error`` (`note_metrics`; NaN when no note
-        matched) and the counts ``n_ref``, ``n_est``, ``n_matched``.
+        matched), the counts ``n_ref``, ``n_est``, ``n_matched``, and the diagnostics
+        ``pitch_class_entropy`` / ``note_density`` of the performance beside
+        ``target_pitch_class_entropy`` / ``target_note_density`` of the reference, over
+        ``duration`` seconds (default: the reference's duration, or 1 s if it is empty).
     """
+    if duration is None:
+        offsets = np.asarray(getattr(reference, "offsets", np.zeros(0)), dtype=np.float64)
+        duration = float(offsets.max()) if offsets.size and offsets.max() > 0 else 1.0
     frame = frame_f1(pressed, target_held)
     notes = note_metrics(reference, performance, onset_tolerance=onset_tolerance)
     return {
@@ -213,4 +244,8 @@ def episode_metrics(pressed: Any, target_held: Any, performance: Any, reference:
         "n_ref": notes["n_ref"],
         "n_est": notes["n_est"],
         "n_matched": notes["n_matched"],
+        "pitch_class_entropy": pitch_class_entropy(performance),
+        "target_pitch_class_entropy": pitch_class_entropy(reference),
+        "note_density": note_density(performance, duration),
+        "target_note_density": note_density(reference, duration),
     }

@@ -3,7 +3,11 @@
     from lmm_env import rewards
     rewards.register("my_lm", MyLMReward)          # a factory: () -> RewardModel
     gym.make("LMMPiano-v0", reward="my_lm")
-    gym.make("LMMPiano-v0", reward={"audio_match": 1.0, "my_lm": 0.5})
+    gym.make("LMMPiano-v0", reward={"closed_loop": 1.0, "my_lm": 0.5})
+
+Registered: "closed_loop" (the default: ear + score LM + audio LM on what was heard),
+"ear_match", "score_lm", "audio_lm" (its terms alone), "audio_match" (log-mel distance to
+the target's audio) and "key_match" (motion space: reads the keys, for baselines only).
 """
 from __future__ import annotations
 
@@ -13,6 +17,9 @@ from lmm_env.rewards.base import (
     BatchStepContext, CompositeReward, EpisodeContext, RewardError, RewardModel, StepContext, call_model,
 )
 from lmm_env.rewards.builtin import AudioMatchReward, KeyMatchReward
+from lmm_env.rewards.lm import (
+    AudioLMReward, ClosedLoopReward, EarMatchReward, ScoreLMReward, TorchLMReward,
+)
 
 _REGISTRY: dict[str, Callable[[], RewardModel]] = {}
 
@@ -62,8 +69,13 @@ def make(spec) -> RewardModel:
 
 register("key_match", KeyMatchReward)
 register("audio_match", AudioMatchReward)
+register("ear_match", EarMatchReward)
+register("score_lm", ScoreLMReward)
+register("audio_lm", AudioLMReward)
+register("closed_loop", ClosedLoopReward)
 
 __all__ = [
     "RewardModel", "RewardError", "EpisodeContext", "StepContext", "BatchStepContext", "CompositeReward",
-    "KeyMatchReward", "AudioMatchReward", "register", "names", "make", "call_model",
+    "KeyMatchReward", "AudioMatchReward", "EarMatchReward", "ScoreLMReward", "AudioLMReward",
+    "ClosedLoopReward", "TorchLMReward", "register", "names", "make", "call_model",
 ]

@@ -49,6 +49,27 @@ class EpisodeContext:
     sample_rate: int
     block_size: int
     keys: tuple
+    _cache: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+    def target_audio(self) -> np.ndarray:
+        """The target score played through the env's synth: float32 (n_steps * block_size,).
+
+        Rendered once per episode and shared by every reward that asks (the score is
+        quantized to the frame grid, so notes start on block boundaries as the agent's do).
+        """
+        if "audio" not in self._cache:
+            n = self.n_steps * self.block_size
+            audio = self.synth.render(self.score, tail=self.n_steps / self.frame_rate)[:n]
+            if len(audio) < n:
+                audio = np.pad(audio, (0, n - len(audio)))
+            self._cache["audio"] = np.ascontiguousarray(audio, dtype=np.float32)
+        return self._cache["audio"]
+
+    def target_features(self) -> np.ndarray:
+        """Log-mel frames of `target_audio`: float32 (n_steps, n_mels), one per step."""
+        if "features" not in self._cache:
+            self._cache["features"] = self.features(self.target_audio())
+        return self._cache["features"]
 
 
 @dataclasses.dataclass

@@ -59,11 +59,7 @@ class AudioMatchReward(RewardModel):
         self._targets = np.zeros((n_envs, 0, 0), np.float32)
 
     def reset(self, episode: EpisodeContext, env_index: int = 0) -> None:
-        n = episode.n_steps * episode.block_size
-        audio = episode.synth.render(episode.score, tail=episode.n_steps / episode.frame_rate)[:n]
-        if len(audio) < n:
-            audio = np.pad(audio, (0, n - len(audio)))
-        feats = episode.features(audio)
+        feats = episode.target_features()
         n_envs, cap, n_mels = self._targets.shape
         if len(feats) > cap or feats.shape[1] != n_mels:
             grown = np.zeros((n_envs, max(len(feats), 2 * cap), feats.shape[1]), np.float32)

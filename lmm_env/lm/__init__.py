@@ -1,0 +1,24 @@
+"""Language models of the score (LM^V, `ScoreLM`) and of audio (LM^A, `AudioLM`), and ears.
+
+Small, CPU-trainable models shipped with weights (``lmm_env/lm/weights/``):
+
+- `ScoreLM` (``load_pretrained("score")``): autoregressive model of score frames
+  (held + onset over 88 keys) at 20 frames per second.
+- `AudioLM` (``load_pretrained("audio")``): autoregressive density of log-mel frames,
+  trained on SoundFont renderings of the corpus.
+- `AnalyticEar` (``"ear-analytic"``) and `LearnedEar` (``"ear"``, trained from K=16
+  score-audio pairs): audio -> 88 pitch activations per frame.
+
+Retrain any of them with ``python -m lmm_env.lm.train {score,audio,ear} --help``.
+"""
+from lmm_env.lm.checkpoint import (
+    CheckpointError,
+    PRETRAINED,
+    load_checkpoint,
+    load_pretrained,
+    read_metadata,
+    save_checkpoint,
+)
+
+__all__ = ["CheckpointError", "PRETRAINED", "load_checkpoint", "load_pretrained", "read_metadata",
+           "save_checkpoint"]

@@ -1,0 +1,177 @@
+"""Saving and loading lmm_env's language models and ears: safetensors + a JSON config.
+
+A checkpoint is one ``.safetensors`` file. Its metadata holds the model class name and its
+constructor config as JSON; a human-readable copy of that config sits beside it as
+``<name>.json``. Loading reads tensors only (safetensors never executes code), checks the
+class against a fixed registry and the tensor names and shapes against the constructed
+model, and raises `CheckpointError` naming the file and what is wrong.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from pathlib import Path
+
+FORMAT_VERSION = "1"
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+# Model classes a checkpoint may name: class name -> "module:attribute". Only these are built.
+MODEL_CLASSES = {
+    "ScoreLM": "lmm_env.lm.score_lm:ScoreLM",
+    "AudioLM": "lmm_env.lm.audio_lm:AudioLM",
+    "LearnedEar": "lmm_env.lm.ear:LearnedEar",
+}
+
+# Shipped models by name -> file in WEIGHTS_DIR (or a callable building a weightless model).
+PRETRAINED = {
+    "score": "score_lm.safetensors",
+    "audio": "audio_lm.safetensors",
+    "ear": "ear.safetensors",
+    "ear-analytic": "lmm_env.lm.ear:AnalyticEar",
+}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, corrupt, or does not match its model."""
+
+
+def _import(spec: str):
+    module, attr = spec.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def save_checkpoint(model, path, extra: dict | None = None) -> Path:
+    """Write ``model`` (a torch module with a ``config`` dict) to ``path`` atomically.
+
+    ``extra`` (JSON-serializable) is stored beside the config, e.g. training metrics.
+    """
+    from safetensors.torch import save_file
+
+    cls = type(model).__name__
+    if cls not in MODEL_CLASSES:
+        raise CheckpointError(f"cannot save a {cls}; savable classes: {', '.join(MODEL_CLASSES)}")
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise CheckpointError(f"checkpoint path {str(path)!r} must end in .safetensors")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config = dict(model.config)
+    meta = {"class": cls, "config": json.dumps(config), "format_version": FORMAT_VERSION}
+    if extra:
+        meta["extra"] = json.dumps(extra)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    os.chmod(tmp, 0o644)  # safetensors writes through a private temp file (mode 600)
+    os.replace(tmp, path)  # atomic: a crash mid-write leaves the old file
+    side = {"class": cls, "config": config, "format_version": FORMAT_VERSION}
+    if extra:
+        side["extra"] = extra
+    path.with_suffix(".json").write_text(json.dumps(side, indent=2) + "\n")
+    return path
+
+
+def read_metadata(path) -> dict:
+    """The checkpoint's class, config and extra, without building the model."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as exc:  # safetensors raises its own error types on corrupt headers
+        raise CheckpointError(f"checkpoint {str(path)!r} is not a readable safetensors file: {exc}") from exc
+    if meta.get("format_version") != FORMAT_VERSION or "class" not in meta or "config" not in meta:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} lacks lmm_env metadata (class, config, format_version={FORMAT_VERSION}); "
+            "save models with lmm_env.lm.save_checkpoint"
+        )
+    try:
+        out = {"class": meta["class"], "config": json.loads(meta["config"]),
+               "extra": json.loads(meta["extra"]) if "extra" in meta else {}}
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"checkpoint {str(path)!r} has a corrupt config: {exc}") from exc
+    return out
+
+
+def load_checkpoint(path, expect: str | None = None):
+    """Build the model a checkpoint names and load its weights (eval mode, no grad).
+
+    ``expect`` (a class name) makes loading, say, an AudioLM where a ScoreLM is wanted an error.
+    """
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    meta = read_metadata(path)
+    cls_name = meta["class"]
+    if cls_name not in MODEL_CLASSES:
+        raise CheckpointError(f"checkpoint {str(path)!r} names class {cls_name!r}; known: {', '.join(MODEL_CLASSES)}")
+    if expect is not None and cls_name != expect:
+        raise CheckpointError(f"checkpoint {str(path)!r} holds a {cls_name}, not the {expect} asked for")
+    cls = _import(MODEL_CLASSES[cls_name])
+    try:
+        model = cls(**meta["config"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {str(path)!r} has a config {cls_name} does not accept: {exc}") from exc
+    try:
+        state = load_file(str(path))
+    except Exception as exc:
+        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt: {exc}") from exc
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} does not match {cls_name}: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    for k, v in own.items():
+        if tuple(state[k].shape) != tuple(v.shape):
+            raise CheckpointError(
+                f"checkpoint {str(path)!r}: tensor {k!r} has shape {tuple(state[k].shape)}, "
+                f"but {cls_name}(**config) expects {tuple(v.shape)}"
+            )
+    model.load_state_dict(state)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    model.checkpoint_extra = meta["extra"]
+    if hasattr(model, "refresh"):
+        model.refresh()  # let the model rebuild caches derived from its weights
+    return model
+
+
+_CACHE: dict[str, object] = {}
+
+
+def load_pretrained(name_or_path, *, cached: bool = True):
+    """A shipped model by name ("score", "audio", "ear", "ear-analytic") or a saved file.
+
+    Named models are loaded once per process and shared (frozen, eval mode): envs that
+    build LM rewards reuse them. Pass ``cached=False`` for a private copy.
+    """
+    key = os.fspath(name_or_path) if isinstance(name_or_path, (str, os.PathLike)) else None
+    if key is None:
+        raise CheckpointError(f"load_pretrained({name_or_path!r}): pass a name ({', '.join(PRETRAINED)}) or a path")
+    if cached and key in _CACHE:
+        return _CACHE[key]
+    if key in PRETRAINED:
+        target = PRETRAINED[key]
+        if ":" in target:
+            model = _import(target)()
+        else:
+            path = WEIGHTS_DIR / target
+            if not path.is_file():
+                raise CheckpointError(
+                    f"the shipped {key!r} weights ({path}) are missing; reinstall lmm_env or rebuild them with "
+                    f"`python -m lmm_env.lm.train {key.split('-')[0]}`"
+                )
+            model = load_checkpoint(path)
+    elif key.endswith(".safetensors") or os.sep in key or os.path.exists(key):
+        model = load_checkpoint(key)
+    else:
+        raise CheckpointError(f"unknown model {key!r}; shipped: {', '.join(PRETRAINED)}, or a .safetensors path")
+    if cached:
+        _CACHE[key] = model
+    return model
