@@ -108,7 +108,7 @@ class EarMatchReward(RewardModel):
 
     name = "ear_match"
 
-    def __init__(self, ear="ear", loudness_weight: float = 0.3, loudness_scale: float = 1.0):
+    def __init__(self, ear="ear-analytic", loudness_weight: float = 0.3, loudness_scale: float = 1.0):
         self.ear = _load(ear, "ear")
         if not (0.0 <= loudness_weight <= 1.0):
             raise ValueError(f"loudness_weight={loudness_weight!r} must be in [0, 1]")
@@ -184,7 +184,7 @@ class ScoreLMReward(RewardModel):
 
     name = "score_lm"
 
-    def __init__(self, lm="score", ear="ear", threshold: float = 0.5, temperature: float = 10.0):
+    def __init__(self, lm="score", ear="ear-analytic", threshold: float = 0.5, temperature: float = 10.0):
         self.lm = _load(lm, "score")
         if isinstance(ear, EarMatchReward):
             self._ear_reward = ear
@@ -199,12 +199,14 @@ class ScoreLMReward(RewardModel):
         self.temperature = float(temperature)
         self._logits = _PerEnvSteps((2, 88), np.float16)  # float16: 256 envs x 1000 steps = 90 MB
         self._target_lp = _PerEnvSteps((), np.float64)
+        self._base = _PerEnvSteps((), np.float64)
         self._prev_heard = np.zeros((1, 88), bool)
 
     def bind(self, n_envs: int) -> None:
         super().bind(n_envs)
         self._logits.bind(n_envs)
         self._target_lp.bind(n_envs)
+        self._base.bind(n_envs)
         self._prev_heard = np.zeros((n_envs, 88), bool)
         if self._ear_reward.__dict__.get("n_envs") != n_envs:
             self._ear_reward.bind(n_envs)
@@ -220,18 +222,23 @@ class ScoreLMReward(RewardModel):
         onset = np.zeros((episode.n_steps, 88), bool)
         t = min(frames.T, episode.n_steps)
         held[:t], onset[:t] = frames.held[:t], frames.onset[:t]
-        logits = self.lm.next_frame_logits(held, onset)
+        logits = self.lm.next_frame_logits(held, onset).astype(np.float16).astype(np.float32)
         self._logits.set(env_index, logits)
-        # The target's own log-likelihood, with the same float16 logits the steps will use.
-        self._target_lp.set(env_index, self.lm.frame_log_prob(logits.astype(np.float16).astype(np.float32), held, onset))
+        # log p(x) = sum(log sigmoid(-l)) + sum(l where x = 1): the first sum is per step and
+        # precomputed, so a step costs two masked sums. The target's own log-likelihood uses
+        # the same float16-rounded logits the steps will use.
+        self._base.set(env_index, -np.logaddexp(0.0, logits).sum(axis=(1, 2), dtype=np.float64))
+        self._target_lp.set(env_index, self.lm.frame_log_prob(logits, held, onset))
         self._prev_heard[env_index] = False
 
     def batch(self, ctx: BatchStepContext) -> np.ndarray:
         heard = self._ear_reward.hear(ctx) > self.threshold
         onset = heard & ~self._prev_heard[ctx.env_ids]
         self._prev_heard[ctx.env_ids] = heard
-        logits = self._logits.get(ctx.env_ids, ctx.step).astype(np.float32)
-        lp = self.lm.frame_log_prob(logits, heard, onset)
+        logits = self._logits.get(ctx.env_ids, ctx.step)
+        lp = self._base.get(ctx.env_ids, ctx.step)
+        lp = lp + np.einsum("ij,ij->i", logits[:, 0], heard, dtype=np.float64)
+        lp += np.einsum("ij,ij->i", logits[:, 1], onset, dtype=np.float64)
         gap = np.minimum(lp - self._target_lp.get(ctx.env_ids, ctx.step), 0.0)
         return np.exp(gap / self.temperature)
 
@@ -303,7 +310,7 @@ class ClosedLoopReward(CompositeReward):
     name = "closed_loop"
 
     def __init__(self, ear_weight: float = 1.0, score_weight: float = 0.5, audio_weight: float = 0.5,
-                 ear="ear", score_lm="score", audio_lm="audio"):
+                 ear="ear-analytic", score_lm="score", audio_lm="audio"):
         ear_reward = EarMatchReward(ear)
         parts = {"ear_match": (ear_reward, ear_weight)}
         if score_weight:

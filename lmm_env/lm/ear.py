@@ -1,0 +1,677 @@
+"""Ears: audio -> 88 pitch activations per frame (how strongly each key sounds in the last block).
+
+Two ears share one front end and one interface:
+
+* `AnalyticEar` (``load_pretrained("ear-analytic")``): no weights. The window's magnitude
+  spectrum is mapped to a log-frequency axis (3 bins per semitone, from a semitone below A0
+  up to ~7 kHz) and explained by 88 fixed harmonic templates (stiff-string partials
+  ``h f0 sqrt(1 + B h^2)``, amplitudes ``1/h``, each partial's exact window response) with
+  three KL-NMF multiplicative updates (nonnegative, templates fixed; the LearnedEar's input
+  uses ten). A key's gain is then
+  squashed relative to the loudest key of the frame and an absolute floor (two hand-set
+  constants), so activations are pitch evidence that grows only weakly with loudness.
+* `LearnedEar` (``load_pretrained("ear")``): a small pitch-equivariant network trained from
+  K = 16 score-audio pairs (``python -m lmm_env.lm.train ear``). A conv along the
+  log-frequency axis of two spectra (the long window, and the last block alone for timing),
+  features gathered at each key's harmonic positions, plus the analytic ear's activation,
+  -> an MLP shared by all keys -> held and onset logits.
+
+Both run in pure numpy at inference (``activations``), on ``(B, window)`` float32 audio
+with ``window = (history_blocks + 1) * block_size`` samples, oldest first, and return
+float32 ``(B, 88)`` in [0, 1]; 0.5 is the "key sounding" threshold on both synths.
+
+``transcribe(audio)`` slides the same window over a whole recording (one frame per block,
+zero-padded at the start) and returns (held, onset) bool rolls at ``sample_rate /
+block_size`` frames per second. Onsets: a key whose held state turns on, or a held key that
+is re-struck. Re-strikes are found by the analytic ear as a rise of the key's harmonic
+energy in the last block by more than ``RESTRIKE_DB`` over the block before; the learned ear
+uses its onset head (probability > 0.5) for them.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import math
+import time
+
+import numpy as np
+
+from scipy.fft import rfft as _rfft  # keeps float32 (numpy's promotes to float64) and is faster
+try:  # scipy's raw CSR kernels: ~3x less overhead than scipy.sparse matrices at batch 1
+    from scipy.sparse._sparsetools import csr_matvec as _csr_matvec, csr_matvecs as _csr_matvecs
+except ImportError:  # a private module: fall back to the public API if a scipy release moves it
+    def _csr_matvec(n_row, n_col, ptr, idx, data, x, y):
+        from scipy.sparse import csr_matrix
+
+        y += csr_matrix((data, idx, ptr), shape=(n_row, n_col)) @ x
+
+    def _csr_matvecs(n_row, n_col, n_vecs, ptr, idx, data, x, y):
+        from scipy.sparse import csr_matrix
+
+        y += (csr_matrix((data, idx, ptr), shape=(n_row, n_col)) @ x.reshape(n_col, n_vecs)).reshape(y.shape)
+
+SAMPLE_RATE = 16000
+BLOCK_SIZE = 800
+N_KEYS = 88
+LOWEST_PITCH = 21
+BINS_PER_SEMITONE = 3
+LOG_LOW_PITCH = LOWEST_PITCH - 1  # first log bin: a semitone below A0
+LOG_HIGH_HZ = 7000.0
+RESTRIKE_DB = 6.0
+EPS = 1e-9
+
+__all__ = ["AnalyticEar", "LearnedEar", "train_main", "log_spectra", "rolls_to_score"]
+
+
+# --------------------------------------------------------------------------- front end
+
+
+def _n_log_bins() -> int:
+    top = 69.0 + 12.0 * math.log2(LOG_HIGH_HZ / 440.0)
+    return int(math.floor((top - LOG_LOW_PITCH) * BINS_PER_SEMITONE)) + 1
+
+
+def _log_centers() -> np.ndarray:
+    midi = LOG_LOW_PITCH + np.arange(_n_log_bins()) / BINS_PER_SEMITONE
+    return 440.0 * 2.0 ** ((midi - 69.0) / 12.0)
+
+
+def _key_bin(k) -> np.ndarray:
+    """Log bin of key k's fundamental."""
+    return (np.asarray(k) + LOWEST_PITCH - LOG_LOW_PITCH) * BINS_PER_SEMITONE
+
+
+@functools.lru_cache(maxsize=8)
+def _window(n: int, recent: int) -> np.ndarray:
+    """Asymmetric analysis window: a slow Hann rise over the history, a fast fall over the
+    last ``recent`` samples, so the spectrum weighs the latest block most while keeping the
+    frequency resolution of the whole window. Scaled so a sinusoid of amplitude A peaks at A."""
+    rise = n - recent
+    w = np.empty(n)
+    w[:rise] = 0.5 - 0.5 * np.cos(np.pi * (np.arange(rise) + 0.5) / rise)
+    w[rise:] = 0.5 + 0.5 * np.cos(np.pi * (np.arange(recent) + 0.5) / recent)
+    w *= 2.0 / w.sum()
+    return w.astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _log_map(n_fft: int, sample_rate: int):
+    """Linear-bin -> log-bin map as a CSR matrix (F, n_used) in raw arrays, for sparsetools.
+
+    Each log bin is a triangle in frequency of half-width max(linear spacing, its own
+    spacing), normalized to unit sum (at low frequency: interpolation between FFT bins).
+    Returns (indptr int32, indices int32, data float32, n_used): only the first ``n_used``
+    FFT bins are read."""
+    df = sample_rate / n_fft
+    n_lin = n_fft // 2 + 1
+    fl = np.arange(n_lin) * df
+    centers = _log_centers()
+    idx, wts, ptr = [], [], [0]
+    for fc in centers:
+        width = max(df, fc * (2.0 ** (1.0 / (12 * BINS_PER_SEMITONE)) - 1.0))
+        lo = max(0, int(math.floor((fc - width) / df)))
+        hi = min(n_lin - 1, int(math.ceil((fc + width) / df)))
+        j = np.arange(lo, hi + 1)
+        w = np.maximum(0.0, 1.0 - np.abs(fl[j] - fc) / width)
+        keep = w > 0
+        j, w = j[keep], w[keep]
+        idx.extend(j.tolist())
+        wts.extend((w / w.sum()).tolist())
+        ptr.append(len(idx))
+    idx = np.asarray(idx, np.int32)
+    return (np.asarray(ptr, np.int32), idx, np.asarray(wts, np.float32), int(idx.max()) + 1)
+
+
+def _mag_to_log(mag: np.ndarray, n_fft: int, sample_rate: int) -> np.ndarray:
+    """(B, >= n_used) float32 linear magnitudes -> (B, F) float32 log-frequency magnitudes."""
+    ptr, idx, wts, n_used = _log_map(n_fft, sample_rate)
+    F = len(ptr) - 1
+    B = mag.shape[0]
+    if B == 1:
+        y = np.zeros(F, np.float32)
+        _csr_matvec(F, n_used, ptr, idx, wts, np.ascontiguousarray(mag[0, :n_used], np.float32), y)
+        return y[None]
+    xt = np.ascontiguousarray(mag[:, :n_used].T, np.float32)  # (n_used, B)
+    y = np.zeros((F, B), np.float32)
+    _csr_matvecs(F, n_used, B, ptr, idx, wts, xt, y)
+    return y.T
+
+
+def _log_spectrum(x: np.ndarray, win: np.ndarray, n_fft: int, sample_rate: int) -> np.ndarray:
+    """Log-frequency magnitude spectrum (B, F) float32 of (B, n_fft) audio under ``win``."""
+    n_used = _log_map(n_fft, sample_rate)[3]
+    spec = _rfft(x * win, axis=1)
+    return _mag_to_log(np.abs(spec[:, :n_used]), n_fft, sample_rate)
+
+
+def log_spectra(audio: np.ndarray, block_size: int = BLOCK_SIZE, sample_rate: int = SAMPLE_RATE):
+    """(long, short) log-frequency magnitude spectra of (B, window) audio, each (B, F) float32.
+
+    long: the whole window (asymmetric window, see `_window`); short: the last block (Hann)."""
+    x = np.asarray(audio, dtype=np.float32)
+    n = x.shape[1]
+    return (_log_spectrum(x, _window(n, block_size), n, sample_rate),
+            _log_spectrum(x[:, n - block_size:], _window(block_size, block_size // 2), block_size, sample_rate))
+
+
+def _inharmonicity(k: np.ndarray) -> np.ndarray:
+    """A typical piano's stiff-string coefficient: ~1e-4 in the bass to ~1e-2 at C8."""
+    return 1e-4 * 10.0 ** (2.0 * np.asarray(k, np.float64) / (N_KEYS - 1))
+
+
+@functools.lru_cache(maxsize=8)
+def _templates(n: int, recent: int, sample_rate: int, short: bool = False) -> np.ndarray:
+    """(F, 88) float32 harmonic templates in the log-frequency domain, columns summing to 1.
+
+    Each partial's magnitude response to the analysis window is computed exactly (an FFT of
+    the windowed sinusoid) and the partials are added incoherently."""
+    win = _window(n, recent).astype(np.float64)
+    t = np.arange(n) / sample_rate
+    nyq = 0.45 * sample_rate
+    out = np.zeros((N_KEYS, n // 2 + 1))
+    for k in range(N_KEYS):
+        f0 = 440.0 * 2.0 ** ((k + LOWEST_PITCH - 69) / 12.0)
+        h = np.arange(1, 41, dtype=np.float64)
+        b = _inharmonicity(k)
+        f = h * f0 * np.sqrt((1.0 + b * h * h) / (1.0 + b))
+        keep = (f < min(nyq, LOG_HIGH_HZ)) & (h <= 24)
+        h, f = h[keep], f[keep]
+        amp = 1.0 / h
+        waves = np.sin(2.0 * np.pi * f[:, None] * t[None, :]) * win[None, :]
+        out[k] = amp @ np.abs(np.fft.rfft(waves, axis=1))
+    logt = _mag_to_log(out.astype(np.float32), n, sample_rate).T  # (F, 88)
+    logt /= logt.sum(axis=0, keepdims=True)
+    return np.ascontiguousarray(logt, dtype=np.float32)
+
+
+def _frames(audio: np.ndarray, window: int, block: int) -> np.ndarray:
+    """(T, window) sliding windows of 1-D audio, one per block, zero-padded at the start."""
+    x = np.asarray(audio, dtype=np.float32).reshape(-1)
+    T = len(x) // block
+    pad = np.concatenate([np.zeros(window - block, np.float32), x[: T * block]])
+    if T == 0:
+        return np.zeros((0, window), np.float32)
+    view = np.lib.stride_tricks.sliding_window_view(pad, window)[::block]
+    return view[:T]
+
+
+def rolls_to_score(held: np.ndarray, onset: np.ndarray, frame_rate: float, velocity: int = 64, name: str = ""):
+    """A transcription's (held, onset) rolls as a Score (notes as in FrameScore.to_score)."""
+    from lmm_env.score import FrameScore
+
+    held = np.asarray(held, bool)
+    fs = FrameScore(frame_rate, held, np.asarray(onset, bool) & held,
+                    np.where(held, velocity, 0).astype(np.uint8), name)
+    return fs.to_score()
+
+
+class _EarBase:
+    sample_rate: int
+    block_size: int
+    history_blocks: int
+
+    @property
+    def window(self) -> int:
+        return (self.history_blocks + 1) * self.block_size
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.block_size
+
+    def _check(self, audio) -> np.ndarray:
+        x = np.asarray(audio, dtype=np.float32)
+        if x.ndim == 1:
+            x = x[None]
+        if x.ndim != 2 or x.shape[1] != self.window:
+            raise ValueError(f"audio must have shape (B, {self.window}), got {np.shape(audio)}")
+        return x
+
+    def activations(self, audio: np.ndarray) -> np.ndarray:
+        return self._outputs(self._check(audio))[0]
+
+    def _outputs(self, x):  # -> (held activations, onset evidence or None, key energy)
+        raise NotImplementedError
+
+    def transcribe(self, audio: np.ndarray, threshold: float = 0.5, min_frames: int = 3, chunk: int = 512):
+        """1-D audio -> (held (T, 88) bool, onset (T, 88) bool), T = len(audio) // block_size.
+
+        held: activation >= ``threshold``, then runs shorter than ``min_frames`` frames are
+        dropped (brief ghost notes at attacks). onset: the first frame of each held run, and
+        re-strikes of a held key (see the module docstring); never two onsets of a key in
+        consecutive frames.
+        """
+        frames = _frames(audio, self.window, self.block_size)
+        T = len(frames)
+        act = np.zeros((T, N_KEYS), np.float32)
+        ons = np.zeros((T, N_KEYS), bool)
+        energy = np.zeros((T, N_KEYS), np.float32)
+        have_onset_head = False
+        for s in range(0, T, chunk):
+            a, o, e = self._outputs(np.ascontiguousarray(frames[s: s + chunk]))
+            act[s: s + chunk] = a
+            if e is not None:
+                energy[s: s + chunk] = e
+            if o is not None:
+                have_onset_head = True
+                ons[s: s + chunk] = o > 0.5
+        held = _drop_short_runs(act >= threshold, int(min_frames))
+        prev = np.zeros_like(held)
+        prev[1:] = held[:-1]
+        if not have_onset_head:
+            le = 20.0 * np.log10(energy + 1e-5)
+            past = np.full_like(le, -200.0)
+            past[1:] = le[:-1]
+            past[2:] = np.maximum(past[2:], le[:-2])
+            ons = le - past > RESTRIKE_DB
+        onset = held & (~prev | ons)
+        for t in range(1, T):  # a strike spans at most one block: no onsets in consecutive frames
+            onset[t] &= ~onset[t - 1] | ~prev[t]
+        return held, onset
+
+
+def _drop_short_runs(held: np.ndarray, n: int) -> np.ndarray:
+    """``held`` without the runs of True shorter than ``n`` frames (per key)."""
+    if n <= 1 or held.size == 0:
+        return held
+    T = held.shape[0]
+    pad = np.zeros((T + 2, held.shape[1]), np.int8)
+    pad[1:-1] = held
+    d = np.diff(pad, axis=0)  # +1 at run starts, -1 one past run ends
+    out = held.copy()
+    starts = np.flatnonzero((d.T == 1).reshape(-1))
+    ends = np.flatnonzero((d.T == -1).reshape(-1))
+    short = (ends - starts) < n
+    for s0, e0 in zip(starts[short], ends[short]):
+        k, a = divmod(int(s0), T + 1)
+        b = int(e0) - k * (T + 1)
+        out[a:b, k] = False
+    return out
+
+
+# --------------------------------------------------------------------------- analytic ear
+
+
+class AnalyticEar(_EarBase):
+    """Harmonic templates over a log-frequency spectrum, fitted by KL-NMF with fixed templates.
+
+    Args:
+        history_blocks: blocks of history before the current one (window = (h+1) * block).
+        iterations: multiplicative updates (after a start at the templates' correlation).
+        relative: a key reaches activation 0.5 when its gain is this share of the frame's
+            loudest key's gain (plus ``floor``).
+        floor: absolute gain floor (linear amplitude units), keeps silence and faint
+            tails below 0.5.
+        slope: steepness of the squashing in the log-gain domain.
+    """
+
+    def __init__(self, sample_rate: int = SAMPLE_RATE, block_size: int = BLOCK_SIZE, history_blocks: int = 3,
+                 iterations: int = 3, relative: float = 0.2, floor: float = 3e-4, slope: float = 2.5):
+        self.sample_rate = int(sample_rate)
+        self.block_size = int(block_size)
+        self.history_blocks = int(history_blocks)
+        self.iterations = int(iterations)
+        self.relative = float(relative)
+        self.floor = float(floor)
+        self.slope = float(slope)
+        self.config = dict(sample_rate=self.sample_rate, block_size=self.block_size,
+                           history_blocks=self.history_blocks, iterations=self.iterations,
+                           relative=self.relative, floor=self.floor, slope=self.slope)
+        self.W = _templates(self.window, self.block_size, self.sample_rate)  # (F, 88)
+        self.Ws = _templates(self.block_size, self.block_size // 2, self.sample_rate)
+        self.WT = np.ascontiguousarray(self.W.T)
+        self._win_long = _window(self.window, self.block_size)
+
+    def long_spectrum(self, x: np.ndarray) -> np.ndarray:
+        """(B, F) log-frequency magnitude spectrum of the whole (B, window) float32 audio."""
+        return _log_spectrum(x, self._win_long, self.window, self.sample_rate)
+
+    def gains(self, long_spec: np.ndarray) -> np.ndarray:
+        """(B, 88) nonnegative template gains explaining the (B, F) long spectrum (KL-NMF)."""
+        V = long_spec + np.float32(EPS)
+        W = self.W
+        H = V @ W  # start: correlation with each template
+        np.maximum(H, np.float32(EPS), out=H)
+        H *= V.sum(axis=1, keepdims=True) / (H.sum(axis=1, keepdims=True) + np.float32(EPS))
+        for _ in range(self.iterations):
+            R = H @ self.WT
+            R += np.float32(EPS)
+            np.divide(V, R, out=R)
+            H *= R @ W  # columns of W sum to 1
+        return H
+
+    def squash(self, H: np.ndarray) -> np.ndarray:
+        """sigmoid(slope * log(H / ref)) = r**slope / (1 + r**slope), r = H / ref."""
+        ref = H.max(axis=1, keepdims=True)
+        ref *= np.float32(self.relative)
+        ref += np.float32(self.floor)
+        r = H + np.float32(EPS)
+        r /= ref  # <= 1 / relative: no overflow
+        np.power(r, np.float32(self.slope), out=r)
+        out = r / (r + np.float32(1.0))
+        return out.astype(np.float32, copy=False)
+
+    def activations(self, audio: np.ndarray) -> np.ndarray:
+        return self.squash(self.gains(self.long_spectrum(self._check(audio))))
+
+    def _outputs(self, x):
+        long_spec, short_spec = log_spectra(x, self.block_size, self.sample_rate)
+        act = self.squash(self.gains(long_spec))
+        energy = short_spec @ self.Ws
+        return act, None, energy
+
+
+# --------------------------------------------------------------------------- learned ear
+
+try:
+    import torch
+    from torch import nn
+except ImportError:  # pragma: no cover
+    torch = None
+    nn = None
+
+HARMONICS = (0.5, 1, 2, 3, 4, 5, 6, 8)
+
+
+def _harmonic_offsets() -> np.ndarray:
+    return np.round(12 * BINS_PER_SEMITONE * np.log2(np.asarray(HARMONICS, np.float64))).astype(np.int64)
+
+
+def _features_np(x: np.ndarray, analytic: AnalyticEar, scale: float):
+    """(spec (B, 2, F), analytic activations (B, 88), short-block key energy (B, 88))."""
+    long_spec, short_spec = log_spectra(x, analytic.block_size, analytic.sample_rate)
+    act = analytic.squash(analytic.gains(long_spec))
+    energy = short_spec @ analytic.Ws
+    spec = np.stack([np.log1p(long_spec / scale), np.log1p(short_spec / scale)], axis=1).astype(np.float32)
+    return spec, act, energy
+
+
+class LearnedEar(nn.Module if nn is not None else object, _EarBase):
+    """Pitch-equivariant network over log-frequency spectra (see the module docstring)."""
+
+    def __init__(self, sample_rate: int = SAMPLE_RATE, block_size: int = BLOCK_SIZE, history_blocks: int = 3,
+                 channels: int = 16, kernel: int = 9, hidden: int = 32, scale: float = 1e-3):
+        nn.Module.__init__(self)
+        self.sample_rate = int(sample_rate)
+        self.block_size = int(block_size)
+        self.history_blocks = int(history_blocks)
+        self.channels = int(channels)
+        self.kernel = int(kernel)
+        self.hidden = int(hidden)
+        self.scale = float(scale)
+        if self.kernel % 2 != 1:
+            raise ValueError(f"kernel={kernel!r} must be odd")
+        self.config = dict(sample_rate=self.sample_rate, block_size=self.block_size,
+                           history_blocks=self.history_blocks, channels=self.channels, kernel=self.kernel,
+                           hidden=self.hidden, scale=self.scale)
+        # the analytic input as trained (10 KL-NMF updates; the AnalyticEar default is now 3)
+        self.analytic = AnalyticEar(self.sample_rate, self.block_size, self.history_blocks, iterations=10)
+        self.n_bins = _n_log_bins()
+        offs = _harmonic_offsets()
+        self.pad = int(max(0, -offs.min())), int(max(0, _key_bin(N_KEYS - 1) + offs.max() - (self.n_bins - 1)))
+        # index into the padded feature map: (88, H)
+        gidx = _key_bin(np.arange(N_KEYS))[:, None] + offs[None, :] + self.pad[0]
+        self.register_buffer("gather_index", torch.as_tensor(gidx, dtype=torch.long), persistent=False)
+        self.conv = nn.Conv1d(2, self.channels, self.kernel, padding=self.kernel // 2)
+        self.fc1 = nn.Linear(len(HARMONICS) * self.channels + 2, self.hidden)
+        self.fc2 = nn.Linear(self.hidden, 2)
+        self.refresh()
+
+    # ---- torch
+    def forward(self, spec, act, energy=None):
+        """spec (B, 2, F), analytic act (B, 88) -> logits (B, 88, 2) [held, onset]."""
+        h = torch.relu(self.conv(spec))  # (B, C, F)
+        h = torch.nn.functional.pad(h, self.pad)
+        g = h[:, :, self.gather_index]  # (B, C, 88, H)
+        g = g.permute(0, 2, 3, 1).reshape(spec.shape[0], N_KEYS, -1)
+        a = act.unsqueeze(-1)
+        z = torch.cat([g, a, torch.log(a + 1e-3) - torch.log(1 - a + 1e-3)], dim=-1)
+        z = torch.relu(self.fc1(z))
+        return self.fc2(z)
+
+    def torch_activations(self, audio) -> np.ndarray:
+        spec, act, _ = _features_np(self._check(audio), self.analytic, self.scale)
+        with torch.no_grad():
+            out = self.forward(torch.from_numpy(spec), torch.from_numpy(act))
+        return torch.sigmoid(out[..., 0]).numpy()
+
+    # ---- numpy
+    def refresh(self) -> None:
+        """Rebuild the numpy weight cache from the torch parameters."""
+        with torch.no_grad():
+            cw = self.conv.weight.detach().cpu().numpy().astype(np.float32)  # (C, 2, K)
+            self._np = dict(
+                conv_w=np.ascontiguousarray(cw.transpose(2, 1, 0).reshape(self.kernel * 2, self.channels)),
+                conv_b=self.conv.bias.detach().cpu().numpy().astype(np.float32),
+                fc1_w=np.ascontiguousarray(self.fc1.weight.detach().cpu().numpy().T.astype(np.float32)),
+                fc1_b=self.fc1.bias.detach().cpu().numpy().astype(np.float32),
+                fc2_w=np.ascontiguousarray(self.fc2.weight.detach().cpu().numpy().T.astype(np.float32)),
+                fc2_b=self.fc2.bias.detach().cpu().numpy().astype(np.float32),
+            )
+        self._gidx = self.gather_index.cpu().numpy()
+        # For the numpy conv: gather the bins each output bin needs from each key's harmonics only.
+        half = self.kernel // 2
+        # padded map positions needed: gidx (88, H) -> input bins gidx - pad0 + (-half..half)
+        pos = self._gidx - self.pad[0]  # (88, H) log-bin positions (may be out of range -> zero)
+        taps = pos[..., None] + np.arange(-half, half + 1)  # (88, H, K)
+        # out-of-range taps read an extra all-zero bin appended to the spectrum (index n_bins)
+        self._taps = np.where((taps >= 0) & (taps < self.n_bins), taps, self.n_bins)
+        self._flat_taps = (self._taps[..., None] * 2 + np.arange(2)).reshape(-1)  # into (F + 1, 2) rows
+        self._pos_valid = ((pos >= 0) & (pos < self.n_bins)).astype(np.float32)  # out-of-range -> padded zero
+
+    def _forward_np(self, spec, act):
+        p = self._np
+        B = spec.shape[0]
+        nh = len(HARMONICS)
+        # the conv evaluated only at the gathered positions; all matmuls 2-D (fast BLAS paths)
+        sp = np.zeros((B, self.n_bins + 1, 2), np.float32)  # (bin, channel) layout, zero bin last
+        sp[:, :-1] = spec.transpose(0, 2, 1)
+        tap = sp.reshape(B, -1)[:, self._flat_taps]  # (B, 88 * H * K * 2)
+        tap = tap.reshape(B * N_KEYS * nh, self.kernel * 2)
+        h = np.maximum(tap @ p["conv_w"] + p["conv_b"], 0.0).reshape(B, N_KEYS, nh, self.channels)
+        h *= self._pos_valid[..., None]  # positions outside the spectrum are zero padding
+        z = np.empty((B, N_KEYS, nh * self.channels + 2), np.float32)
+        z[..., :-2] = h.reshape(B, N_KEYS, -1)
+        z[..., -2] = act
+        z[..., -1] = np.log((act + 1e-3) / (1 - act + 1e-3))
+        z = np.maximum(z.reshape(B * N_KEYS, -1) @ p["fc1_w"] + p["fc1_b"], 0.0)
+        return (z @ p["fc2_w"] + p["fc2_b"]).reshape(B, N_KEYS, 2)
+
+    def _outputs(self, x):
+        spec, act, energy = _features_np(x, self.analytic, self.scale)
+        logits = self._forward_np(spec, act)
+        prob = 1.0 / (1.0 + np.exp(-logits))
+        return prob[..., 0].astype(np.float32), prob[..., 1].astype(np.float32), energy
+
+    def activations(self, audio: np.ndarray) -> np.ndarray:
+        return self._outputs(self._check(audio))[0]
+
+
+# --------------------------------------------------------------------------- data, training, evaluation
+
+
+def _vary(score, rng, max_seconds: float):
+    """Random transposition, tempo, velocity and crop of a training score."""
+    from lmm_env.score import Score
+
+    s = score.transpose(int(rng.integers(-15, 16)))  # wide: covers the extreme keys too
+    s = s.with_tempo(float(np.exp(rng.uniform(np.log(0.8), np.log(1.25)))))
+    if s.duration > max_seconds:
+        start = float(rng.uniform(0, s.duration - max_seconds))
+        s = s.trim(start, start + max_seconds)
+    base = rng.uniform(35, 115)
+    v = np.clip(np.round(base + rng.normal(0, 12, len(s))), 1, 127).astype(np.int64)
+    return Score(s.pitches, s.onsets, s.offsets, v, name=s.name)
+
+
+def _targets(score, T: int, frame_rate: float):
+    fs = score.frames(frame_rate)
+    held = np.zeros((T, N_KEYS), bool)
+    onset = np.zeros((T, N_KEYS), bool)
+    n = min(T, fs.T)
+    held[:n] = fs.held[:n]
+    onset[:n] = fs.onset[:n]
+    return held, onset
+
+
+def _pick_pieces(n: int, split: str, rng):
+    from lmm_env import corpus
+
+    out = []
+    names = ("bach-chorales", "folk")
+    for i in range(n):
+        c = corpus.load(names[i % 2], split)
+        out.append(c[int(rng.integers(len(c)))])
+    return out
+
+
+def _eval_pieces(n_each: int, seconds: float = 30.0):
+    from lmm_env import corpus
+
+    out = []
+    for name in ("folk", "bach-chorales"):
+        c = corpus.load(name, "test")
+        step = max(1, len(c) // n_each)
+        for i in range(n_each):
+            out.append((name, c[i * step].trim(0, seconds)))
+    return out
+
+
+def evaluate(ears: dict, n_each: int = 10, synths=("piano", "soundfont"), progress: bool = True) -> dict:
+    """Frame F1 and note onset F1 of each ear on test pieces rendered by each synth."""
+    from tqdm import tqdm
+
+    from lmm_env.metrics import frame_f1, note_metrics
+    from lmm_env.synth import make_synth
+
+    pieces = _eval_pieces(n_each)
+    results = {}
+    for sname in synths:
+        synth = make_synth(sname, SAMPLE_RATE)
+        for cname, score in tqdm(pieces, desc=f"eval {sname}", disable=not progress, leave=False):
+            audio = synth.render(score)
+            T = len(audio) // BLOCK_SIZE
+            held_t, onset_t = _targets(score, T, SAMPLE_RATE / BLOCK_SIZE)
+            ref = score.frames(SAMPLE_RATE / BLOCK_SIZE).to_score()
+            for ename, ear in ears.items():
+                held, onset = ear.transcribe(audio)
+                f = frame_f1(held, held_t)["f1"]
+                est = rolls_to_score(held, onset, SAMPLE_RATE / BLOCK_SIZE)
+                nf = note_metrics(ref, est)["f1"]
+                r = results.setdefault(f"{ename}|{sname}|{cname}", {"frame_f1": [], "note_f1": []})
+                r["frame_f1"].append(f)
+                r["note_f1"].append(nf)
+    return {k: {m: float(np.mean(v)) for m, v in d.items()} for k, d in results.items()}
+
+
+def table(results: dict) -> str:
+    lines = ["| ear | synth | corpus | frame F1 | note F1 |", "|---|---|---|---|---|"]
+    for k, d in results.items():
+        e, s, c = k.split("|")
+        lines.append(f"| {e} | {s} | {c} | {d['frame_f1']:.3f} | {d['note_f1']:.3f} |")
+    return "\n".join(lines)
+
+
+def time_activations(ear, batch: int, repeats: int = 200) -> float:
+    """Mean seconds per `activations` call on (batch, window) noise."""
+    x = (np.random.default_rng(0).standard_normal((batch, ear.window)) * 0.05).astype(np.float32)
+    ear.activations(x)
+    t = time.perf_counter()
+    for _ in range(repeats):
+        ear.activations(x)
+    return (time.perf_counter() - t) / repeats
+
+
+def build_dataset(pairs: int, seed: int, max_seconds: float = 30.0, progress: bool = True):
+    from tqdm import tqdm
+
+    from lmm_env.synth import make_synth
+
+    rng = np.random.default_rng(seed)
+    synth = make_synth("piano", SAMPLE_RATE)
+    analytic = AnalyticEar(iterations=10)
+    scale = LearnedEar.__init__.__defaults__[-1]
+    specs, acts, helds, onsets = [], [], [], []
+    for score in tqdm(_pick_pieces(pairs, "train", rng), desc="render pairs", disable=not progress):
+        s = _vary(score, rng, max_seconds)
+        audio = synth.render(s) * np.float32(10.0 ** (rng.uniform(-12, 6) / 20.0))
+        frames = _frames(audio, analytic.window, BLOCK_SIZE)
+        spec, act, _ = _features_np(np.ascontiguousarray(frames), analytic, scale)
+        held, onset = _targets(s, len(frames), SAMPLE_RATE / BLOCK_SIZE)
+        specs.append(spec)
+        acts.append(act)
+        helds.append(held)
+        onsets.append(onset)
+    return (np.concatenate(specs), np.concatenate(acts), np.concatenate(helds), np.concatenate(onsets))
+
+
+def train_main(argv=None) -> int:
+    from tqdm import tqdm
+
+    from lmm_env.lm.checkpoint import WEIGHTS_DIR, save_checkpoint
+
+    ap = argparse.ArgumentParser(prog="python -m lmm_env.lm.train ear",
+                                 description="Train the LearnedEar from K score-audio pairs and evaluate both ears.")
+    ap.add_argument("--pairs", type=int, default=16, help="K: training score-audio pairs (default 16)")
+    ap.add_argument("--out", default=str(WEIGHTS_DIR / "ear.safetensors"))
+    ap.add_argument("--minutes", type=float, default=15.0,
+                    help="safety cap on training time; hitting it breaks determinism (default 15)")
+    ap.add_argument("--steps", type=int, default=2000, help="optimizer steps (default 2000)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--eval-pieces", type=int, default=10, help="test pieces per corpus (default 10; 0: skip)")
+    args = ap.parse_args(argv)
+
+    t0 = time.time()
+    torch.set_num_threads(max(1, args.threads))
+    torch.manual_seed(args.seed)
+    spec, act, held, onset = build_dataset(args.pairs, args.seed)
+    print(f"{len(spec)} training frames from {args.pairs} pairs ({time.time() - t0:.1f} s)")
+    model = LearnedEar()
+    spec_t, act_t = torch.from_numpy(spec), torch.from_numpy(act)
+    y = torch.from_numpy(np.stack([held, onset], axis=-1).astype(np.float32))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=args.steps, pct_start=0.1)
+    gen = torch.Generator().manual_seed(args.seed)
+    pos_w = torch.tensor([1.0, 4.0])
+    bs = 128
+    deadline = time.time() + args.minutes * 60
+    bar = tqdm(range(args.steps), desc="train ear")
+    ema = None
+    for step in bar:
+        idx = torch.randint(0, len(spec_t), (bs,), generator=gen)
+        logits = model(spec_t[idx], act_t[idx])
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y[idx], pos_weight=pos_w)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{ema:.4f}")
+        if time.time() > deadline:
+            print(f"time cap reached at step {step}")
+            break
+    model.eval()
+    model.refresh()
+    train_seconds = time.time() - t0
+    extra = {"pairs": args.pairs, "seed": args.seed, "steps": step + 1, "train_frames": int(len(spec)),
+             "train_wall_seconds": round(train_seconds, 1), "final_loss": round(float(ema), 5)}
+    if args.eval_pieces > 0:
+        res = evaluate({"analytic": AnalyticEar(), "learned": model}, n_each=args.eval_pieces)
+        tab = table(res)
+        print(tab)
+        extra["eval"] = res
+        extra["eval_table"] = tab
+        extra["eval_note"] = (f"test split, first {args.eval_pieces} evenly spaced pieces of folk and "
+                              "bach-chorales, trimmed to 30 s")
+    timings = {}
+    for ename, ear in (("analytic", AnalyticEar()), ("learned", model)):
+        for b in (1, 64):
+            timings[f"{ename}_B{b}_us"] = round(time_activations(ear, b, 200 if b == 1 else 20) * 1e6, 1)
+    print("activations timing (us per call):", json.dumps(timings))
+    extra["activation_us"] = timings
+    extra["total_wall_seconds"] = round(time.time() - t0, 1)
+    path = save_checkpoint(model, args.out, extra=extra)
+    print(f"saved {path} (total {time.time() - t0:.0f} s)")
+    return 0
