@@ -63,8 +63,8 @@ def test_same_seed_gives_bit_identical_episodes():
 
 
 @pytest.mark.parametrize("name", ["folk", "bach-chorales"])
+def test_score_reader_plays_corpus_pieces_perfectly(name):
     env = gym.make("LMMPiano-v0", score=name, split="test", max_seconds=8.0, reward="audio_match")
-    env = gym.make("LMMPiano-v0", score=name, split="test", max_seconds=8.0)
     agent = ScoreReaderAgent(env)
     for seed in range(3):
         _, rews, infos = play(env, agent, seed)
