@@ -30,6 +30,8 @@ setup(
         "librosa>=0.10",
         "platformdirs>=3",
         "tqdm>=4.60",
+        "safetensors>=0.4",
+        "threadpoolctl>=3",
         # tinysoundfont (the SoundFont instrument) is installed by the Makefile with
         # --no-deps: its wheel declares pyaudio, which needs the system PortAudio library,
         # and lmm_env never plays audio in real time.

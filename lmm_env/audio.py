@@ -87,9 +87,7 @@ class LogMel:
         if len(flat) >= TORCH_MIN_BATCH:
             import torch
 
-            from lmm_env._threads import torch_one_thread
-
-            with torch.no_grad(), torch_one_thread():
+            with torch.no_grad():
                 out = self.torch(torch.from_numpy(flat)).numpy()[:, 0]
             return out.reshape(*lead, self.n_mels)
         spec = np.fft.rfft(flat * self.window, n=self.n_fft)

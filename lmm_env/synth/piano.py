@@ -175,10 +175,7 @@ class PianoPlayer(BlockPlayer):
             if len(idx) >= 32:
                 import torch
 
-                from lmm_env._threads import torch_one_thread
-
-                with torch_one_thread():
-                    torch.from_numpy(out).index_add_(0, torch.from_numpy(envs), torch.from_numpy(soft))
+                torch.from_numpy(out).index_add_(0, torch.from_numpy(envs), torch.from_numpy(soft))
             else:
                 starts = np.flatnonzero(np.r_[True, envs[1:] != envs[:-1]])
                 out[envs[starts]] = np.add.reduceat(soft, starts, axis=0)
