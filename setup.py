@@ -30,6 +30,7 @@ setup(
         "librosa>=0.10",
         "platformdirs>=3",
         "tqdm>=4.60",
+        "rich>=12",  # Stable-Baselines3's progress bar
         "safetensors>=0.4",
         "threadpoolctl>=3",
         # tinysoundfont (the SoundFont instrument) is installed by the Makefile with

@@ -101,8 +101,9 @@ class EarMatchReward(RewardModel):
     reported in ``info["reward_terms"]`` as "ear_pitch" and "ear_loudness".
 
     Args:
-        ear: an ear object or a name for `lmm_env.lm.load_pretrained` ("ear" = learned from
-            16 pairs, "ear-analytic" = harmonic templates).
+        ear: an ear object or a name for `lmm_env.lm.load_pretrained`: "ear-analytic"
+            (default; harmonic templates, 46 us a step) or "ear" (learned from 16 pairs: more
+            accurate on the built-in synth, about 3x slower; see BENCHMARKS.md).
         loudness_weight: share of the loudness part, in [0, 1].
         loudness_scale: nats of log level that cost a factor e of the loudness part.
     """
@@ -306,7 +307,8 @@ class ClosedLoopReward(CompositeReward):
     with the default weights 1.0, 0.5 and 0.5 (each term is in [0, 1]; see
     `EarMatchReward`, `ScoreLMReward`, `AudioLMReward`). Every term, and the ear's pitch and
     loudness parts, is reported by name in ``info["reward_terms"]``. ``score_lm`` reads the
-    same ear as ``ear_match`` (one ear pass per step). Override the weights here, or build
+    same ear as ``ear_match`` (one ear pass per step): the analytic ear by default, for
+    speed; ``ear="ear"`` uses the learned one. Override the weights here, or build
     your own mix with ``reward={"ear_match": 1.0, "score_lm": 0.2, "my_lm": 0.5}``.
     """
 
