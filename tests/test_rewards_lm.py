@@ -219,7 +219,8 @@ def test_vector_env_closed_loop_matches_single_envs():
     venv = gym.make_vec("LMMPiano-v0", num_envs=2, score="exercises-mixed", max_seconds=3.0)
     obs, _ = venv.reset(seed=[5, 6])
     singles = [gym.make("LMMPiano-v0", score="exercises-mixed", max_seconds=3.0) for _ in range(2)]
-    sobs = [e.reset(seed=s)[0] for e, s in zip(singles, (5, 6))]
+    for e, s in zip(singles, (5, 6)):
+        e.reset(seed=s)
     agent = RandomAgent(venv, seed=0)
     for _ in range(10):
         a, _ = agent.predict(obs)
