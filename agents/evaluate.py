@@ -42,6 +42,7 @@ class EvalTable:
     """Per-episode rows and their means. ``rows[i]`` maps column -> value (plus "score")."""
 
     rows: list[dict[str, Any]]
+    first: dict[str, Any] | None = None  # with keep_first: the first episode's audio and rolls
 
     @property
     def columns(self) -> list[str]:
@@ -69,7 +70,7 @@ class EvalTable:
 
 def evaluate(agent, env_id: str = "LMMPiano-v0", split: str = "test", episodes: int = 10,
              env_kwargs: dict | None = None, deterministic: bool = True, seed: int = 0,
-             progress: bool = True) -> EvalTable:
+             progress: bool = True, keep_first: bool = False) -> EvalTable:
     """Play ``episodes`` held-out scores with ``agent`` and tabulate metrics and reward terms.
 
     Args:
@@ -79,6 +80,8 @@ def evaluate(agent, env_id: str = "LMMPiano-v0", split: str = "test", episodes: 
         episodes: how many scores (the first of the split's pool, in order; at most its size).
         deterministic: passed to ``predict``.
         seed: env seed of episode ``i`` is ``seed + i`` (a RandomAgent gets ``seed``).
+        keep_first: also return the first episode's audio (``first["audio"]``,
+            ``first["sample_rate"]``) and target / played velocity rolls (T, 88), for logging.
     """
     if not (isinstance(episodes, int) and episodes >= 1):
         raise ValueError(f"episodes={episodes!r} must be an int >= 1")
@@ -88,7 +91,7 @@ def evaluate(agent, env_id: str = "LMMPiano-v0", split: str = "test", episodes: 
             agent = RandomAgent(env, seed=seed)
         agent = load_agent(agent, env)
         n = min(episodes, len(env.unwrapped.sim.pool))
-        rows = []
+        rows, first = [], None
         for i in tqdm(range(n), desc="evaluate", unit="episode", disable=not progress):
             obs, info = env.reset(seed=seed + i, options={"score_index": i})
             if hasattr(agent, "reset"):
@@ -106,7 +109,15 @@ def evaluate(agent, env_id: str = "LMMPiano-v0", split: str = "test", episodes: 
                 if terminated or truncated:
                     break
             metrics = {k: float(v) for k, v in step_info["metrics"].items()}
+            if keep_first and i == 0:
+                u = env.unwrapped
+                fr = u.sim.frame_rate
+                target, played = u.target_score().frames(fr).velocity, u.performance_score().frames(fr).velocity
+                t = max(len(target), len(played))
+                rolls = [np.pad(r, ((0, t - len(r)), (0, 0))) for r in (target, played)]
+                first = {"audio": u.episode_audio(), "sample_rate": u.sim.sample_rate,
+                         "target_roll": rolls[0], "played_roll": rolls[1]}
             rows.append(dict(metrics, score=info["score_name"], steps=steps, **{"return": total}, **terms))
     finally:
         env.close()
-    return EvalTable(rows)
+    return EvalTable(rows, first)

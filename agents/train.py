@@ -1,0 +1,289 @@
+"""Train Stable-Baselines3 agents on LMMPiano-v0, with TensorBoard and safe checkpoints.
+
+    from lmm_env.agents import train
+    model = train(algo="ppo", total_steps=100_000, n_envs=8, logdir="runs/ppo")
+    # tensorboard --logdir runs
+
+TensorBoard gets SB3's scalars plus ``reward_terms/<name>`` (the mean of every reward term
+per rollout), ``episode/<metric>`` (metrics of training episodes as they end) and, every
+``eval_every`` steps, ``eval/<metric>`` over held-out scores, an audio clip of the first
+evaluation episode and an image of its target vs played piano roll.
+
+Checkpoints are safetensors (policy and optimizer tensors) plus a JSON config, written
+atomically (a crash mid-write leaves the last good one): loading never unpickles and so
+never executes code, unlike SB3's zip files. ``train(..., resume=True)`` continues from the
+last checkpoint in ``logdir`` with its step count.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ALGOS = {"ppo": "stable_baselines3:PPO", "a2c": "stable_baselines3:A2C", "sac": "stable_baselines3:SAC"}
+POLICIES = {"MultiInputPolicy": None, "KeyConvPolicy": "lmm_env.agents.policies:KeyConvPolicy"}
+CHECKPOINT_FORMAT = "lmm_env-sb3-1"
+
+
+def _import(spec: str):
+    module, attr = spec.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def algo_class(algo: str):
+    """The SB3 class for a name ("ppo", "a2c", "sac")."""
+    key = str(algo).lower()
+    if key not in ALGOS:
+        raise ValueError(f"algo={algo!r} is not allowed; use one of {sorted(ALGOS)}")
+    return _import(ALGOS[key])
+
+
+def _policy(policy: str):
+    if policy not in POLICIES:
+        raise ValueError(f"policy={policy!r} is not allowed; use one of {sorted(POLICIES)}")
+    return policy if POLICIES[policy] is None else _import(POLICIES[policy])
+
+
+def _writer(model):
+    from stable_baselines3.common.logger import TensorBoardOutputFormat
+
+    for fmt in model.logger.output_formats:
+        if isinstance(fmt, TensorBoardOutputFormat):
+            return fmt.writer
+    return None
+
+
+def roll_image(target: np.ndarray, played: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 picture: target (top) over played (bottom) piano rolls, pitch up."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = np.flatnonzero(target.any(0) | played.any(0)) if target.size else np.array([39])
+    lo, hi = (max(0, keys.min() - 2), min(88, keys.max() + 3)) if keys.size else (30, 60)
+    fig, axes = plt.subplots(2, 1, figsize=(8, 4), sharex=True)
+    for ax, roll, title in ((axes[0], target, "target"), (axes[1], played, "played")):
+        ax.imshow(roll[:, lo:hi].T, origin="lower", aspect="auto", cmap="magma", interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.set_yticks([])
+    fig.tight_layout()
+    fig.canvas.draw()
+    img = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    return img
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(model, path, config: dict) -> Path:
+    """Policy + optimizer tensors (safetensors) with ``config`` and the step count, atomically."""
+    import torch
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {f"policy.{k}": v.detach().cpu().contiguous() for k, v in model.policy.state_dict().items()}
+    groups = []
+    for oname, opt in _optimizers(model).items():
+        state = opt.state_dict()
+        for idx, st in state["state"].items():
+            for name, value in st.items():
+                t = value if torch.is_tensor(value) else torch.tensor(value)
+                tensors[f"optim.{oname}.{idx}.{name}"] = t.detach().cpu().contiguous()
+        groups.append([oname, state["param_groups"]])
+    meta = {"format": CHECKPOINT_FORMAT, "config": json.dumps(config), "num_timesteps": str(model.num_timesteps),
+            "optimizers": json.dumps(groups)}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    return path
+
+
+def _optimizers(model) -> dict:
+    out = {}
+    for name in ("optimizer",):
+        if hasattr(model.policy, name):
+            out["policy"] = getattr(model.policy, name)
+    for name in ("actor", "critic"):  # SAC keeps one optimizer per network
+        net = getattr(model, name, None)
+        if net is not None and hasattr(net, "optimizer"):
+            out[name] = net.optimizer
+    return out
+
+
+def read_checkpoint(path) -> tuple[dict, dict, int]:
+    """(config, tensors, num_timesteps) of a training checkpoint; a clear error if it is not one."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(str(path))
+    except Exception as exc:
+        raise ValueError(f"checkpoint {str(path)!r} is not a readable safetensors file: {exc}") from exc
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{str(path)!r} is not an lmm_env training checkpoint (format {CHECKPOINT_FORMAT})")
+    return json.loads(meta["config"]), {"tensors": tensors, "optimizers": json.loads(meta["optimizers"])}, \
+        int(meta["num_timesteps"])
+
+
+def load_trained(path, env=None):
+    """Rebuild the SB3 model a checkpoint describes and load its weights (no unpickling)."""
+    config, data, steps = read_checkpoint(path)
+    if env is None:
+        from lmm_env.envs import make_sb3_vec_env
+
+        env = make_sb3_vec_env(config["n_envs"], env_id=config["env_id"], seed=config["seed"],
+                               **config["env_kwargs"])
+    cls = algo_class(config["algo"])
+    model = cls(_policy(config["policy"]), env, seed=config["seed"], verbose=0, **config["hyperparams"])
+    tensors = data["tensors"]
+    policy_state = {k[len("policy."):]: v for k, v in tensors.items() if k.startswith("policy.")}
+    model.policy.load_state_dict(policy_state)
+    opts = _optimizers(model)
+    for oname, groups in data["optimizers"]:
+        prefix = f"optim.{oname}."
+        state: dict[int, dict] = {}
+        for k, v in tensors.items():
+            if k.startswith(prefix):
+                idx, name = k[len(prefix):].split(".", 1)
+                state.setdefault(int(idx), {})[name] = v
+        opts[oname].load_state_dict({"state": state, "param_groups": groups})
+    model.num_timesteps = steps
+    return model
+
+
+# --------------------------------------------------------------------------- callbacks
+
+
+def _callbacks(config, logdir, eval_every, eval_episodes, checkpoint_every, eval_split):
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from lmm_env.agents.evaluate import evaluate
+
+    class LMMCallback(BaseCallback):
+        """Reward terms and episode metrics to the logger; periodic evaluation and checkpoints."""
+
+        def _on_training_start(self) -> None:
+            self._terms: dict[str, list[float]] = {}
+            self._next_eval = self.num_timesteps + eval_every if eval_every else None
+            self._next_ckpt = self.num_timesteps + checkpoint_every if checkpoint_every else None
+
+        def _on_step(self) -> bool:
+            for info in self.locals.get("infos", []):
+                for k, v in info.get("reward_terms", {}).items():
+                    self._terms.setdefault(k, []).append(float(v))
+                for k, v in info.get("metrics", {}).items():
+                    if isinstance(v, (int, float)) and np.isfinite(v):
+                        self.logger.record_mean(f"episode/{k}", float(v))
+            if self._next_eval is not None and self.num_timesteps >= self._next_eval:
+                self._next_eval += eval_every
+                self.run_eval()
+            if self._next_ckpt is not None and self.num_timesteps >= self._next_ckpt and logdir:
+                self._next_ckpt += checkpoint_every
+                save_checkpoint(self.model, Path(logdir) / "checkpoints" / "last.safetensors", config)
+            return True
+
+        def _on_rollout_end(self) -> None:
+            for k, vals in self._terms.items():
+                self.logger.record(f"reward_terms/{k}", float(np.mean(vals)))
+            self._terms = {}
+
+        def run_eval(self) -> None:
+            table = evaluate(self.model, config["env_id"], split=eval_split, episodes=eval_episodes,
+                             env_kwargs=config["env_kwargs"], progress=False, keep_first=True)
+            for k, v in table.mean().items():
+                if np.isfinite(v):
+                    self.logger.record(f"eval/{k}", v)
+            writer = _writer(self.model)
+            if writer is not None and table.first is not None:
+                import torch
+
+                first = table.first
+                audio = first["audio"]
+                peak = max(1e-9, float(np.abs(audio).max()))
+                writer.add_audio("eval/audio", torch.from_numpy(audio / max(1.0, peak)).float()[None],
+                                 self.num_timesteps, sample_rate=first["sample_rate"])
+                writer.add_image("eval/piano_roll", roll_image(first["target_roll"], first["played_roll"]),
+                                 self.num_timesteps, dataformats="HWC")
+                writer.flush()
+
+        def _on_training_end(self) -> None:
+            if logdir:
+                save_checkpoint(self.model, Path(logdir) / "checkpoints" / "last.safetensors", config)
+
+    return LMMCallback()
+
+
+def train(env_id: str = "LMMPiano-v0", algo: str = "ppo", total_steps: int = 100_000, n_envs: int = 8,
+          seed: int = 0, logdir: str | os.PathLike | None = None, env_kwargs: dict | None = None,
+          hyperparams: dict | None = None, policy: str = "MultiInputPolicy", eval_every: int = 20_000,
+          eval_episodes: int = 4, eval_split: str = "validation", checkpoint_every: int = 20_000,
+          resume: bool = False, progress: bool = True, verbose: int = 0):
+    """Train an SB3 agent on a batched LMMPiano env; returns the trained model.
+
+    Args:
+        env_id: registered env id. env_kwargs: its arguments (JSON-serializable: they are
+            stored in checkpoints).
+        algo: "ppo", "a2c" or "sac". policy: "MultiInputPolicy" (SB3's) or "KeyConvPolicy".
+        hyperparams: keyword arguments of the SB3 class (e.g. ``{"n_steps": 256}``).
+        total_steps: env steps in all (a resumed run continues up to it).
+        logdir: TensorBoard logs and ``checkpoints/last.safetensors`` (None: neither).
+        eval_every / checkpoint_every: env steps between evaluations / checkpoints (0: never).
+        eval_episodes, eval_split: held-out scores each evaluation plays.
+        resume: continue from ``logdir``'s last checkpoint with its step count.
+    """
+    from lmm_env.envs import make_sb3_vec_env
+
+    env_kwargs = dict(env_kwargs or {})
+    hyperparams = dict(hyperparams or {})
+    config = {"env_id": env_id, "algo": str(algo).lower(), "policy": policy, "n_envs": int(n_envs), "seed": int(seed),
+              "env_kwargs": env_kwargs, "hyperparams": hyperparams}
+    try:
+        json.dumps(config)
+    except TypeError as exc:
+        raise ValueError(f"env_kwargs and hyperparams must be JSON-serializable (they go into checkpoints): {exc}")
+    cls = algo_class(algo)
+    policy_obj = _policy(policy)
+    if not (isinstance(total_steps, int) and total_steps >= 1):
+        raise ValueError(f"total_steps={total_steps!r} must be an int >= 1")
+    env = make_sb3_vec_env(int(n_envs), env_id=env_id, seed=int(seed), **env_kwargs)
+    tb = str(logdir) if logdir else None
+    if resume:
+        if not logdir:
+            raise ValueError("resume=True needs the logdir of the run to continue")
+        ckpt = Path(logdir) / "checkpoints" / "last.safetensors"
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"no checkpoint to resume from at {ckpt}")
+        saved, _, _ = read_checkpoint(ckpt)
+        if saved != config:
+            raise ValueError(f"the checkpoint at {ckpt} was made with {saved}, not {config}; resume with the same "
+                             "arguments (or start a new logdir)")
+        model = load_trained(ckpt, env)
+        if tb:
+            from stable_baselines3.common.logger import configure
+
+            model.set_logger(configure(tb, ["tensorboard"] + (["stdout"] if verbose else [])))
+    else:
+        model = cls(policy_obj, env, seed=int(seed), verbose=verbose, tensorboard_log=None, **hyperparams)
+        if tb:
+            from stable_baselines3.common.logger import configure
+
+            model.set_logger(configure(tb, ["tensorboard"] + (["stdout"] if verbose else [])))
+    callback = _callbacks(config, logdir, eval_every, eval_episodes, checkpoint_every, eval_split)
+    remaining = total_steps - model.num_timesteps
+    if remaining > 0:
+        model.learn(total_timesteps=remaining, callback=callback, reset_num_timesteps=not resume,
+                    progress_bar=progress)
+    return model
