@@ -38,4 +38,5 @@ setup(
         # and lmm_env never plays audio in real time.
     ],
     extras_require={"test": ["pytest>=7", "scikit-learn>=1.2"]},
+    entry_points={"console_scripts": ["lmm-env=lmm_env.agents.cli:main"]},
 )

@@ -1,0 +1,225 @@
+"""``lmm-env``: train, evaluate and play agents on LMMPiano-v0 from the shell.
+
+    lmm-env train --algo ppo --steps 300000 --logdir runs/ppo
+    lmm-env eval --agent runs/ppo/checkpoints/last.safetensors --episodes 20
+    lmm-env play tune.mid --agent score-reader --out out/
+    lmm-env bench
+
+Each subcommand's ``--help`` lists its options.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+
+def _json_arg(text: str, what: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"lmm-env: {what} must be a JSON object, e.g. '{{\"max_seconds\": 20}}': {exc}")
+    if not isinstance(value, dict):
+        raise SystemExit(f"lmm-env: {what} must be a JSON object, got {text!r}")
+    return value
+
+
+def _agent(name_or_path, env):
+    from lmm_env.agents.evaluate import BASELINES, load_agent
+
+    if isinstance(name_or_path, str) and name_or_path.endswith(".safetensors"):
+        from lmm_env.agents.train import load_trained
+
+        if not os.path.isfile(name_or_path):
+            raise SystemExit(f"lmm-env: checkpoint {name_or_path!r} does not exist")
+        return load_trained(name_or_path)
+    if name_or_path not in BASELINES:
+        raise SystemExit(f"lmm-env: --agent {name_or_path!r} is not allowed; use one of {sorted(BASELINES)} "
+                         "or a training checkpoint (.safetensors)")
+    return load_agent(name_or_path, env)
+
+
+def cmd_train(args) -> int:
+    from lmm_env.agents.train import train
+
+    model = train(env_id=args.env, algo=args.algo, total_steps=args.steps, n_envs=args.n_envs, seed=args.seed,
+                  logdir=args.logdir, env_kwargs=_json_arg(args.env_kwargs, "--env-kwargs"),
+                  hyperparams=_json_arg(args.hyperparams, "--hyperparams"), policy=args.policy,
+                  eval_every=args.eval_every, eval_episodes=args.eval_episodes, checkpoint_every=args.checkpoint_every,
+                  resume=args.resume, progress=not args.no_progress)
+    print(f"trained {model.num_timesteps} steps; checkpoint: {os.path.join(args.logdir, 'checkpoints', 'last.safetensors')}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    import gymnasium as gym
+
+    import lmm_env  # noqa: F401
+    from lmm_env.agents.evaluate import evaluate
+
+    env_kwargs = _json_arg(args.env_kwargs, "--env-kwargs")
+    agent = args.agent
+    if args.agent.endswith(".safetensors"):
+        agent = _agent(args.agent, gym.make(args.env, **env_kwargs))
+    table = evaluate(agent, args.env, split=args.split, episodes=args.episodes, env_kwargs=env_kwargs,
+                     progress=not args.no_progress)
+    print(table.markdown(os.path.basename(args.agent)))
+    return 0
+
+
+def cmd_play(args) -> int:
+    import gymnasium as gym
+    import numpy as np
+    import soundfile as sf
+    from tqdm import tqdm
+
+    import lmm_env  # noqa: F401
+    from lmm_env.agents.train import roll_image
+
+    if not os.path.isfile(args.midi):
+        raise SystemExit(f"lmm-env: MIDI file {args.midi!r} does not exist")
+    env_kwargs = _json_arg(args.env_kwargs, "--env-kwargs")
+    env = gym.make(args.env, score=args.midi, **env_kwargs)
+    agent = _agent(args.agent, env)
+    obs, info = env.reset(seed=args.seed)
+    with tqdm(total=info["n_steps"], desc="play", unit="step", disable=args.no_progress) as bar:
+        while True:
+            action, _ = agent.predict(obs, deterministic=True)
+            if np.ndim(action) == 2:  # an SB3 model trained on a vector env answers in batches
+                action = action[0]
+            obs, _, terminated, truncated, info = env.step(action)
+            bar.update()
+            if terminated or truncated:
+                break
+    os.makedirs(args.out, exist_ok=True)
+    stem = os.path.splitext(os.path.basename(args.midi))[0]
+    u = env.unwrapped
+    u.performance().write(os.path.join(args.out, f"{stem}_performance.mid"))
+    audio = u.episode_audio()
+    sf.write(os.path.join(args.out, f"{stem}_performance.wav"), audio / max(1.0, float(np.abs(audio).max())),
+             u.sim.sample_rate)
+    fr = u.sim.frame_rate
+    target, played = u.target_score().frames(fr).velocity, u.performance_score().frames(fr).velocity
+    t = max(len(target), len(played))
+    import matplotlib.pyplot as plt
+
+    img = roll_image(*(np.pad(r, ((0, t - len(r)), (0, 0))) for r in (target, played)))
+    plt.imsave(os.path.join(args.out, f"{stem}_piano_roll.png"), img)
+    m = info["metrics"]
+    print(f"{stem}: note F1 {m['note_f1']:.3f}, frame F1 {m['frame_f1']:.3f}, velocity error {m['velocity_error']:.2f}")
+    print(f"wrote {args.out}/{stem}_performance.mid, {stem}_performance.wav, {stem}_piano_roll.png")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    import gymnasium as gym
+    import numpy as np
+
+    import lmm_env  # noqa: F401
+    from lmm_env.agents import ScoreReaderAgent
+
+    def per_step(env, steps):
+        agent = ScoreReaderAgent(env)
+        obs, _ = env.reset(seed=0)
+        actions = []
+        for _ in range(steps):
+            a, _ = agent.predict(obs)
+            actions.append(a)
+            obs, _, term, trunc, _ = env.step(a)
+            if np.ndim(term) == 0 and (term or trunc):  # vector envs reset themselves
+                obs, _ = env.reset()
+        env.reset(seed=0)
+        t0 = time.perf_counter()
+        for a in actions:
+            _, _, term, trunc, _ = env.step(a)
+            if np.ndim(term) == 0 and (term or trunc):
+                env.reset()
+        return (time.perf_counter() - t0) / steps
+
+    cart = gym.make("CartPole-v1")
+    cart.reset(seed=0)
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        _, _, term, trunc, _ = cart.step(cart.action_space.sample())
+        if term or trunc:
+            cart.reset()
+    t_cart = (time.perf_counter() - t0) / args.steps
+    print(f"| env | reward | us per env-step | x CartPole-v1 ({t_cart * 1e6:.1f} us) |")
+    print("|---|---|---|---|")
+    for reward in args.rewards.split(","):
+        t = per_step(gym.make(args.env, reward=reward), args.steps)
+        print(f"| {args.env} | {reward} | {t * 1e6:.1f} | {t / t_cart:.1f} |")
+        v = gym.make_vec(args.env, num_envs=args.num_envs, reward=reward)
+        tv = per_step(v, max(10, args.steps // args.num_envs)) / args.num_envs
+        print(f"| {args.env} x {args.num_envs} (batched) | {reward} | {tv * 1e6:.1f} | {tv / t_cart:.1f} |")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lmm-env", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train an SB3 agent (TensorBoard logs and checkpoints in --logdir)",
+                       description="Train PPO/A2C/SAC on a batched LMMPiano env. Logs SB3 scalars, every reward "
+                                   "term, evaluation metrics, audio and piano rolls to TensorBoard in --logdir; "
+                                   "saves --logdir/checkpoints/last.safetensors periodically and at the end.")
+    t.add_argument("--env", default="LMMPiano-v0")
+    t.add_argument("--algo", default="ppo", help="ppo, a2c or sac")
+    t.add_argument("--policy", default="MultiInputPolicy", help="MultiInputPolicy or KeyConvPolicy")
+    t.add_argument("--steps", type=int, default=100_000, help="total env steps")
+    t.add_argument("--n-envs", type=int, default=8)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--logdir", default="runs/lmm", help="TensorBoard logs and checkpoints go here")
+    t.add_argument("--env-kwargs", default="{}", help='JSON, e.g. \'{"score": "folk", "max_seconds": 20}\'')
+    t.add_argument("--hyperparams", default="{}", help='JSON of SB3 arguments, e.g. \'{"n_steps": 256}\'')
+    t.add_argument("--eval-every", type=int, default=20_000, help="env steps between evaluations (0: never)")
+    t.add_argument("--eval-episodes", type=int, default=4)
+    t.add_argument("--checkpoint-every", type=int, default=20_000, help="env steps between checkpoints")
+    t.add_argument("--resume", action="store_true", help="continue from --logdir's last checkpoint")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="evaluate an agent on held-out scores and print a metrics table",
+                       description="Play --episodes held-out scores (the first of --split, in order) and print "
+                                   "frame F1, note F1, velocity error, diversity and every reward term's return.")
+    e.add_argument("--agent", default="score-reader", help="random, score-reader, or a .safetensors checkpoint")
+    e.add_argument("--env", default="LMMPiano-v0")
+    e.add_argument("--split", default="test")
+    e.add_argument("--episodes", type=int, default=10)
+    e.add_argument("--env-kwargs", default="{}", help="JSON of env arguments")
+    e.add_argument("--no-progress", action="store_true")
+    e.set_defaults(func=cmd_eval)
+
+    pl = sub.add_parser("play", help="play a MIDI file with an agent; write MIDI, WAV and a piano-roll PNG",
+                        description="Play MIDI with --agent in LMMPiano-v0 and write <name>_performance.mid, "
+                                    "<name>_performance.wav and <name>_piano_roll.png (target over played) to --out.")
+    pl.add_argument("midi", help="a MIDI file to play")
+    pl.add_argument("--agent", default="score-reader", help="random, score-reader, or a .safetensors checkpoint")
+    pl.add_argument("--out", default="out")
+    pl.add_argument("--env", default="LMMPiano-v0")
+    pl.add_argument("--env-kwargs", default="{}", help="JSON of env arguments (e.g. synth)")
+    pl.add_argument("--seed", type=int, default=0)
+    pl.add_argument("--no-progress", action="store_true")
+    pl.set_defaults(func=cmd_play)
+
+    b = sub.add_parser("bench", help="time env steps (per reward) against CartPole-v1",
+                       description="Time single and batched env steps with ScoreReaderAgent actions, per reward, "
+                                   "against CartPole-v1 in the same run. bench/*.py hold the full benchmarks.")
+    b.add_argument("--env", default="LMMPiano-v0")
+    b.add_argument("--rewards", default="key_match,closed_loop", help="comma-separated reward names")
+    b.add_argument("--steps", type=int, default=1000)
+    b.add_argument("--num-envs", type=int, default=64)
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
