@@ -13,7 +13,8 @@ setup(
     packages=["lmm_env", "lmm_env.synth", "lmm_env.rewards", "lmm_env.lm", "lmm_env.envs", "lmm_env.agents"],
     package_dir={"lmm_env.envs": "envs", "lmm_env.agents": "agents"},
     # The shipped LM and ear weights (safetensors + JSON config, a few MB in all).
-    package_data={"lmm_env.lm": ["weights/*.safetensors", "weights/*.json"]},
+    package_data={"lmm_env.lm": ["weights/*.safetensors", "weights/*.json"],
+                  "lmm_env.agents": ["hyperparams/*.yml"]},
     install_requires=[
         # torch is pinned by the Makefile first (a CPU build); any torch >= 2.1 works.
         "torch>=2.1",
@@ -33,10 +34,12 @@ setup(
         "rich>=12",  # Stable-Baselines3's progress bar
         "safetensors>=0.4",
         "threadpoolctl>=3",
+        "pyyaml>=5.1",
         # tinysoundfont (the SoundFont instrument) is installed by the Makefile with
         # --no-deps: its wheel declares pyaudio, which needs the system PortAudio library,
         # and lmm_env never plays audio in real time.
     ],
-    extras_require={"test": ["pytest>=7", "scikit-learn>=1.2"]},
+    # rl_zoo3 is only needed to run the zoo's own train script on our env (tested).
+    extras_require={"test": ["pytest>=7", "scikit-learn>=1.2", "rl_zoo3>=2.3"]},
     entry_points={"console_scripts": ["lmm-env=lmm_env.agents.cli:main"]},
 )

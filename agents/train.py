@@ -34,6 +34,30 @@ def _import(spec: str):
     return getattr(importlib.import_module(module), attr)
 
 
+HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
+_ZOO_ONLY = ("n_envs", "n_timesteps", "policy", "env_kwargs", "normalize", "frame_stack", "env_wrapper")
+
+
+def hyperparams_path(algo: str) -> Path:
+    """The rl-zoo3-format YAML of presets for ``algo`` (pass it to ``rl_zoo3.train --conf-file``)."""
+    algo_class(algo)
+    return HYPERPARAMS_DIR / f"{str(algo).lower()}.yml"
+
+
+def preset(algo: str, env_id: str = "LMMPiano-v0") -> dict[str, Any]:
+    """The tuned preset of ``algo`` for ``env_id``: ``{"hyperparams", "n_envs", "total_steps", "policy", "env_kwargs"}``."""
+    import yaml
+
+    with open(hyperparams_path(algo)) as f:
+        table = yaml.safe_load(f)
+    if env_id not in table:
+        raise ValueError(f"no {algo} preset for {env_id!r}; presets exist for {sorted(table)}")
+    entry = dict(table[env_id])
+    return {"hyperparams": {k: v for k, v in entry.items() if k not in _ZOO_ONLY},
+            "n_envs": int(entry.get("n_envs", 8)), "total_steps": int(float(entry.get("n_timesteps", 1e5))),
+            "policy": entry.get("policy", "MultiInputPolicy"), "env_kwargs": dict(entry.get("env_kwargs", {}))}
+
+
 def algo_class(algo: str):
     """The SB3 class for a name ("ppo", "a2c", "sac")."""
     key = str(algo).lower()
