@@ -27,18 +27,12 @@ def _json_arg(text: str, what: str) -> dict:
 
 
 def _agent(name_or_path, env):
-    from lmm_env.agents.evaluate import BASELINES, load_agent
+    from lmm_env.agents.evaluate import load_agent
 
-    if isinstance(name_or_path, str) and name_or_path.endswith(".safetensors"):
-        from lmm_env.agents.train import load_trained
-
-        if not os.path.isfile(name_or_path):
-            raise SystemExit(f"lmm-env: checkpoint {name_or_path!r} does not exist")
-        return load_trained(name_or_path)
-    if name_or_path not in BASELINES:
-        raise SystemExit(f"lmm-env: --agent {name_or_path!r} is not allowed; use one of {sorted(BASELINES)} "
-                         "or a training checkpoint (.safetensors)")
-    return load_agent(name_or_path, env)
+    try:
+        return load_agent(name_or_path, env)
+    except (ValueError, FileNotFoundError) as exc:
+        raise SystemExit(f"lmm-env: --agent: {exc}")
 
 
 def cmd_train(args) -> int:

@@ -27,14 +27,30 @@ METRIC_COLUMNS = ("frame_f1", "note_precision", "note_recall", "note_f1", "veloc
                   "pitch_class_entropy", "note_density")
 
 
-def load_agent(name_or_agent, env):
-    """An agent for ``env``: a baseline name ("random", "score-reader") or an object with ``predict``."""
-    if hasattr(name_or_agent, "predict"):
-        return name_or_agent
-    if isinstance(name_or_agent, str) and name_or_agent in BASELINES:
-        return BASELINES[name_or_agent](env)
-    raise ValueError(f"agent {name_or_agent!r} is not allowed; use one of {sorted(BASELINES)} "
-                     "or an object with predict(obs, deterministic=True) -> (action, state) (e.g. an SB3 model)")
+def load_agent(name_or_path, env=None):
+    """An agent: a baseline name ("random", "score-reader"), a training checkpoint
+    (``.safetensors`` written by `lmm_env.agents.train`), or an object with ``predict`` (returned as is).
+
+    Baselines need the ``env`` they will play (they read its keyboard); a checkpoint rebuilds
+    its own model and never unpickles anything.
+    """
+    import os
+
+    if hasattr(name_or_path, "predict"):
+        return name_or_path
+    if isinstance(name_or_path, (str, os.PathLike)) and os.fspath(name_or_path).endswith(".safetensors"):
+        from lmm_env.agents.train import load_trained
+
+        if not os.path.isfile(name_or_path):
+            raise FileNotFoundError(f"agent checkpoint {os.fspath(name_or_path)!r} does not exist")
+        return load_trained(name_or_path)
+    if isinstance(name_or_path, str) and name_or_path in BASELINES:
+        if env is None:
+            raise ValueError(f"load_agent({name_or_path!r}) needs the env it will play")
+        return BASELINES[name_or_path](env)
+    raise ValueError(f"agent {name_or_path!r} is not allowed; use one of {sorted(BASELINES)}, a training "
+                     "checkpoint (.safetensors), or an object with predict(obs, deterministic=True) -> (action, state) "
+                     "(e.g. an SB3 model)")
 
 
 @dataclasses.dataclass

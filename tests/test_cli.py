@@ -57,3 +57,13 @@ def test_eval_bench_and_train_run_and_bad_input_is_a_clear_message(tmp_path):
     assert bad.returncode != 0 and "score-reader" in bad.stderr
     bad = run("train", "--env-kwargs", "{max_seconds: 2}", ok=False)
     assert bad.returncode != 0 and "JSON object" in bad.stderr
+
+
+def test_play_midi_example_runs_as_it_is(tmp_path):
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "play_midi.py"
+    out = subprocess.run([sys.executable, str(script), "--demo", "--out", str(tmp_path)], capture_output=True,
+                         text=True, timeout=240)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "note F1 1.000" in out.stdout and (tmp_path / "demo_piano_roll.png").is_file()
