@@ -1,7 +1,19 @@
-"""Agents of lmm_env (installed as ``lmm_env.agents``): baselines, evaluation, training."""
+"""Agents of lmm_env (installed as ``lmm_env.agents``): baselines, evaluation, training.
+
+``KeyConvPolicy`` (an SB3 policy, in `lmm_env.agents.policies`) is imported lazily;
+importing it registers the name ``"KeyConvPolicy"`` with SB3's PPO and A2C.
+"""
 from lmm_env.agents.baselines import RandomAgent, ScoreReaderAgent, WrongPlayAgent
 from lmm_env.agents.evaluate import EvalTable, evaluate, load_agent
 from lmm_env.agents.train import ALGOS, hyperparams_path, load_trained, preset, train
 
 __all__ = ["RandomAgent", "ScoreReaderAgent", "WrongPlayAgent", "EvalTable", "evaluate", "load_agent",
-           "ALGOS", "train", "load_trained", "preset", "hyperparams_path"]
+           "ALGOS", "train", "load_trained", "preset", "hyperparams_path", "KeyConvPolicy"]
+
+
+def __getattr__(name):
+    if name == "KeyConvPolicy":
+        from lmm_env.agents.policies import KeyConvPolicy
+
+        return KeyConvPolicy
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
