@@ -1,14 +1,15 @@
 """Agents of lmm_env (installed as ``lmm_env.agents``): baselines, evaluation, training.
 
-``KeyConvPolicy`` (an SB3 policy, in `lmm_env.agents.policies`) is imported lazily;
-importing it registers the name ``"KeyConvPolicy"`` with SB3's PPO and A2C.
+``KeyConvPolicy`` (an SB3 policy, in `lmm_env.agents.policies`) and ``GradientAgent``
+(playing by ear through the differentiable synth, in `lmm_env.agents.gradient`) are imported
+lazily; importing the policy registers the name ``"KeyConvPolicy"`` with SB3's PPO and A2C.
 """
 from lmm_env.agents.baselines import RandomAgent, ScoreReaderAgent, WrongPlayAgent
 from lmm_env.agents.evaluate import EvalTable, evaluate, load_agent
 from lmm_env.agents.train import ALGOS, hyperparams_path, load_trained, preset, train
 
 __all__ = ["RandomAgent", "ScoreReaderAgent", "WrongPlayAgent", "EvalTable", "evaluate", "load_agent",
-           "ALGOS", "train", "load_trained", "preset", "hyperparams_path", "KeyConvPolicy"]
+           "ALGOS", "train", "load_trained", "preset", "hyperparams_path", "KeyConvPolicy", "GradientAgent"]
 
 
 def __getattr__(name):
@@ -16,4 +17,8 @@ def __getattr__(name):
         from lmm_env.agents.policies import KeyConvPolicy
 
         return KeyConvPolicy
+    if name == "GradientAgent":
+        from lmm_env.agents.gradient import GradientAgent
+
+        return GradientAgent
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
