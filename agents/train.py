@@ -4,7 +4,9 @@
     model = train(algo="ppo", total_steps=100_000, n_envs=8, logdir="runs/ppo")
     # tensorboard --logdir runs
 
-TensorBoard gets SB3's scalars plus ``reward_terms/<name>`` (the mean of every reward term
+``logdir`` also gets ``eval.csv`` (the learning curve: steps, wall seconds and every
+evaluation mean) and ``checkpoints/best.safetensors`` (the best evaluation's policy, by note
+F1 then frame F1). TensorBoard gets SB3's scalars plus ``reward_terms/<name>`` (the mean of every reward term
 per rollout), ``episode/<metric>`` (metrics of training episodes as they end) and, every
 ``eval_every`` steps, ``eval/<metric>`` over held-out scores, an audio clip of the first
 evaluation episode and an image of its target vs played piano roll.
@@ -200,7 +202,11 @@ def _callbacks(config, logdir, eval_every, eval_episodes, checkpoint_every, eval
         """Reward terms and episode metrics to the logger; periodic evaluation and checkpoints."""
 
         def _on_training_start(self) -> None:
+            import time
+
+            self._t0 = time.perf_counter()
             self._terms: dict[str, list[float]] = {}
+            self._best = None
             self._next_eval = self.num_timesteps + eval_every if eval_every else None
             self._next_ckpt = self.num_timesteps + checkpoint_every if checkpoint_every else None
 
@@ -227,9 +233,27 @@ def _callbacks(config, logdir, eval_every, eval_episodes, checkpoint_every, eval
         def run_eval(self) -> None:
             table = evaluate(self.model, config["env_id"], split=eval_split, episodes=eval_episodes,
                              env_kwargs=config["env_kwargs"], progress=False, keep_first=True)
-            for k, v in table.mean().items():
+            import time
+
+            means = table.mean()
+            for k, v in means.items():
                 if np.isfinite(v):
                     self.logger.record(f"eval/{k}", v)
+            if logdir:
+                # A learning curve anyone can plot, and the best policy so far (by note F1,
+                # then frame F1) beside the last one.
+                curve = Path(logdir) / "eval.csv"
+                cols = ["steps", "wall_seconds"] + sorted(means)
+                new_file = not curve.exists()
+                with open(curve, "a") as f:
+                    if new_file:
+                        f.write(",".join(cols) + "\n")
+                    row = {"steps": self.num_timesteps, "wall_seconds": time.perf_counter() - self._t0, **means}
+                    f.write(",".join(f"{row.get(c, float('nan')):.6g}" for c in cols) + "\n")
+                score = (means.get("note_f1", 0.0), means.get("frame_f1", 0.0))
+                if self._best is None or score > self._best:
+                    self._best = score
+                    save_checkpoint(self.model, Path(logdir) / "checkpoints" / "best.safetensors", config)
             writer = _writer(self.model)
             if writer is not None and table.first is not None:
                 import torch

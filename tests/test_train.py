@@ -33,6 +33,10 @@ def test_tensorboard_has_sb3_scalars_reward_terms_eval_metrics_audio_and_piano_r
         assert tag in tags["scalars"], tag
     assert "eval/audio" in tags["audio"] and "eval/piano_roll" in tags["images"]
     assert [e.step for e in ea.Scalars("eval/note_f1")] == [128, 256]
+    lines = (logdir / "eval.csv").read_text().splitlines()
+    assert lines[0].startswith("steps,wall_seconds,") and "note_f1" in lines[0] and len(lines) == 3
+    assert [int(float(x.split(",")[0])) for x in lines[1:]] == [128, 256]
+    assert (logdir / "checkpoints" / "best.safetensors").is_file()
 
 
 def test_checkpoint_reloads_the_same_policy_and_resume_keeps_the_step_count(run):
