@@ -39,11 +39,11 @@ def load_agent(name_or_path, env=None):
     if hasattr(name_or_path, "predict"):
         return name_or_path
     if isinstance(name_or_path, (str, os.PathLike)) and os.fspath(name_or_path).endswith(".safetensors"):
-        from lmm_env.agents.train import load_trained
+        from lmm_env.agents.train import load_policy
 
         if not os.path.isfile(name_or_path):
             raise FileNotFoundError(f"agent checkpoint {os.fspath(name_or_path)!r} does not exist")
-        return load_trained(name_or_path)
+        return load_policy(name_or_path)
     if isinstance(name_or_path, str) and name_or_path in BASELINES:
         if env is None:
             raise ValueError(f"load_agent({name_or_path!r}) needs the env it will play")

@@ -190,6 +190,32 @@ def load_trained(path, env=None):
     return model
 
 
+def load_policy(path):
+    """Just the policy of a training checkpoint, for acting: ``policy.predict(obs, deterministic=True)``.
+
+    Lighter than `load_trained` (no vector env, no optimizer): the spaces come from one env
+    made with the checkpoint's env arguments, the weights from the file (nothing unpickled).
+    """
+    import gymnasium as gym
+    import torch
+
+    config, data, _ = read_checkpoint(path)
+    cls = algo_class(config["algo"])
+    kwargs = dict(config["env_kwargs"], reward="key_match")  # spaces do not depend on the reward
+    env = gym.make(config["env_id"], **kwargs)
+    policy_cls = _policy(config["policy"])
+    if isinstance(policy_cls, str):
+        policy_cls = cls.policy_aliases[policy_cls]
+    policy = policy_cls(env.observation_space, env.action_space, lambda _: 0.0,
+                        **config["hyperparams"].get("policy_kwargs", {}))
+    env.close()
+    state = {k[len("policy."):]: v for k, v in data["tensors"].items() if k.startswith("policy.")}
+    policy.load_state_dict(state)
+    policy.set_training_mode(False)
+    with torch.no_grad():
+        return policy
+
+
 # --------------------------------------------------------------------------- callbacks
 
 
