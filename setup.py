@@ -14,7 +14,7 @@ setup(
     package_dir={"lmm_env.envs": "envs", "lmm_env.agents": "agents"},
     # The shipped LM and ear weights (safetensors + JSON config, a few MB in all).
     package_data={"lmm_env.lm": ["weights/*.safetensors", "weights/*.json"],
-                  "lmm_env.agents": ["hyperparams/*.yml"]},
+                  "lmm_env.agents": ["hyperparams/*.yml", "weights/*.safetensors"]},
     install_requires=[
         # torch is pinned by the Makefile first (a CPU build); any torch >= 2.1 works.
         "torch>=2.1",

@@ -179,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="evaluate an agent on held-out scores and print a metrics table",
                        description="Play --episodes held-out scores (the first of --split, in order) and print "
                                    "frame F1, note F1, velocity error, diversity and every reward term's return.")
-    e.add_argument("--agent", default="score-reader", help="random, score-reader, or a .safetensors checkpoint")
+    e.add_argument("--agent", default="score-reader", help="random, score-reader, ppo-closed-loop, or a .safetensors checkpoint")
     e.add_argument("--env", default="LMMPiano-v0")
     e.add_argument("--split", default="test")
     e.add_argument("--episodes", type=int, default=10)
@@ -191,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Play MIDI with --agent in LMMPiano-v0 and write <name>_performance.mid, "
                                     "<name>_performance.wav and <name>_piano_roll.png (target over played) to --out.")
     pl.add_argument("midi", help="a MIDI file to play")
-    pl.add_argument("--agent", default="score-reader", help="random, score-reader, or a .safetensors checkpoint")
+    pl.add_argument("--agent", default="score-reader", help="random, score-reader, ppo-closed-loop, or a .safetensors checkpoint")
     pl.add_argument("--out", default="out")
     pl.add_argument("--env", default="LMMPiano-v0")
     pl.add_argument("--env-kwargs", default="{}", help="JSON of env arguments (e.g. synth)")

@@ -21,6 +21,8 @@ from tqdm import tqdm
 from lmm_env.agents.baselines import RandomAgent, ScoreReaderAgent
 
 BASELINES = {"random": RandomAgent, "score-reader": ScoreReaderAgent}
+# Trained policies shipped in the package (safetensors; see BENCHMARKS.md for how they were made).
+SHIPPED = {"ppo-closed-loop": "ppo-closed-loop.safetensors"}
 
 # Columns of the summary, in order: metrics first, then the return and reward terms.
 METRIC_COLUMNS = ("frame_f1", "note_precision", "note_recall", "note_f1", "velocity_error",
@@ -28,7 +30,8 @@ METRIC_COLUMNS = ("frame_f1", "note_precision", "note_recall", "note_f1", "veloc
 
 
 def load_agent(name_or_path, env=None):
-    """An agent: a baseline name ("random", "score-reader"), a training checkpoint
+    """An agent: a baseline name ("random", "score-reader"), a shipped policy ("ppo-closed-loop":
+    PPO + KeyConvPolicy trained on the closed-loop reward only), a training checkpoint
     (``.safetensors`` written by `lmm_env.agents.train`), or an object with ``predict`` (returned as is).
 
     Baselines need the ``env`` they will play (they read its keyboard); a checkpoint rebuilds
@@ -44,11 +47,17 @@ def load_agent(name_or_path, env=None):
         if not os.path.isfile(name_or_path):
             raise FileNotFoundError(f"agent checkpoint {os.fspath(name_or_path)!r} does not exist")
         return load_policy(name_or_path)
+    if isinstance(name_or_path, str) and name_or_path in SHIPPED:
+        from pathlib import Path
+
+        from lmm_env.agents.train import load_policy
+
+        return load_policy(Path(__file__).resolve().parent / "weights" / SHIPPED[name_or_path])
     if isinstance(name_or_path, str) and name_or_path in BASELINES:
         if env is None:
             raise ValueError(f"load_agent({name_or_path!r}) needs the env it will play")
         return BASELINES[name_or_path](env)
-    raise ValueError(f"agent {name_or_path!r} is not allowed; use one of {sorted(BASELINES)}, a training "
+    raise ValueError(f"agent {name_or_path!r} is not allowed; use one of {sorted(BASELINES) + sorted(SHIPPED)}, a training "
                      "checkpoint (.safetensors), or an object with predict(obs, deterministic=True) -> (action, state) "
                      "(e.g. an SB3 model)")
 

@@ -2,8 +2,8 @@
 
     python examples/demo.py --out out
 
-The ScoreReaderAgent reads the score and plays it; a RandomAgent plays the same piece for
-contrast. Both are judged by the default closed-loop reward (an ear, a score LM and an audio
+The ScoreReaderAgent reads the score and plays it; the shipped "ppo-closed-loop" policy (PPO
+trained only on the closed-loop reward) and a RandomAgent play the same piece. Both are judged by the default closed-loop reward (an ear, a score LM and an audio
 LM listening to what was played). Prints a metrics table with each reward term's episode
 return and writes to --out:
     performance.mid            what the score reader played
@@ -26,7 +26,7 @@ import soundfile as sf  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import lmm_env  # noqa: E402,F401  (registers LMMPiano-v0)
-from lmm_env.agents import RandomAgent, ScoreReaderAgent  # noqa: E402
+from lmm_env.agents import RandomAgent, ScoreReaderAgent, load_agent  # noqa: E402
 from lmm_env.synth import SoundFontSynth  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -56,7 +56,10 @@ def run_episode(agent, label):
 
 
 rows = {}
-for label, agent in [("random", RandomAgent(env, seed=args.seed)), ("score-reader", ScoreReaderAgent(env))]:
+# ppo-closed-loop: the shipped PPO policy, trained on the closed-loop reward alone (it never saw key_match).
+agents = [("random", RandomAgent(env, seed=args.seed)), ("ppo-closed-loop", load_agent("ppo-closed-loop")),
+          ("score-reader", ScoreReaderAgent(env))]
+for label, agent in agents:
     metrics, ret, terms = run_episode(agent, label)
     rows[label] = dict(metrics, episode_return=ret, **{k: terms[k] for k in ("ear_match", "score_lm", "audio_lm")})
 
