@@ -3,7 +3,7 @@
     python bench/bench_ppo_speed.py                       # default reward (closed_loop), 8 envs
     python bench/bench_ppo_speed.py --reward key_match --steps 16384
 
-Both runs use SB3 PPO with the same hyperparameters and policy, the same number of envs and
+Both runs use SB3 PPO with the headline preset (KeyConvPolicy, agents/hyperparams/ppo.yml), the same number of envs and
 steps, in the same process: LMMPiano-v0 through `make_sb3_vec_env` (the natively batched
 env), and a batched VecEnv with identical observation and action spaces that returns zeros
 and does nothing. Target (issue 4): LMMPiano-v0 at least 70% of the do-nothing env's steps/s.
@@ -18,6 +18,8 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 import lmm_env  # noqa: F401
+from lmm_env.agents import preset
+from lmm_env.agents.policies import KeyConvPolicy
 from lmm_env.envs import make_sb3_vec_env
 
 
@@ -62,7 +64,8 @@ class DoNothingVecEnv(VecEnv):
 
 
 def steps_per_second(env, steps, seed=0):
-    model = PPO("MultiInputPolicy", env, n_steps=256, batch_size=256, n_epochs=4, seed=seed, verbose=0)
+    cfg = preset("ppo")  # the headline run's settings: KeyConvPolicy, n_steps 256, batch 256, 4 epochs
+    model = PPO(KeyConvPolicy, env, seed=seed, verbose=0, **cfg["hyperparams"])
     model.learn(256 * env.num_envs)  # warm-up: first rollout and update
     t0 = time.perf_counter()
     model.learn(steps, reset_num_timesteps=False)
@@ -75,11 +78,11 @@ def main():
     p.add_argument("--n-envs", type=int, default=8)
     p.add_argument("--steps", type=int, default=16384)
     args = p.parse_args()
-    piano = make_sb3_vec_env(args.n_envs, seed=0, reward=args.reward, score="folk")
+    piano = make_sb3_vec_env(args.n_envs, seed=0, reward=args.reward, score="folk", max_seconds=12.0)
     nothing = DoNothingVecEnv(args.n_envs, piano.observation_space, piano.action_space)
     sps_nothing = steps_per_second(nothing, args.steps)
     sps_piano = steps_per_second(piano, args.steps)
-    print(f"| env ({args.n_envs} envs, SB3 PPO MultiInputPolicy, n_steps 256, batch 256, 4 epochs) | steps/s | x do-nothing |")
+    print(f"| env ({args.n_envs} envs, SB3 PPO + KeyConvPolicy, the ppo preset) | steps/s | x do-nothing |")
     print("|---|---|---|")
     print(f"| do-nothing VecEnv, same spaces | {sps_nothing:,.0f} | 1.00 |")
     print(f"| LMMPiano-v0, reward {args.reward} | {sps_piano:,.0f} | {sps_piano / sps_nothing:.2f} |")
