@@ -72,3 +72,40 @@ def test_bad_arguments_and_files_are_clear_errors(tmp_path, run):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a readable safetensors"):
         load_trained(bad)
+
+
+def test_a_crash_mid_write_leaves_the_last_good_checkpoint(run, monkeypatch, tmp_path):
+    import shutil
+
+    import safetensors.torch
+
+    from lmm_env.agents.train import read_checkpoint, save_checkpoint
+
+    logdir, model = run
+    ckpt = tmp_path / "last.safetensors"
+    shutil.copy(logdir / "checkpoints" / "last.safetensors", ckpt)
+    before = ckpt.read_bytes()
+
+    def crash(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(model, ckpt, {"env_id": "LMMPiano-v0"})
+    assert ckpt.read_bytes() == before
+    read_checkpoint(ckpt)  # still a valid checkpoint
+
+
+@pytest.mark.parametrize("algo", ["a2c", "sac"])
+def test_a2c_and_sac_train_from_their_presets(algo, tmp_path):
+    from lmm_env.agents import preset
+
+    hp = preset(algo)["hyperparams"]
+    hp.update({"buffer_size": 500, "learning_starts": 32} if algo == "sac" else {"n_steps": 8})
+    model = train(algo=algo, total_steps=64, n_envs=1 if algo == "sac" else 2, logdir=str(tmp_path), env_kwargs=KW,
+                  hyperparams=hp, eval_every=0, checkpoint_every=0, progress=False)
+    assert model.num_timesteps >= 64
+    again = load_trained(tmp_path / "checkpoints" / "last.safetensors")
+    assert type(again).__name__ == algo.upper() and again.num_timesteps == model.num_timesteps
