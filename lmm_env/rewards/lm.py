@@ -230,8 +230,11 @@ class ScoreLMReward(RewardModel):
         # log p(x) = sum(log sigmoid(-l)) + sum(l where x = 1): the first sum is per step and
         # precomputed, so a step costs two masked sums. The target's own log-likelihood uses
         # the same float16-rounded logits the steps will use.
-        self._base.set(env_index, -np.logaddexp(0.0, logits).sum(axis=(1, 2), dtype=np.float64))
-        self._target_lp.set(env_index, self.lm.frame_log_prob(logits, held, onset))
+        base = -np.logaddexp(np.float32(0.0), logits).sum(axis=(1, 2), dtype=np.float64)
+        self._base.set(env_index, base)
+        target = base + np.einsum("ij,ij->i", logits[:, 0], held, dtype=np.float64)
+        target += np.einsum("ij,ij->i", logits[:, 1], onset, dtype=np.float64)
+        self._target_lp.set(env_index, target)
         self._prev_heard[env_index] = False
 
     def batch(self, ctx: BatchStepContext) -> np.ndarray:
