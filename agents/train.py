@@ -134,9 +134,8 @@ def save_checkpoint(model, path, config: dict) -> Path:
 
 def _optimizers(model) -> dict:
     out = {}
-    for name in ("optimizer",):
-        if hasattr(model.policy, name):
-            out["policy"] = getattr(model.policy, name)
+    if hasattr(model.policy, "optimizer"):  # PPO and A2C: one optimizer for the whole policy
+        out["policy"] = model.policy.optimizer
     for name in ("actor", "critic"):  # SAC keeps one optimizer per network
         net = getattr(model, name, None)
         if net is not None and hasattr(net, "optimizer"):
