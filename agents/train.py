@@ -115,6 +115,8 @@ def save_checkpoint(model, path, config: dict) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {f"policy.{k}": v.detach().cpu().contiguous() for k, v in model.policy.state_dict().items()}
+    if torch.is_tensor(getattr(model, "log_ent_coef", None)):
+        tensors["sac.log_ent_coef"] = model.log_ent_coef.detach().cpu().contiguous()
     groups = []
     for oname, opt in _optimizers(model).items():
         state = opt.state_dict()
@@ -140,6 +142,8 @@ def _optimizers(model) -> dict:
         net = getattr(model, name, None)
         if net is not None and hasattr(net, "optimizer"):
             out[name] = net.optimizer
+    if getattr(model, "ent_coef_optimizer", None) is not None:  # SAC's learned entropy coefficient
+        out["ent_coef"] = model.ent_coef_optimizer
     return out
 
 
@@ -165,6 +169,8 @@ def read_checkpoint(path) -> tuple[dict, dict, int]:
 
 def load_trained(path, env=None):
     """Rebuild the SB3 model a checkpoint describes and load its weights (no unpickling)."""
+    import torch
+
     config, data, steps = read_checkpoint(path)
     if env is None:
         from lmm_env.envs import make_sb3_vec_env
@@ -176,6 +182,9 @@ def load_trained(path, env=None):
     tensors = data["tensors"]
     policy_state = {k[len("policy."):]: v for k, v in tensors.items() if k.startswith("policy.")}
     model.policy.load_state_dict(policy_state)
+    if "sac.log_ent_coef" in tensors and torch.is_tensor(getattr(model, "log_ent_coef", None)):
+        with torch.no_grad():
+            model.log_ent_coef.copy_(tensors["sac.log_ent_coef"])
     opts = _optimizers(model)
     for oname, groups in data["optimizers"]:
         prefix = f"optim.{oname}."

@@ -109,3 +109,5 @@ def test_a2c_and_sac_train_from_their_presets(algo, tmp_path):
     assert model.num_timesteps >= 64
     again = load_trained(tmp_path / "checkpoints" / "last.safetensors")
     assert type(again).__name__ == algo.upper() and again.num_timesteps == model.num_timesteps
+    if algo == "sac":  # the learned entropy coefficient travels with the checkpoint
+        assert again.log_ent_coef.item() == pytest.approx(model.log_ent_coef.item()) != 0.0
