@@ -94,12 +94,11 @@ def cmd_play(args) -> int:
     audio = u.episode_audio()
     sf.write(os.path.join(args.out, f"{stem}_performance.wav"), audio / max(1.0, float(np.abs(audio).max())),
              u.sim.sample_rate)
-    fr = u.sim.frame_rate
-    target, played = u.target_score().frames(fr).velocity, u.performance_score().frames(fr).velocity
-    t = max(len(target), len(played))
     import matplotlib.pyplot as plt
 
-    img = roll_image(*(np.pad(r, ((0, t - len(r)), (0, 0))) for r in (target, played)))
+    from lmm_env.agents.evaluate import episode_rolls
+
+    img = roll_image(*episode_rolls(env))
     plt.imsave(os.path.join(args.out, f"{stem}_piano_roll.png"), img)
     m = info["metrics"]
     print(f"{stem}: note F1 {m['note_f1']:.3f}, frame F1 {m['frame_f1']:.3f}, velocity error {m['velocity_error']:.2f}")

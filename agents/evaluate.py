@@ -62,6 +62,15 @@ def load_agent(name_or_path, env=None):
                      "(e.g. an SB3 model)")
 
 
+def episode_rolls(env) -> tuple[np.ndarray, np.ndarray]:
+    """(target, played) velocity rolls (T, 88) of an LMMPiano env's episode so far, same length."""
+    u = env.unwrapped
+    fr = u.sim.frame_rate
+    target, played = u.target_score().frames(fr).velocity, u.performance_score().frames(fr).velocity
+    t = max(len(target), len(played))
+    return tuple(np.pad(r, ((0, t - len(r)), (0, 0))) for r in (target, played))
+
+
 @dataclasses.dataclass
 class EvalTable:
     """Per-episode rows and their means. ``rows[i]`` maps column -> value (plus "score")."""
@@ -135,13 +144,9 @@ def evaluate(agent, env_id: str = "LMMPiano-v0", split: str = "test", episodes: 
                     break
             metrics = {k: float(v) for k, v in step_info["metrics"].items()}
             if keep_first and i == 0:
-                u = env.unwrapped
-                fr = u.sim.frame_rate
-                target, played = u.target_score().frames(fr).velocity, u.performance_score().frames(fr).velocity
-                t = max(len(target), len(played))
-                rolls = [np.pad(r, ((0, t - len(r)), (0, 0))) for r in (target, played)]
-                first = {"audio": u.episode_audio(), "sample_rate": u.sim.sample_rate,
-                         "target_roll": rolls[0], "played_roll": rolls[1]}
+                target, played = episode_rolls(env)
+                first = {"audio": env.unwrapped.episode_audio(), "sample_rate": env.unwrapped.sim.sample_rate,
+                         "target_roll": target, "played_roll": played}
             rows.append(dict(metrics, score=info["score_name"], steps=steps, **{"return": total}, **terms))
     finally:
         env.close()

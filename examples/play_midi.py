@@ -24,6 +24,7 @@ from tqdm import tqdm  # noqa: E402
 
 import lmm_env  # noqa: E402,F401  (registers LMMPiano-v0)
 from lmm_env.agents import load_agent  # noqa: E402
+from lmm_env.agents.evaluate import episode_rolls  # noqa: E402
 from lmm_env.agents.train import roll_image  # noqa: E402
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -67,11 +68,7 @@ u.performance().write(os.path.join(args.out, f"{stem}_performance.mid"))
 audio = u.episode_audio()
 sf.write(os.path.join(args.out, f"{stem}_performance.wav"), audio / max(1.0, float(np.abs(audio).max())),
          u.sim.sample_rate)
-fr = u.sim.frame_rate
-rolls = [u.target_score().frames(fr).velocity, u.performance_score().frames(fr).velocity]
-t = max(len(r) for r in rolls)
-plt.imsave(os.path.join(args.out, f"{stem}_piano_roll.png"),
-           roll_image(*(np.pad(r, ((0, t - len(r)), (0, 0))) for r in rolls)))
+plt.imsave(os.path.join(args.out, f"{stem}_piano_roll.png"), roll_image(*episode_rolls(env)))
 m = info["metrics"]
 print(f"{stem} played by {args.agent}: note F1 {m['note_f1']:.3f}, frame F1 {m['frame_f1']:.3f}, "
       f"velocity error {m['velocity_error']:.2f}")

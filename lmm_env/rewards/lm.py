@@ -38,7 +38,7 @@ def _load(model, expect: str):
     if expect == "ear":
         ok = hasattr(model, "activations") and hasattr(model, "history_blocks")
     elif expect == "score":
-        ok = hasattr(model, "next_frame_logits") and hasattr(model, "frame_log_prob")
+        ok = hasattr(model, "next_frame_logits")
     else:
         ok = hasattr(model, "log_prob") and hasattr(model, "log_prob_sequence")
     if not ok:
