@@ -128,8 +128,13 @@ class PianoSim:
         self.frames: list[FrameScore | None] = [None] * n
         self._cap = 0
         self._alloc(256)
-        self.audio_hist = np.zeros((n, self.history_blocks, self.block_size), np.float32)
-        self.feat_hist = np.full((n, self.history_blocks, self.n_mels), self.features.silence, np.float32)
+        # History rings: the last L = history_blocks + 1 blocks (and log-mel frames) are kept
+        # twice over, so the window ending at the current step is always one contiguous slice
+        # (a view, no shifting or concatenation per step).
+        L = self.history_blocks + 1
+        self._ring_len, self._ring_pos = L, 0
+        self.audio_ring = np.zeros((n, 2 * L, self.block_size), np.float32)
+        self.feat_ring = np.full((n, 2 * L, self.n_mels), self.features.silence, np.float32)
         self.last_features = np.full((n, self.n_mels), self.features.silence, np.float32)
         self.audio_blocks: list[list[np.ndarray]] = [[] for _ in range(n)]
         self._arange_n = np.arange(n)
@@ -182,8 +187,8 @@ class PianoSim:
         self.frames[i] = frames
         self.keyboard.reset([i])
         self.player.reset([i])
-        self.audio_hist[i] = 0.0
-        self.feat_hist[i] = self.features.silence
+        self.audio_ring[i] = 0.0
+        self.feat_ring[i] = self.features.silence
         self.last_features[i] = self.features.silence
         self.audio_blocks[i] = []
         episode = EpisodeContext(
@@ -240,11 +245,25 @@ class PianoSim:
             held, ons, vel = codes > 0, codes >= _ONSET_BIT, codes & 0x7F
         else:
             held, ons, vel = self.score_window(ar, t, self._ctx)
+        n, H = self.n_envs, self.history_blocks
+        if H:
+            p, L = self._ring_pos, self._ring_len
+            self.audio_ring[:, p] = audio
+            self.audio_ring[:, p + L] = audio
+            self.feat_ring[:, p] = feats
+            self.feat_ring[:, p + L] = feats
+            window = self.audio_ring[:, p + 1 : p + 1 + L].reshape(n, L * self.block_size)
+            audio_history = window[:, : H * self.block_size]
+            feature_history = self.feat_ring[:, p + 1 : p + L]
+            self._ring_pos = (p + 1) % L
+        else:
+            window, audio_history = audio, audio[:, :0]
+            feature_history = self.feat_ring[:, :0]
         ctx = BatchStepContext(
-            env_ids=ar, step=t.copy(), audio=audio, audio_history=self.audio_hist.reshape(self.n_envs, -1),
-            features=feats, feature_history=self.feat_hist, target_held=held, target_onset=ons,
+            env_ids=ar, step=t.copy(), audio=audio, audio_history=audio_history,
+            features=feats, feature_history=feature_history, target_held=held, target_onset=ons,
             target_velocity=vel, score_context=self.score_context,
-            key_down=down if self.reward.uses_motion else None,
+            key_down=down if self.reward.uses_motion else None, audio_window=window,
         )
         if self._single_reward is not None:  # one reward at weight 1: skip the composite
             rewards = call_model(self._single_reward, ctx)
@@ -252,11 +271,6 @@ class PianoSim:
         else:
             rewards = call_model(self.reward, ctx)
             terms = self.reward.terms() or {getattr(self.reward, "name", "reward"): rewards}
-        if self.history_blocks:
-            self.audio_hist[:, :-1] = self.audio_hist[:, 1:]
-            self.audio_hist[:, -1] = audio
-            self.feat_hist[:, :-1] = self.feat_hist[:, 1:]
-            self.feat_hist[:, -1] = feats
         self.last_features = feats
         if self.record_audio:
             for i in range(self.n_envs):

@@ -90,12 +90,8 @@ def train_lm(n_pieces: int, steps: int, seed: int = 0) -> PitchClassLM:
 
 def make_featurizer(ear):
     """What the agent heard -> one token per env, read by the ear (never from the keys)."""
-    need = ear.history_blocks
-
     def featurize(ctx) -> np.ndarray:
-        block = ctx.audio.shape[1]
-        window = np.concatenate([ctx.audio_history[:, ctx.audio_history.shape[1] - need * block:], ctx.audio], axis=1)
-        act = ear.activations(window)
+        act = ear.activations(ctx.recent_audio(ear.history_blocks + 1))  # history + this step
         top = np.argmax(act, axis=1)
         heard = act[np.arange(len(act)), top] > 0.5
         return np.where(heard, (top + 21) % 12, REST).astype(np.int64)

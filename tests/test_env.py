@@ -310,3 +310,43 @@ def test_midi_path_and_pretty_midi_and_list_are_accepted(tmp_path):
         env = gym.make("LMMPiano-v0", score=score)
         _, _, infos = play(env, ScoreReaderAgent(env))
         assert infos[-1]["metrics"]["note_f1"] == 1.0
+
+
+class _Recorder(RewardModel):
+    """Keeps what each step's context says was heard before (to check the history rings)."""
+
+    name = "recorder"
+    history_blocks = 3
+
+    def __init__(self):
+        self.seen = []
+
+    def batch(self, ctx):
+        self.seen.append((ctx.audio.copy(), ctx.audio_history.copy(), ctx.recent_audio(2).copy(),
+                          ctx.features.copy(), ctx.feature_history.copy()))
+        return np.zeros(len(ctx))
+
+
+def test_reward_context_history_is_the_previous_blocks_oldest_first():
+    rec = _Recorder()
+    env = gym.make("LMMPiano-v0", score="exercises-scale", reward=rec)
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(7):
+        env.step(rng.uniform(-1, 1, 88).astype(np.float32))
+    block = env.unwrapped.sim.block_size
+    silence = env.unwrapped.sim.features.silence
+    for t, (audio, hist, recent, feats, fhist) in enumerate(rec.seen):
+        assert hist.shape == (1, 3 * block) and fhist.shape == (1, 3, feats.shape[1])
+        for j in range(3):  # history slot j holds step t - 3 + j (silence before the episode)
+            s = t - 3 + j
+            want = rec.seen[s][0] if s >= 0 else np.zeros_like(audio)
+            np.testing.assert_array_equal(hist[:, j * block:(j + 1) * block], want)
+            want_f = rec.seen[s][3] if s >= 0 else np.full_like(feats, silence)
+            np.testing.assert_array_equal(fhist[:, j], want_f)
+        np.testing.assert_array_equal(recent, np.concatenate([hist[:, 2 * block:], audio], axis=1))
+    assert np.abs(rec.seen[5][0]).max() > 0  # the random keys made sound
+    # a new episode starts from silence again
+    env.reset(seed=1)
+    env.step(-np.ones(88, np.float32))
+    assert not rec.seen[-1][1].any() and (rec.seen[-1][4] == silence).all()

@@ -154,8 +154,8 @@ class AudioLM(nn.Module):
             "in_mean": mean.astype(dt),
             "ls_mid": dt(self._ls_mid),
             "ls_half": dt(self._ls_half),
-            "log1m_bg": dt(math.log1p(-self.bg_weight)),
-            "bg_c": dt(math.log(self.bg_weight) - math.log(self.bg_scale)),
+            "1m_bg": dt(1.0 - self.bg_weight),
+            "bg_w": dt(self.bg_weight / self.bg_scale),
             "bg_inv": dt(1.0 / self.bg_scale),
             "silence": dt(self.silence),
             "const": -self.n_mels * _LOG2,
@@ -190,36 +190,31 @@ class AudioLM(nn.Module):
         ls = np.tanh(out[:, 2])
         ls *= cache["ls_half"]
         ls += cache["ls_mid"]
-        mu = out[:, 1] + last[:, None, :]
-        np.maximum(mu, cache["silence"], out=mu)
-        z = frame[:, None, :] - mu
+        inv = np.exp(np.negative(ls, out=ls), out=ls)  # 1 / scale
+        z = out[:, 1] + last[:, None, :]  # the means, floored at silence
+        np.maximum(z, cache["silence"], out=z)
+        np.subtract(frame[:, None, :], z, out=z)
         np.abs(z, out=z)
-        z *= np.exp(-ls)  # z = |frame - mean| / scale
-        logits = out[:, 0]
-        # normalizer of the mixture weights: log-sum-exp of the logits, minus log(1 - bg_weight)
-        ltop = logits.max(axis=1)
-        lw = logits - ltop[:, None, :]
-        np.maximum(lw, -80.0, out=lw)  # no float32 denormals (slow) from exp; error < 1e-34
-        norm = np.log(np.exp(lw, out=lw).sum(axis=1))
-        norm += ltop
-        norm -= cache["log1m_bg"]
-        comp = logits - ls
-        comp -= z
-        comp -= norm[:, None, :]
-        bg = np.abs(frame - last)
+        z *= inv
+        np.minimum(z, 80.0, out=z)  # no float32 denormals (slow) from exp; error < 1e-34
+        np.exp(np.negative(z, out=z), out=z)
+        z *= inv  # 2 * each component's Laplace density
+        # mixture weights: softmax of the logits, scaled by (1 - bg_weight)
+        # (clipped to +-40 instead of shifted by their max: exp stays finite, ratios exact)
+        e = np.clip(out[:, 0], -40.0, 40.0)
+        np.exp(e, out=e)
+        z *= e
+        p = z.sum(axis=1)
+        p /= e.sum(axis=1)
+        p *= cache["1m_bg"]
+        # the background component: a Laplace around the last frame
+        bg = np.subtract(frame, last)
+        np.abs(bg, out=bg)
         bg *= -cache["bg_inv"]
-        bg += cache["bg_c"]
-        # log-sum-exp over the network's components and the background
-        top = np.maximum(comp.max(axis=1), bg)
-        comp -= top[:, None, :]
-        bg -= top
-        np.maximum(comp, -80.0, out=comp)
-        np.maximum(bg, -80.0, out=bg)
-        tot = np.exp(comp, out=comp).sum(axis=1)
-        tot += np.exp(bg, out=bg)
-        lse = np.log(tot, out=tot)
-        lse += top
-        return lse.sum(axis=1, dtype=np.float64) + cache["const"]
+        np.exp(bg, out=bg)
+        bg *= cache["bg_w"]
+        p += bg  # >= bg_weight / bg_scale * exp(-|frame - last| / bg_scale) > 0
+        return np.log(p, out=p).sum(axis=1, dtype=np.float64) + cache["const"]
 
     def log_prob_per_band(self, history: np.ndarray, frame: np.ndarray) -> np.ndarray:
         """Like `log_prob` but (B, n_mels) per band (via torch; for analysis, not stepping)."""

@@ -158,12 +158,24 @@ class ScoreLM(nn.Module):
         """Features (B, T, 3, 88) and clock bins (B, T) -> logits (B, T, 2, 88)."""
         B, T = local.shape[:2]
         x = self.inp(local.reshape(B, T, 3 * N_KEYS)) + self.clock_emb(since)  # (B, T, W)
-        h = x.transpose(1, 2).contiguous()  # (B, W, T)
-        for conv, d in zip(self.tconv, self.dilations):
-            # causal: output t reads rows t-d and t (zero padding on both sides, keep the first T)
-            h = h + F.conv1d(F.relu(h), conv.weight, conv.bias, padding=d, dilation=d)[..., :T]
+        if torch.is_grad_enabled():  # training: convolutions
+            h = x.transpose(1, 2).contiguous()  # (B, W, T)
+            for conv, d in zip(self.tconv, self.dilations):
+                # causal: output t reads rows t-d and t (zero padding on both sides, keep the first T)
+                h = h + F.conv1d(F.relu(h), conv.weight, conv.bias, padding=d, dilation=d)[..., :T]
+            h = h.transpose(1, 2)
+        else:  # inference: the same sums as two matmuls a layer, ~3x faster than conv1d on CPU
+            h = x
+            width = x.shape[-1]
+            for conv, d in zip(self.tconv, self.dilations):
+                w = conv.weight  # (out, in, 2): tap 0 reads row t - d, tap 1 row t
+                z = torch.matmul(F.relu(h), torch.cat([w[:, :, 1], w[:, :, 0]]).T)  # (B, T, 2W)
+                y = z[..., :width] + conv.bias
+                if d < T:
+                    y[:, d:] += z[:, : T - d, width:]
+                h = h + y
         C = self.channels
-        o = self.out(F.relu(h).transpose(1, 2)).reshape(B * T, -1)
+        o = self.out(F.relu(h)).reshape(B * T, -1)
         glob = o[:, :2 * N_KEYS].reshape(B * T, 2, N_KEYS)
         beta = o[:, 2 * N_KEYS:2 * N_KEYS + C].unsqueeze(2)  # (BT, C, 1)
         mix = o[:, 2 * N_KEYS + C:].reshape(B * T, 2, C)

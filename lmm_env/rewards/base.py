@@ -14,6 +14,7 @@ speed in vector envs (the built-ins do). ``bind(n_envs)`` is called once before 
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 from typing import Any, Mapping
 
@@ -90,6 +91,9 @@ class BatchStepContext:
         score_context: frames of score on each side of now.
         key_down: (n, 88) bool keys held after this step's action, or None unless the model
             declared ``uses_motion``.
+        audio_window: (n, (history_blocks + 1) * block_size), ``audio_history`` and ``audio``
+            as one array (the env passes a view of its history ring), or None; read it
+            through `recent_audio`.
     """
 
     env_ids: np.ndarray
@@ -103,9 +107,25 @@ class BatchStepContext:
     target_velocity: np.ndarray
     score_context: int
     key_down: np.ndarray | None = None
+    audio_window: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.env_ids)
+
+    def recent_audio(self, blocks: int) -> np.ndarray:
+        """(n, blocks * block_size) float32: the last ``blocks`` blocks heard, this step's last.
+
+        ``blocks - 1`` must not exceed the history the env keeps (the model's
+        ``history_blocks``). A view of the env's ring when it has one, else a new array."""
+        block = self.audio.shape[1]
+        need = int(blocks) * block
+        if self.audio_window is not None and self.audio_window.shape[1] >= need:
+            return self.audio_window[:, self.audio_window.shape[1] - need:]
+        if need - block > self.audio_history.shape[1]:
+            raise ValueError(f"recent_audio({blocks}) needs {blocks - 1} blocks of history; the env keeps "
+                             f"{self.audio_history.shape[1] // block} (set the reward's history_blocks)")
+        history = self.audio_history[:, self.audio_history.shape[1] - (need - block):]
+        return np.concatenate([history, self.audio], axis=1)
 
     def __getitem__(self, i: int) -> "StepContext":
         return StepContext(
@@ -171,9 +191,10 @@ class RewardModel:
 
 def check_rewards(values, model: RewardModel, ctx: BatchStepContext) -> np.ndarray:
     """The batch's rewards as float64 (n,), or a RewardError naming the model and the step."""
-    if (type(values) is np.ndarray and values.dtype == np.float64 and values.shape == (len(ctx),)
-            and np.isfinite(values).all()):
-        return values  # the common case, checked cheaply
+    if type(values) is np.ndarray and values.dtype == np.float64 and values.shape == (len(ctx),):
+        # the common case, checked cheaply
+        if math.isfinite(values[0]) if len(values) == 1 else np.isfinite(values).all():
+            return values
     name = getattr(model, "name", type(model).__name__)
     try:
         arr = np.asarray(values, dtype=np.float64)

@@ -75,8 +75,7 @@ class _PerEnvSteps:
             grown = np.zeros((n_envs, max(len(values), 2 * cap)) + self.shape, self.dtype)
             grown[:, :cap] = self.data
             self.data = grown
-        self.data[env_index, : len(values)] = values
-        self.data[env_index, len(values):] = 0
+        self.data[env_index, : len(values)] = values  # steps past the episode are never read
 
     def get(self, env_ids: np.ndarray, step: np.ndarray) -> np.ndarray:
         if len(env_ids) == 1:  # a basic index is cheaper than a fancy one
@@ -102,8 +101,9 @@ class EarMatchReward(RewardModel):
 
     Args:
         ear: an ear object or a name for `lmm_env.lm.load_pretrained`: "ear-analytic"
-            (default; harmonic templates, 46 us a step) or "ear" (learned from 16 pairs: more
-            accurate on the built-in synth, about 3x slower; see BENCHMARKS.md).
+            (default; harmonic templates, ~25 us a step at one env, ~6 us per env at 64) or
+            "ear" (learned from 16 pairs: more accurate on the built-in synth, several times
+            slower; see BENCHMARKS.md).
         loudness_weight: share of the loudness part, in [0, 1].
         loudness_scale: nats of log level that cost a factor e of the loudness part.
     """
@@ -136,30 +136,33 @@ class EarMatchReward(RewardModel):
 
     @staticmethod
     def _level(blocks: np.ndarray) -> np.ndarray:
-        power = np.einsum("ij,ij->i", blocks, blocks, dtype=np.float64) / blocks.shape[1]
-        return np.log(np.maximum(power, _ENERGY_FLOOR)).astype(np.float32)
+        power = np.einsum("ij,ij->i", blocks, blocks)  # float32 sums: ~1e-6 relative error, plenty here
+        power *= np.float32(1.0 / blocks.shape[1])
+        np.maximum(power, np.float32(_ENERGY_FLOOR), out=power)
+        return np.log(power, out=power)
 
     def hear(self, ctx: BatchStepContext) -> np.ndarray:
         """The ear's activations (n, 88) for this step (computed once per step and shared)."""
         if self._last_ctx is not ctx:
-            need = self.history_blocks * ctx.audio.shape[1]
-            history = ctx.audio_history[:, ctx.audio_history.shape[1] - need:] if need else ctx.audio_history[:, :0]
-            window = np.concatenate([history, ctx.audio], axis=1)
-            self.last_activations = self.ear.activations(window)
+            self.last_activations = self.ear.activations(ctx.recent_audio(self.history_blocks + 1))
             self._last_ctx = ctx
         return self.last_activations
 
     def batch(self, ctx: BatchStepContext) -> np.ndarray:
         a = self.hear(ctx)
         target = ctx.target_held[:, ctx.score_context]
-        tp = (a * target).sum(axis=1, dtype=np.float64)
-        fp = a.sum(axis=1, dtype=np.float64) - tp
-        fn = target.sum(axis=1) - tp
-        pitch = (2.0 * tp + 0.5) / (2.0 * tp + fp + fn + 0.5)
-        level = self._level(ctx.audio)
-        loud = np.exp(-np.abs(level - self._levels.get(ctx.env_ids, ctx.step)) / self.loudness_scale)
+        # soft F1 = (2 tp + 0.5) / (2 tp + fp + fn + 0.5), and 2 tp + fp + fn = sum(a) + sum(t)
+        pitch = (a * target).sum(axis=1, dtype=np.float64)  # tp
+        pitch *= 2.0
+        pitch += 0.5
+        pitch /= a.sum(axis=1, dtype=np.float64) + target.sum(axis=1) + 0.5
+        gap = self._level(ctx.audio)
+        gap -= self._levels.get(ctx.env_ids, ctx.step)
+        np.abs(gap, out=gap)
+        gap *= np.float32(-1.0 / self.loudness_scale)
+        loud = np.exp(gap, dtype=np.float64)
+        self._terms = {"ear_pitch": pitch, "ear_loudness": loud}
         w = self.loudness_weight
-        self._terms = {"ear_pitch": pitch, "ear_loudness": loud.astype(np.float64)}
         return (1.0 - w) * pitch + w * loud
 
     def terms(self):
@@ -201,15 +204,13 @@ class ScoreLMReward(RewardModel):
         self.threshold = float(threshold)
         self.temperature = float(temperature)
         self._logits = _PerEnvSteps((2, 88), np.float16)  # float16: 256 envs x 1000 steps = 90 MB
-        self._target_lp = _PerEnvSteps((), np.float64)
-        self._base = _PerEnvSteps((), np.float64)
+        self._offset = _PerEnvSteps((), np.float64)
         self._prev_heard = np.zeros((1, 88), bool)
 
     def bind(self, n_envs: int) -> None:
         super().bind(n_envs)
         self._logits.bind(n_envs)
-        self._target_lp.bind(n_envs)
-        self._base.bind(n_envs)
+        self._offset.bind(n_envs)
         self._prev_heard = np.zeros((n_envs, 88), bool)
         if self._ear_reward.__dict__.get("n_envs") != n_envs:
             self._ear_reward.bind(n_envs)
@@ -225,16 +226,15 @@ class ScoreLMReward(RewardModel):
         onset = np.zeros((episode.n_steps, 88), bool)
         t = min(frames.T, episode.n_steps)
         held[:t], onset[:t] = frames.held[:t], frames.onset[:t]
-        logits = self.lm.next_frame_logits(held, onset).astype(np.float16).astype(np.float32)
+        logits = self.lm.next_frame_logits(held, onset).astype(np.float16)
         self._logits.set(env_index, logits)
-        # log p(x) = sum(log sigmoid(-l)) + sum(l where x = 1): the first sum is per step and
-        # precomputed, so a step costs two masked sums. The target's own log-likelihood uses
-        # the same float16-rounded logits the steps will use.
-        base = -np.logaddexp(np.float32(0.0), logits).sum(axis=(1, 2), dtype=np.float64)
-        self._base.set(env_index, base)
-        target = base + np.einsum("ij,ij->i", logits[:, 0], held, dtype=np.float64)
-        target += np.einsum("ij,ij->i", logits[:, 1], onset, dtype=np.float64)
-        self._target_lp.set(env_index, target)
+        # log p(x) = sum(log sigmoid(-l)) + sum(l where x = 1). The first sum is the same for
+        # the heard frame and the target's, so lp(heard) - lp(target) is two masked sums of
+        # the logits minus the target's own (precomputed here, from the same float16-rounded
+        # logits the steps use).
+        offset = -np.einsum("ij,ij->i", logits[:, 0], held, dtype=np.float64)
+        offset -= np.einsum("ij,ij->i", logits[:, 1], onset, dtype=np.float64)
+        self._offset.set(env_index, offset)
         self._prev_heard[env_index] = False
 
     def batch(self, ctx: BatchStepContext) -> np.ndarray:
@@ -242,11 +242,12 @@ class ScoreLMReward(RewardModel):
         onset = heard & ~self._prev_heard[ctx.env_ids]
         self._prev_heard[ctx.env_ids] = heard
         logits = self._logits.get(ctx.env_ids, ctx.step)
-        lp = self._base.get(ctx.env_ids, ctx.step)
-        lp = lp + np.einsum("ij,ij->i", logits[:, 0], heard, dtype=np.float64)
-        lp += np.einsum("ij,ij->i", logits[:, 1], onset, dtype=np.float64)
-        gap = np.minimum(lp - self._target_lp.get(ctx.env_ids, ctx.step), 0.0)
-        return np.exp(gap / self.temperature)
+        gap = np.einsum("ij,ij->i", logits[:, 0], heard, dtype=np.float64)  # lp(heard) - lp(target)
+        gap += np.einsum("ij,ij->i", logits[:, 1], onset, dtype=np.float64)
+        gap += self._offset.get(ctx.env_ids, ctx.step)
+        np.minimum(gap, 0.0, out=gap)
+        gap *= 1.0 / self.temperature
+        return np.exp(gap, out=gap)
 
 
 class AudioLMReward(RewardModel):
@@ -295,9 +296,11 @@ class AudioLMReward(RewardModel):
 
     def batch(self, ctx: BatchStepContext) -> np.ndarray:
         history = ctx.feature_history[:, ctx.feature_history.shape[1] - self.context:]
-        lp = self.lm.log_prob(history, ctx.features)
-        gap = np.minimum(lp - self._target_lp.get(ctx.env_ids, ctx.step), 0.0)
-        return np.exp(gap / (self.n_mels * self.temperature))
+        gap = self.lm.log_prob(history, ctx.features)
+        gap -= self._target_lp.get(ctx.env_ids, ctx.step)
+        np.minimum(gap, 0.0, out=gap)
+        gap *= 1.0 / (self.n_mels * self.temperature)
+        return np.exp(gap, out=gap)
 
 
 class ClosedLoopReward(CompositeReward):
