@@ -17,6 +17,7 @@ import numpy as np
 from lmm_env import corpus as corpus_mod
 from lmm_env import metrics as metrics_mod
 from lmm_env import rewards as rewards_mod
+from lmm_env._threads import limit_blas_threads
 from lmm_env.audio import LogMel
 from lmm_env.keyboard import Keyboard, check_keys
 from lmm_env.rewards.base import BatchStepContext, EpisodeContext, call_model
@@ -104,6 +105,7 @@ class PianoSim:
         self.synth = make_synth(synth, self.sample_rate)
         self.player = self.synth.player(self.n_envs, self.block_size)
         self.features = LogMel(self.sample_rate, self.block_size, self.n_mels)
+        limit_blas_threads()  # numpy's BLAS pool would fight torch's for the cores (see _threads)
         self.reward = rewards_mod.make(reward)
         self.reward.bind(self.n_envs)
         self._single_reward = self._single_name = None

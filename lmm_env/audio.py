@@ -8,16 +8,27 @@ into its bin, a mel filterbank from librosa (Slaney mel, area-normalized), then
 equal the features of its blocks computed one by one during an episode, to float32
 rounding (|difference| < 1e-5: BLAS may sum a batch in another order than one row).
 
-Speed: a batch of many blocks (vector envs) goes through torch's FFT and matmul, which
-are several times faster than numpy's on large batches; a few blocks stay in numpy,
-which has less overhead per call.
+Speed: pocketfft's float32 real FFT (scipy's raw entry, which has the least overhead per
+call; numpy's FFT works in float64), then power and one matmul with the filterbank: faster
+than torch's FFT and matmul at every batch size measured (1 to 500 blocks, 1 or 2 threads).
 """
 from __future__ import annotations
 
 import numpy as np
 
 
-TORCH_MIN_BATCH = 16  # batches at least this big use torch's FFT (faster when large)
+try:  # pocketfft's raw entry: float32 in and out, ~3 us less per call than scipy.fft.rfft
+    from scipy.fft._pocketfft.pypocketfft import r2c as _r2c
+
+    def rfft32(x: np.ndarray) -> np.ndarray:
+        """Real FFT along the last axis; float32 in, complex64 out (float64 -> complex128)."""
+        return _r2c(x, (x.ndim - 1,), True, 0, None, 1)
+except ImportError:  # a private module: fall back to the public API if a scipy release moves it
+    from scipy.fft import rfft as _scipy_rfft
+
+    def rfft32(x: np.ndarray) -> np.ndarray:
+        """Real FFT along the last axis; float32 in, complex64 out (float64 -> complex128)."""
+        return _scipy_rfft(x, axis=-1)
 
 
 class LogMel:
@@ -59,7 +70,6 @@ class LogMel:
         # Scale so that a sine's energy lands in the bands with unit gain at the peak.
         mel = mel / mel.max(axis=1, keepdims=True)
         self.mel_basis = np.ascontiguousarray(mel.T.astype(np.float32))  # (n_fft//2+1, n_mels)
-        self._mel_basis2 = np.repeat(self.mel_basis, 2, axis=0)
         self._torch_cache = {}
 
     def __call__(self, audio: np.ndarray) -> np.ndarray:
@@ -84,17 +94,15 @@ class LogMel:
             raise ValueError(f"blocks end in {blocks.shape[-1]} samples; expected block_size={self.block_size}")
         lead = blocks.shape[:-1]
         flat = blocks.reshape(-1, self.block_size)
-        if len(flat) >= TORCH_MIN_BATCH:
-            import torch
-
-            with torch.no_grad():
-                out = self.torch(torch.from_numpy(flat)).numpy()[:, 0]
-            return out.reshape(*lead, self.n_mels)
-        spec = np.fft.rfft(flat * self.window, n=self.n_fft)
-        # |X|^2 @ M == (re, im interleaved)^2 @ (M with each row twice): two ops, not four.
-        parts = spec.view(np.float32) if spec.dtype == np.complex64 else spec.view(np.float64)
-        parts *= parts
-        mel = (parts @ self._mel_basis2).astype(np.float32, copy=False)
+        if self.n_fft == self.block_size:
+            windowed = flat * self.window
+        else:
+            windowed = np.zeros((len(flat), self.n_fft), np.float32)
+            np.multiply(flat, self.window, out=windowed[:, : self.block_size])
+        spec = rfft32(windowed)
+        power = spec.real ** 2
+        power += spec.imag ** 2
+        mel = (power @ self.mel_basis).astype(np.float32, copy=False)
         mel += self.eps
         return np.log(mel, out=mel).reshape(*lead, self.n_mels)
 

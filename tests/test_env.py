@@ -350,3 +350,16 @@ def test_reward_context_history_is_the_previous_blocks_oldest_first():
     env.reset(seed=1)
     env.step(-np.ones(88, np.float32))
     assert not rec.seen[-1][1].any() and (rec.seen[-1][4] == silence).all()
+
+
+def test_recent_audio_without_enough_history_says_so():
+    from lmm_env.rewards.base import BatchStepContext
+
+    z = np.zeros((2, 800), np.float32)
+    ctx = BatchStepContext(env_ids=np.arange(2), step=np.zeros(2, int), audio=z, audio_history=np.zeros((2, 1600), np.float32),
+                           features=np.zeros((2, 64), np.float32), feature_history=np.zeros((2, 2, 64), np.float32),
+                           target_held=np.zeros((2, 1, 88), bool), target_onset=np.zeros((2, 1, 88), bool),
+                           target_velocity=np.zeros((2, 1, 88), np.uint8), score_context=0)
+    assert ctx.recent_audio(3).shape == (2, 2400)
+    with pytest.raises(ValueError, match=r"recent_audio\(4\) needs 3 blocks of history; the env keeps 2"):
+        ctx.recent_audio(4)

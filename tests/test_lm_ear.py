@@ -135,3 +135,25 @@ def test_corrupt_file_raises(tmp_path):
         load_checkpoint(bad)
     with pytest.raises(CheckpointError):
         load_checkpoint(tmp_path / "missing.safetensors")
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(bins_per_semitone=0), "bins_per_semitone=0"),
+    (dict(n_fft=4000), "n_fft=4000"),
+    (dict(n_fft=100), "n_fft=100"),
+    (dict(iterations=0), "iterations=0"),
+])
+def test_analytic_ear_rejects_bad_settings(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        AnalyticEar(**kwargs)
+
+
+def test_analytic_ear_reads_only_the_last_n_fft_samples(piano):
+    ear = AnalyticEar(history_blocks=2, n_fft=2048)
+    audio = _window_of(piano.render(Score([60, 64], [0.0, 0.1], [1.0, 1.0], [80, 60])), ear)
+    noisy = audio.copy()
+    noisy[:, : ear.window - ear.n_fft] = np.random.default_rng(0).standard_normal(ear.window - ear.n_fft)
+    np.testing.assert_array_equal(ear.activations(audio), ear.activations(noisy))
+    full = AnalyticEar(history_blocks=2, n_fft=None)
+    assert full.n_fft == full.window == 3 * BLOCK
+    assert not np.array_equal(full.activations(audio), full.activations(noisy))

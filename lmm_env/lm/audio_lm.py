@@ -57,8 +57,8 @@ class AudioLM(nn.Module):
         silence: the log-mel floor used to pad histories at episode starts.
     """
 
-    def __init__(self, sample_rate: int = 16000, block_size: int = 800, n_mels: int = 64, context: int = 6,
-                 hidden: int = 192, layers: int = 2, components: int = 3, sigma_min: float = 0.1,
+    def __init__(self, sample_rate: int = 16000, block_size: int = 800, n_mels: int = 64, context: int = 4,
+                 hidden: int = 64, layers: int = 2, components: int = 2, sigma_min: float = 0.1,
                  sigma_max: float = 16.0, bg_weight: float = 0.05, bg_scale: float = 1.0,
                  silence: float = SILENCE):
         super().__init__()
@@ -449,10 +449,11 @@ def train_main(argv) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-pieces", type=int, default=300, help="train pieces per corpus (bach, folk)")
     p.add_argument("--eval-pieces", type=int, default=30, help="validation / test pieces per corpus")
-    p.add_argument("--context", type=int, default=6)
-    p.add_argument("--hidden", type=int, default=192)
+    # defaults: the shipped model (small, for a cheap per-step reward; see BENCHMARKS.md)
+    p.add_argument("--context", type=int, default=4)
+    p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--layers", type=int, default=2)
-    p.add_argument("--components", type=int, default=3)
+    p.add_argument("--components", type=int, default=2)
     p.add_argument("--sigma-min", type=float, default=0.1)
     p.add_argument("--bg-weight", type=float, default=0.05)
     p.add_argument("--bg-scale", type=float, default=1.0)

@@ -37,16 +37,8 @@ import time
 
 import numpy as np
 
-try:  # pocketfft's raw entry: float32 in and out, ~3 us less per call than scipy.fft.rfft
-    from scipy.fft._pocketfft.pypocketfft import r2c as _r2c
+from lmm_env.audio import rfft32 as _rfft
 
-    def _rfft(x):
-        return _r2c(x, (x.ndim - 1,), True, 0, None, 1)
-except ImportError:  # a private module: fall back to the public API if a scipy release moves it
-    from scipy.fft import rfft as _scipy_rfft
-
-    def _rfft(x):
-        return _scipy_rfft(x, axis=-1)
 try:  # scipy's raw CSR kernels: ~3x less overhead than scipy.sparse matrices at batch 1
     from scipy.sparse._sparsetools import csr_matvec as _csr_matvec, csr_matvecs as _csr_matvecs
 except ImportError:  # a private module: fall back to the public API if a scipy release moves it
