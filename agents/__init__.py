@@ -2,14 +2,16 @@
 
 ``KeyConvPolicy`` (an SB3 policy, in `lmm_env.agents.policies`) and ``GradientAgent``
 (playing by ear through the differentiable synth, in `lmm_env.agents.gradient`) are imported
-lazily; importing the policy registers the name ``"KeyConvPolicy"`` with SB3's PPO and A2C.
+lazily; importing the policy registers the name ``"KeyConvPolicy"`` with SB3's PPO, A2C and
+SAC (``KeyConvSACPolicy`` in SAC).
 """
 from lmm_env.agents.baselines import RandomAgent, ScoreReaderAgent, WrongPlayAgent
 from lmm_env.agents.evaluate import EvalTable, evaluate, load_agent
-from lmm_env.agents.train import ALGOS, hyperparams_path, load_trained, preset, train
+from lmm_env.agents.train import ALGOS, export_policy, hyperparams_path, load_trained, preset, train
 
 __all__ = ["RandomAgent", "ScoreReaderAgent", "WrongPlayAgent", "EvalTable", "evaluate", "load_agent",
-           "ALGOS", "train", "load_trained", "preset", "hyperparams_path", "KeyConvPolicy", "GradientAgent"]
+           "ALGOS", "train", "load_trained", "export_policy", "preset", "hyperparams_path", "KeyConvPolicy",
+           "GradientAgent"]
 
 
 def __getattr__(name):

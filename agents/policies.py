@@ -1,4 +1,5 @@
-"""`KeyConvPolicy`: a pitch-equivariant actor-critic policy for LMMPiano-v0 (SB3 PPO / A2C).
+"""`KeyConvPolicy`: a pitch-equivariant actor-critic policy for LMMPiano-v0 (SB3 PPO / A2C;
+`KeyConvSACPolicy`, the same idea for SAC, answers to the same name in SAC).
 
     import lmm_env.agents.policies                  # registers the name with PPO and A2C
     from stable_baselines3 import PPO
@@ -43,11 +44,13 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.distributions import DiagGaussianDistribution
-from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.policies import ActorCriticPolicy, BaseModel, ContinuousCritic
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.sac.policies import LOG_STD_MAX, LOG_STD_MIN, Actor, SACPolicy
 from torch import nn
 
-__all__ = ["KeyConvPolicy", "KeyObsExtractor", "KeyConvExtractor", "register_sb3_aliases"]
+__all__ = ["KeyConvPolicy", "KeyConvSACPolicy", "KeyObsExtractor", "KeyConvExtractor", "KeyQNet",
+           "register_sb3_aliases"]
 
 
 def _key_layout(observation_space: spaces.Space, action_space: spaces.Space | None = None):
@@ -96,38 +99,21 @@ def _conv_stack(c_in: int, channels: tuple[int, ...], kernel_size: int, activati
     return nn.Sequential(*layers)
 
 
-class KeyConvExtractor(nn.Module):
-    """SB3's ``mlp_extractor`` slot: an equivariant actor conv stack and a separate critic.
+class _KeyInputs:
+    """The layout of `KeyObsExtractor`'s flat vector: split it into a (batch, channels, n_keys)
+    conv input (the score frames, the key state, the pedal state as a constant channel) and
+    the audio vector."""
 
-    ``forward_actor`` returns per-key features flattened to ``(batch, channels * n_keys)``
-    (`KeyActionHead` turns them into per-key means); ``forward_critic`` returns a
-    ``(batch, critic_hidden)`` vector for SB3's linear value head.
-    """
-
-    def __init__(self, observation_space: spaces.Dict, actor_channels=(32, 32), critic_channels=(16, 16),
-                 kernel_size: int = 5, audio_hidden: int = 32, critic_hidden: int = 64,
-                 activation_fn: type[nn.Module] = nn.ReLU):
-        super().__init__()
-        if kernel_size % 2 != 1:
-            raise ValueError(f"kernel_size={kernel_size} must be odd (so the key axis keeps its length)")
+    def __init__(self, observation_space: spaces.Dict):
         score_shape, n_keys, n_actions, n_mels = _key_layout(observation_space)
         self.score_shape, self.n_keys, self.n_actions, self.n_mels = score_shape, n_keys, n_actions, n_mels
         self.pedal = n_actions == n_keys + 1
         self.n_score = int(np.prod(score_shape))
-        c_in = score_shape[0] * score_shape[1] + 1 + int(self.pedal)
-        self.actor = _conv_stack(c_in, tuple(actor_channels), kernel_size, activation_fn)
-        self.critic_conv = _conv_stack(c_in, tuple(critic_channels), kernel_size, activation_fn)
-        audio_low = np.asarray(observation_space["audio"].low, np.float32).reshape(-1)
-        # log-mel floor (silence) -> 0, about 1 per 10 nats above it.
-        self.register_buffer("audio_floor", torch.as_tensor(audio_low.copy()), persistent=False)
-        self.critic_audio = nn.Sequential(nn.Linear(n_mels, audio_hidden), activation_fn())
-        self.critic_mlp = nn.Sequential(nn.Linear(2 * critic_channels[-1] + audio_hidden, critic_hidden), activation_fn())
-        self.actor_channels = actor_channels[-1]
-        self.latent_dim_pi = self.actor_channels * n_keys
-        self.latent_dim_vf = critic_hidden
+        self.channels = score_shape[0] * score_shape[1] + 1 + int(self.pedal)
+        # log-mel floor (silence): the critics read (audio - floor) / 10, about 1 per 10 nats
+        self.audio_low = np.asarray(observation_space["audio"].low, np.float32).reshape(-1).copy()
 
-    def _key_input(self, features: torch.Tensor):
-        """(batch, channels, n_keys) conv input and the audio vector, from the flat features."""
+    def split(self, features: torch.Tensor):
         b = features.shape[0]
         score = features[:, : self.n_score].reshape(b, -1, self.n_keys)  # (3 * frames, keys)
         state = features[:, self.n_score: self.n_score + self.n_actions]
@@ -136,6 +122,41 @@ class KeyConvExtractor(nn.Module):
         if self.pedal:
             chans.append(state[:, None, self.n_keys:].expand(b, 1, self.n_keys))
         return torch.cat(chans, dim=1), audio
+
+
+class KeyConvExtractor(nn.Module):
+    """SB3's ``mlp_extractor`` slot: an equivariant actor conv stack and a separate critic.
+
+    ``forward_actor`` returns per-key features flattened to ``(batch, channels * n_keys)``
+    (`KeyActionHead` turns them into per-key means); ``forward_critic`` returns a
+    ``(batch, critic_hidden)`` vector for SB3's linear value head (``critic=False``: no critic).
+    """
+
+    def __init__(self, observation_space: spaces.Dict, actor_channels=(32, 32), critic_channels=(16, 16),
+                 kernel_size: int = 5, audio_hidden: int = 32, critic_hidden: int = 64,
+                 activation_fn: type[nn.Module] = nn.ReLU, critic: bool = True):
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError(f"kernel_size={kernel_size} must be odd (so the key axis keeps its length)")
+        self.inputs = inputs = _KeyInputs(observation_space)
+        self.score_shape, self.n_keys, self.n_actions, self.n_mels = (inputs.score_shape, inputs.n_keys,
+                                                                      inputs.n_actions, inputs.n_mels)
+        self.pedal, self.n_score = inputs.pedal, inputs.n_score
+        self.actor = _conv_stack(inputs.channels, tuple(actor_channels), kernel_size, activation_fn)
+        self.register_buffer("audio_floor", torch.as_tensor(inputs.audio_low), persistent=False)
+        self.actor_channels = actor_channels[-1]
+        self.latent_dim_pi = self.actor_channels * self.n_keys
+        self.latent_dim_vf = 0
+        if critic:
+            self.critic_conv = _conv_stack(inputs.channels, tuple(critic_channels), kernel_size, activation_fn)
+            self.critic_audio = nn.Sequential(nn.Linear(self.n_mels, audio_hidden), activation_fn())
+            self.critic_mlp = nn.Sequential(nn.Linear(2 * critic_channels[-1] + audio_hidden, critic_hidden),
+                                            activation_fn())
+            self.latent_dim_vf = critic_hidden
+
+    def _key_input(self, features: torch.Tensor):
+        """(batch, channels, n_keys) conv input and the audio vector, from the flat features."""
+        return self.inputs.split(features)
 
     def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
         x, _ = self._key_input(features)
@@ -237,16 +258,150 @@ class KeyConvPolicy(ActorCriticPolicy):
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
 
 
-def register_sb3_aliases() -> None:
-    """Let SB3's PPO and A2C resolve ``"KeyConvPolicy"`` (adds to their ``policy_aliases``)."""
-    from stable_baselines3 import A2C, PPO
+# --------------------------------------------------------------------------- SAC
 
-    for algo in (PPO, A2C):
+
+class KeyQNet(nn.Module):
+    """Q(s, a) for SAC: a conv stack over keys whose channels are the score frames, the key
+    state and the action (the action is per key too); Q is the sum over keys of a shared
+    per-key value, plus an MLP of the key-pooled features (mean and max) and the ``audio``
+    log-mel."""
+
+    def __init__(self, observation_space: spaces.Dict, channels=(32, 32), kernel_size: int = 5,
+                 audio_hidden: int = 32, hidden: int = 64, activation_fn: type[nn.Module] = nn.ReLU):
+        super().__init__()
+        self.inputs = inputs = _KeyInputs(observation_space)
+        self.register_buffer("audio_floor", torch.as_tensor(inputs.audio_low), persistent=False)
+        n_action_channels = 1 + int(inputs.pedal)
+        self.conv = _conv_stack(inputs.channels + n_action_channels, tuple(channels), kernel_size, activation_fn)
+        # Q = sum over keys of a shared per-key value (credit goes to the keys that earned it)
+        #     + a value of the key-pooled features and the audio
+        self.per_key = nn.Conv1d(channels[-1], 1, 1)
+        self.audio = nn.Sequential(nn.Linear(inputs.n_mels, audio_hidden), activation_fn())
+        self.mlp = nn.Sequential(nn.Linear(2 * channels[-1] + audio_hidden, hidden), activation_fn(),
+                                 nn.Linear(hidden, 1))
+
+    def forward(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        inputs = self.inputs
+        x, audio = inputs.split(features)
+        chans = [x, actions[:, None, : inputs.n_keys]]
+        if inputs.pedal:
+            chans.append(actions[:, None, inputs.n_keys:].expand(-1, 1, inputs.n_keys))
+        h = self.conv(torch.cat(chans, dim=1))
+        pooled = torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1)
+        a = self.audio((audio - self.audio_floor) / 10.0)
+        return self.per_key(h).sum(dim=2) + self.mlp(torch.cat([pooled, a], dim=1))
+
+
+class KeyConvSACCritic(ContinuousCritic):
+    """SB3's ``ContinuousCritic`` with `KeyQNet` Q-networks (``n_critics`` of them)."""
+
+    def __init__(self, observation_space, action_space, net_arch, features_extractor, features_dim,
+                 activation_fn=nn.ReLU, normalize_images: bool = True, n_critics: int = 2,
+                 share_features_extractor: bool = False, critic_channels=(32, 32), kernel_size: int = 5,
+                 audio_hidden: int = 32, critic_hidden: int = 64):
+        BaseModel.__init__(self, observation_space, action_space, features_extractor=features_extractor,
+                           normalize_images=normalize_images)
+        self.share_features_extractor = share_features_extractor
+        self.n_critics = n_critics
+        self.q_networks = []
+        for idx in range(n_critics):
+            q_net = KeyQNet(observation_space, critic_channels, kernel_size, audio_hidden, critic_hidden, activation_fn)
+            self.add_module(f"qf{idx}", q_net)
+            self.q_networks.append(q_net)
+
+    def forward(self, obs, actions):
+        with torch.set_grad_enabled(not self.share_features_extractor):
+            features = self.extract_features(obs, self.features_extractor)
+        return tuple(q(features, actions) for q in self.q_networks)
+
+    def q1_forward(self, obs, actions):
+        with torch.no_grad():
+            features = self.extract_features(obs, self.features_extractor)
+        return self.q_networks[0](features, actions)
+
+
+class KeyConvSACActor(Actor):
+    """SAC's squashed-Gaussian actor, pitch-equivariant: per-key mean and log-std from one
+    conv stack over keys and two shared 1x1 heads (so the log-std is per key, yet the same
+    function of the score around each key)."""
+
+    def __init__(self, observation_space, action_space, net_arch, features_extractor, features_dim,
+                 activation_fn=nn.ReLU, use_sde: bool = False, log_std_init: float = -1.0, full_std: bool = True,
+                 use_expln: bool = False, clip_mean: float = 2.0, normalize_images: bool = True,
+                 actor_channels=(32, 32), kernel_size: int = 5, init_bias: float = -1.0):
+        if use_sde:
+            raise ValueError("KeyConvPolicy for SAC does not support use_sde=True")
+        super().__init__(observation_space, action_space, [], features_extractor, features_dim, activation_fn,
+                         use_sde=False, log_std_init=log_std_init, normalize_images=normalize_images)
+        ex = KeyConvExtractor(observation_space, actor_channels=tuple(actor_channels), kernel_size=kernel_size,
+                              activation_fn=activation_fn, critic=False)
+        self.keys = ex
+        self.mu = KeyActionHead(ex.actor_channels, ex.n_keys, ex.pedal, init_bias)
+        self.log_std = KeyActionHead(ex.actor_channels, ex.n_keys, ex.pedal, log_std_init)
+
+    def get_action_dist_params(self, obs):
+        features = self.extract_features(obs, self.features_extractor)
+        h = self.keys.forward_actor(features)
+        log_std = torch.clamp(self.log_std(h), LOG_STD_MIN, LOG_STD_MAX)
+        return self.mu(h), log_std, {}
+
+
+class KeyConvSACPolicy(SACPolicy):
+    """`KeyConvPolicy` for SAC (``SAC("KeyConvPolicy", env)`` after importing this module):
+    a pitch-equivariant squashed-Gaussian actor (`KeyConvSACActor`) and Q-networks that read
+    the action as one more channel over the keys (`KeyQNet`).
+
+    Keyword arguments (``policy_kwargs``), beside SACPolicy's optimizer and ``n_critics`` ones:
+    ``actor_channels`` ((32, 32)), ``critic_channels`` ((32, 32)), ``kernel_size`` (5),
+    ``audio_hidden`` (32), ``critic_hidden`` (64), ``init_bias`` (-1.0: keys start up),
+    ``log_std_init`` (-1.0: the initial per-key log-std before the tanh squashing),
+    ``activation_fn`` (nn.ReLU).
+    """
+
+    def __init__(self, observation_space: spaces.Dict, action_space: spaces.Box, lr_schedule, *,
+                 actor_channels=(32, 32), critic_channels=(32, 32), kernel_size: int = 5, audio_hidden: int = 32,
+                 critic_hidden: int = 64, init_bias: float = -1.0, log_std_init: float = -1.0,
+                 activation_fn: type[nn.Module] = nn.ReLU, **kwargs: Any):
+        _key_layout(observation_space, action_space)
+        for name, value in (("net_arch", None), ("use_sde", False), ("features_extractor_class", KeyObsExtractor)):
+            given = kwargs.pop(name, value)
+            if given != value:
+                raise ValueError(f"KeyConvPolicy does not take {name}={given!r} (it fixes {name}={value!r})")
+        self._key_actor = dict(actor_channels=tuple(actor_channels), kernel_size=int(kernel_size),
+                               init_bias=float(init_bias))
+        self._key_critic = dict(critic_channels=tuple(critic_channels), kernel_size=int(kernel_size),
+                                audio_hidden=int(audio_hidden), critic_hidden=int(critic_hidden))
+        super().__init__(observation_space, action_space, lr_schedule, net_arch=[], activation_fn=activation_fn,
+                         log_std_init=log_std_init, features_extractor_class=KeyObsExtractor, **kwargs)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        for k in ("net_arch", "use_sde", "features_extractor_class", "features_extractor_kwargs", "use_expln",
+                  "clip_mean"):
+            data.pop(k, None)
+        data.update(self._key_actor, **{k: v for k, v in self._key_critic.items() if k != "kernel_size"})
+        return data
+
+    def make_actor(self, features_extractor=None) -> KeyConvSACActor:
+        kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
+        return KeyConvSACActor(**kwargs, **self._key_actor).to(self.device)
+
+    def make_critic(self, features_extractor=None) -> KeyConvSACCritic:
+        kwargs = self._update_features_extractor(self.critic_kwargs, features_extractor)
+        return KeyConvSACCritic(**kwargs, **self._key_critic).to(self.device)
+
+
+def register_sb3_aliases() -> None:
+    """Let SB3's PPO, A2C and SAC resolve ``"KeyConvPolicy"`` (adds to their ``policy_aliases``)."""
+    from stable_baselines3 import A2C, PPO, SAC
+
+    for algo, cls in ((PPO, KeyConvPolicy), (A2C, KeyConvPolicy), (SAC, KeyConvSACPolicy)):
         current = algo.policy_aliases.get("KeyConvPolicy")
         if current is None:
             # policy_aliases is a per-class ClassVar dict; copy before adding, so a dict that
             # a parent class shares is never changed under it.
-            algo.policy_aliases = {**algo.policy_aliases, "KeyConvPolicy": KeyConvPolicy}
+            algo.policy_aliases = {**algo.policy_aliases, "KeyConvPolicy": cls}
 
 
 register_sb3_aliases()

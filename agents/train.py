@@ -5,8 +5,8 @@
     # tensorboard --logdir runs
 
 ``logdir`` also gets ``eval.csv`` (the learning curve: steps, wall seconds and every
-evaluation mean) and ``checkpoints/best.safetensors`` (the best evaluation's policy, by note
-F1 then frame F1). TensorBoard gets SB3's scalars plus ``reward_terms/<name>`` (the mean of every reward term
+evaluation mean) and ``checkpoints/best.safetensors`` (the best evaluation's policy: note
+F1, then frame F1 and velocity accuracy; see `_selection_score`). TensorBoard gets SB3's scalars plus ``reward_terms/<name>`` (the mean of every reward term
 per rollout), ``episode/<metric>`` (metrics of training episodes as they end) and, every
 ``eval_every`` steps, ``eval/<metric>`` over held-out scores, an audio clip of the first
 evaluation episode and an image of its target vs played piano roll.
@@ -69,9 +69,13 @@ def algo_class(algo: str):
 
 
 def _policy(policy: str):
+    """The policy argument for SB3: a name SB3 resolves per algorithm ("KeyConvPolicy" is
+    `KeyConvPolicy` in PPO/A2C and `KeyConvSACPolicy` in SAC once its module is imported)."""
     if policy not in POLICIES:
         raise ValueError(f"policy={policy!r} is not allowed; use one of {sorted(POLICIES)}")
-    return policy if POLICIES[policy] is None else _import(POLICIES[policy])
+    if POLICIES[policy] is not None:
+        _import(POLICIES[policy])  # registers the alias with PPO, A2C and SAC
+    return policy
 
 
 def _writer(model):
@@ -144,6 +148,26 @@ def _optimizers(model) -> dict:
             out[name] = net.optimizer
     if getattr(model, "ent_coef_optimizer", None) is not None:  # SAC's learned entropy coefficient
         out["ent_coef"] = model.ent_coef_optimizer
+    return out
+
+
+def export_policy(checkpoint, out) -> Path:
+    """A training checkpoint without its optimizer state: what `load_policy` and `load_agent`
+    need to act (how ``agents/weights/ppo-closed-loop.safetensors`` was made from the headline
+    run's ``best.safetensors``). Written atomically, readable by everyone."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    read_checkpoint(checkpoint)  # a clear error for anything that is not a training checkpoint
+    with safe_open(str(checkpoint), "pt") as f:
+        meta = dict(f.metadata(), optimizers="[]")
+        tensors = {k: f.get_tensor(k).contiguous() for k in f.keys() if k.startswith("policy.")}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, out)
     return out
 
 
@@ -227,6 +251,17 @@ def load_policy(path):
 # --------------------------------------------------------------------------- callbacks
 
 
+def _selection_score(means: dict) -> tuple[float, float]:
+    """How ``best.safetensors`` is chosen from validation means: note onset F1 first (to 0.01,
+    so that one note more or less does not decide), then the mean of frame F1 and velocity
+    accuracy (1 - error / 127; no matched notes counts as error 127). Ties keep the earlier."""
+    note = float(means.get("note_f1", 0.0))
+    frame = float(means.get("frame_f1", 0.0))
+    vel = float(means.get("velocity_error", float("nan")))
+    vel = 127.0 if not np.isfinite(vel) else min(vel, 127.0)
+    return round(note if np.isfinite(note) else 0.0, 2), (frame + 1.0 - vel / 127.0) / 2.0
+
+
 def _callbacks(config, logdir, eval_every, eval_episodes, checkpoint_every, eval_split):
     from stable_baselines3.common.callbacks import BaseCallback
 
@@ -274,8 +309,8 @@ def _callbacks(config, logdir, eval_every, eval_episodes, checkpoint_every, eval
                 if np.isfinite(v):
                     self.logger.record(f"eval/{k}", v)
             if logdir:
-                # A learning curve anyone can plot, and the best policy so far (by note F1,
-                # then frame F1) beside the last one.
+                # A learning curve anyone can plot, and the best policy so far (see
+                # `_selection_score`) beside the last one.
                 curve = Path(logdir) / "eval.csv"
                 cols = ["steps", "wall_seconds"] + sorted(means)
                 new_file = not curve.exists()
@@ -284,7 +319,7 @@ def _callbacks(config, logdir, eval_every, eval_episodes, checkpoint_every, eval
                         f.write(",".join(cols) + "\n")
                     row = {"steps": self.num_timesteps, "wall_seconds": time.perf_counter() - self._t0, **means}
                     f.write(",".join(f"{row.get(c, float('nan')):.6g}" for c in cols) + "\n")
-                score = (means.get("note_f1", 0.0), means.get("frame_f1", 0.0))
+                score = _selection_score(means)
                 if self._best is None or score > self._best:
                     self._best = score
                     save_checkpoint(self.model, Path(logdir) / "checkpoints" / "best.safetensors", config)

@@ -103,3 +103,60 @@ def test_rejects_non_piano_spaces_and_fixed_options():
     env = gym.make("LMMPiano-v0", **SHORT)
     with pytest.raises(ValueError, match="share_features_extractor"):
         PPO("KeyConvPolicy", env, policy_kwargs=dict(share_features_extractor=False))
+
+
+def test_sac_key_conv_policy_is_pitch_equivariant_and_its_critic_reads_the_action():
+    from stable_baselines3 import SAC
+
+    from lmm_env.agents.policies import KeyConvSACPolicy
+
+    env = gym.make("LMMPiano-v0", **SHORT)
+    model = SAC("KeyConvPolicy", env, buffer_size=100, learning_starts=10, device="cpu",
+                policy_kwargs=dict(init_bias=0.0))
+    policy = model.policy
+    assert isinstance(policy, KeyConvSACPolicy)
+    obs0, _ = env.reset(seed=0)
+    assert (model.predict(obs0, deterministic=True)[0].shape == (88,))
+    with torch.no_grad():
+        policy.actor.mu.head.weight.normal_(0, 1.0)
+        policy.actor.log_std.head.weight.normal_(0, 1.0)
+    obs = _obs_batch(env.observation_space, 3, seed=1)
+    shifted = {k: v.copy() for k, v in obs.items()}
+    shifted["score"] = np.roll(obs["score"], 1, axis=-1)
+    shifted["key_state"] = np.roll(obs["key_state"], 1, axis=-1)
+
+    def params(o):
+        t, _ = policy.obs_to_tensor(o)
+        with torch.no_grad():
+            mean, log_std, _ = policy.actor.get_action_dist_params(t)
+        return mean.numpy(), log_std.numpy()
+
+    (m0, s0), (m1, s1) = params(obs), params(shifted)
+    rf, n = 4, m0.shape[1]
+    assert m0.std() > 1e-3 and s0.std() > 1e-3
+    np.testing.assert_allclose(m1[:, rf + 1: n - rf], m0[:, rf: n - rf - 1], atol=1e-5)
+    np.testing.assert_allclose(s1[:, rf + 1: n - rf], s0[:, rf: n - rf - 1], atol=1e-5)
+    # Q depends on the action, and the two Q-networks and the actor share no parameters
+    t, _ = policy.obs_to_tensor(obs)
+    with torch.no_grad():
+        q_up = policy.critic(t, -torch.ones(3, 88))[0]
+        q_down = policy.critic(t, torch.ones(3, 88))[0]
+    assert q_up.shape == (3, 1) and not torch.allclose(q_up, q_down)
+    ids = [{id(p) for p in m.parameters()} for m in (policy.actor, policy.critic.qf0, policy.critic.qf1)]
+    assert all(ids) and not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+
+
+def test_sac_with_key_conv_policy_trains_and_reloads(tmp_path):
+    from lmm_env.agents import load_agent, load_trained, train
+
+    torch.set_num_threads(1)
+    model = train(algo="sac", policy="KeyConvPolicy", total_steps=160, n_envs=2, seed=0, logdir=tmp_path,
+                  env_kwargs=dict(SHORT), hyperparams={"learning_starts": 32, "buffer_size": 500, "batch_size": 32},
+                  eval_every=0, checkpoint_every=80, progress=False)
+    again = load_trained(tmp_path / "checkpoints" / "last.safetensors")
+    obs = model.env.reset()
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], again.predict(obs, deterministic=True)[0])
+    agent = load_agent(tmp_path / "checkpoints" / "last.safetensors")
+    single = gym.make("LMMPiano-v0", **SHORT)
+    o, _ = single.reset(seed=0)
+    assert single.action_space.contains(agent.predict(o, deterministic=True)[0])

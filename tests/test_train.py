@@ -102,12 +102,40 @@ def test_a_crash_mid_write_leaves_the_last_good_checkpoint(run, monkeypatch, tmp
 def test_a2c_and_sac_train_from_their_presets(algo, tmp_path):
     from lmm_env.agents import preset
 
-    hp = preset(algo)["hyperparams"]
+    cfg = preset(algo)
+    hp = cfg["hyperparams"]
     hp.update({"buffer_size": 500, "learning_starts": 32} if algo == "sac" else {"n_steps": 8})
-    model = train(algo=algo, total_steps=64, n_envs=1 if algo == "sac" else 2, logdir=str(tmp_path), env_kwargs=KW,
-                  hyperparams=hp, eval_every=0, checkpoint_every=0, progress=False)
+    model = train(algo=algo, policy=cfg["policy"], total_steps=64, n_envs=1 if algo == "sac" else 2,
+                  logdir=str(tmp_path), env_kwargs=KW, hyperparams=hp, eval_every=0, checkpoint_every=0,
+                  progress=False)
     assert model.num_timesteps >= 64
     again = load_trained(tmp_path / "checkpoints" / "last.safetensors")
     assert type(again).__name__ == algo.upper() and again.num_timesteps == model.num_timesteps
     if algo == "sac":  # the learned entropy coefficient travels with the checkpoint
         assert again.log_ent_coef.item() == pytest.approx(model.log_ent_coef.item()) != 0.0
+
+
+def test_export_policy_keeps_only_what_acting_needs(tmp_path):
+    import gymnasium as gym
+
+    from lmm_env.agents import export_policy, load_agent
+    from lmm_env.agents.train import read_checkpoint
+
+    model = train(algo="ppo", policy="KeyConvPolicy", total_steps=32, n_envs=2, logdir=str(tmp_path), env_kwargs=KW,
+                  hyperparams={"n_steps": 16, "batch_size": 32, "n_epochs": 1}, eval_every=0, checkpoint_every=0,
+                  progress=False)
+    full = tmp_path / "checkpoints" / "last.safetensors"
+    small = export_policy(full, tmp_path / "shipped" / "policy.safetensors")
+    assert small.stat().st_size < full.stat().st_size and (small.stat().st_mode & 0o777) == 0o644
+    _, data, steps = read_checkpoint(small)
+    assert steps == model.num_timesteps and not [k for k in data["tensors"] if not k.startswith("policy.")]
+    env = gym.make("LMMPiano-v0", **KW)
+    obs, _ = env.reset(seed=0)
+    a1 = load_agent(full).predict(obs, deterministic=True)[0]
+    np.testing.assert_array_equal(a1, load_agent(small).predict(obs, deterministic=True)[0])
+    from safetensors.torch import save_file
+    import torch
+
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "other.safetensors"))  # a safetensors file, not ours
+    with pytest.raises(ValueError, match="not an lmm_env training checkpoint"):
+        export_policy(tmp_path / "other.safetensors", tmp_path / "x.safetensors")
