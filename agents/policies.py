@@ -263,9 +263,8 @@ class KeyConvPolicy(ActorCriticPolicy):
 
 class KeyQNet(nn.Module):
     """Q(s, a) for SAC: a conv stack over keys whose channels are the score frames, the key
-    state and the action (the action is per key too); Q is the sum over keys of a shared
-    per-key value, plus an MLP of the key-pooled features (mean and max) and the ``audio``
-    log-mel."""
+    state and the action (the action is per key too), pooled over keys (mean and max),
+    joined with an MLP of the ``audio`` log-mel, then an MLP to one value."""
 
     def __init__(self, observation_space: spaces.Dict, channels=(32, 32), kernel_size: int = 5,
                  audio_hidden: int = 32, hidden: int = 64, activation_fn: type[nn.Module] = nn.ReLU):
@@ -274,9 +273,6 @@ class KeyQNet(nn.Module):
         self.register_buffer("audio_floor", torch.as_tensor(inputs.audio_low), persistent=False)
         n_action_channels = 1 + int(inputs.pedal)
         self.conv = _conv_stack(inputs.channels + n_action_channels, tuple(channels), kernel_size, activation_fn)
-        # Q = sum over keys of a shared per-key value (credit goes to the keys that earned it)
-        #     + a value of the key-pooled features and the audio
-        self.per_key = nn.Conv1d(channels[-1], 1, 1)
         self.audio = nn.Sequential(nn.Linear(inputs.n_mels, audio_hidden), activation_fn())
         self.mlp = nn.Sequential(nn.Linear(2 * channels[-1] + audio_hidden, hidden), activation_fn(),
                                  nn.Linear(hidden, 1))
@@ -290,7 +286,7 @@ class KeyQNet(nn.Module):
         h = self.conv(torch.cat(chans, dim=1))
         pooled = torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1)
         a = self.audio((audio - self.audio_floor) / 10.0)
-        return self.per_key(h).sum(dim=2) + self.mlp(torch.cat([pooled, a], dim=1))
+        return self.mlp(torch.cat([pooled, a], dim=1))
 
 
 class KeyConvSACCritic(ContinuousCritic):
