@@ -12,6 +12,7 @@ the YAML by hand (the grid and its results are in BENCHMARKS.md).
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import json
 import time
@@ -37,6 +38,9 @@ GRIDS = {
         {"learning_rate": 1e-3},
         {"ent_coef": 0.001},
         {"ent_coef": "auto_0.01", "target_entropy": -264.0},
+        {"ent_coef": 0.005},
+        {"ent_coef": "auto_0.01", "target_entropy": -264.0,
+         "policy_kwargs": {"critic_channels": [16, 16], "init_bias": -2.0, "log_std_init": -2.0}},
     ],
     "ppo": [
         {},
@@ -80,13 +84,13 @@ def main() -> None:
         logdir = Path(args.runs) / f"{args.algo}-{i}"
         if (logdir / "eval.csv").exists():
             (logdir / "eval.csv").unlink()
+        name = json.dumps(override) if override else "preset"
         t0 = time.perf_counter()
         train(algo=args.algo, policy=cfg["policy"], total_steps=steps, n_envs=cfg["n_envs"], seed=args.seed,
-              logdir=logdir, env_kwargs=cfg["env_kwargs"], hyperparams=dict(cfg["hyperparams"], **override),
+              logdir=logdir, env_kwargs=cfg["env_kwargs"], hyperparams=dict(cfg["hyperparams"], **copy.deepcopy(override)),
               eval_every=args.eval_every, eval_episodes=8, checkpoint_every=0, progress=False)
         wall = time.perf_counter() - t0
         s = summarize(logdir / "eval.csv")
-        name = json.dumps(override) if override else "preset"
         first = f"{s['first_f1_0.9_at']:,}" if s["first_f1_0.9_at"] else "never"
         print(f"| {name} | {first} | {s['best_note_f1']:.3f} ({s['best_at']:,}) | {s['last_note_f1']:.3f} | "
               f"{s['last_velocity_error']:.1f} | {wall:.0f} |", flush=True)
