@@ -114,7 +114,6 @@ def roll_image(target: np.ndarray, played: np.ndarray) -> np.ndarray:
 def save_checkpoint(model, path, config: dict) -> Path:
     """Policy + optimizer tensors (safetensors) with ``config`` and the step count, atomically."""
     import torch
-    from safetensors.torch import save_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -131,9 +130,16 @@ def save_checkpoint(model, path, config: dict) -> Path:
         groups.append([oname, state["param_groups"]])
     meta = {"format": CHECKPOINT_FORMAT, "config": json.dumps(config), "num_timesteps": str(model.num_timesteps),
             "optimizers": json.dumps(groups)}
+    return _write_atomic(tensors, path, meta)
+
+
+def _write_atomic(tensors: dict, path: Path, meta: dict) -> Path:
+    """safetensors to ``path`` through a temporary file: a crash mid-write leaves the old file."""
+    from safetensors.torch import save_file
+
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=meta)
-    os.chmod(tmp, 0o644)
+    os.chmod(tmp, 0o644)  # readable by everyone, like the package's other data
     os.replace(tmp, path)
     return path
 
@@ -156,7 +162,6 @@ def export_policy(checkpoint, out) -> Path:
     need to act (how ``agents/weights/ppo-closed-loop.safetensors`` was made from the headline
     run's ``best.safetensors``). Written atomically, readable by everyone."""
     from safetensors import safe_open
-    from safetensors.torch import save_file
 
     read_checkpoint(checkpoint)  # a clear error for anything that is not a training checkpoint
     with safe_open(str(checkpoint), "pt") as f:
@@ -164,11 +169,7 @@ def export_policy(checkpoint, out) -> Path:
         tensors = {k: f.get_tensor(k).contiguous() for k in f.keys() if k.startswith("policy.")}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, out)
-    return out
+    return _write_atomic(tensors, out, meta)
 
 
 def read_checkpoint(path) -> tuple[dict, dict, int]:
