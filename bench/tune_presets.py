@@ -43,6 +43,8 @@ GRIDS = {
          "policy_kwargs": {"critic_channels": [16, 16], "init_bias": -2.0, "log_std_init": -2.0}},
         {"learning_starts": 100},
         {"learning_starts": 100, "ent_coef": "auto_0.01", "target_entropy": -264.0},
+        {"gamma": 0.5},
+        {"gamma": 0.0},
     ],
     "ppo": [
         {},
