@@ -255,7 +255,8 @@ def load_policy(path):
 def _selection_score(means: dict) -> tuple[float, float]:
     """How ``best.safetensors`` is chosen from validation means: note onset F1 first (to 0.01,
     so that one note more or less does not decide), then the mean of frame F1 and velocity
-    accuracy (1 - error / 127; no matched notes counts as error 127). Ties keep the earlier."""
+    accuracy (1 - error / 127, the error averaged over the episodes that matched notes; 127
+    when none did). Ties keep the earlier."""
     note = float(means.get("note_f1", 0.0))
     frame = float(means.get("frame_f1", 0.0))
     vel = float(means.get("velocity_error", float("nan")))

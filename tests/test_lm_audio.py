@@ -175,3 +175,18 @@ def test_corrupt_checkpoint(tmp_path):
         load_checkpoint(cut)
     with pytest.raises(CheckpointError):
         load_checkpoint(tmp_path / "missing.safetensors")
+
+
+def test_numpy_log_prob_matches_torch_on_extreme_frames():
+    """Frames at the silence floor and far above it: logits spread widely, the mixture must still match."""
+    from lmm_env.lm import load_pretrained
+
+    lm = load_pretrained("audio")
+    rng = np.random.default_rng(0)
+    hist = rng.choice([-18.42, 5.0], size=(2000, lm.context, lm.n_mels)).astype(np.float32)
+    frame = rng.choice([-18.42, 5.0], size=(2000, lm.n_mels)).astype(np.float32)
+    import torch
+
+    with torch.no_grad():
+        ref = lm.log_prob_torch(torch.from_numpy(hist), torch.from_numpy(frame)).double().numpy()
+    np.testing.assert_allclose(lm.log_prob(hist, frame), ref, atol=0.05, rtol=1e-4)

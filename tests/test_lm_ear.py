@@ -157,3 +157,11 @@ def test_analytic_ear_reads_only_the_last_n_fft_samples(piano):
     full = AnalyticEar(history_blocks=2, n_fft=None)
     assert full.n_fft == full.window == 3 * BLOCK
     assert not np.array_equal(full.activations(audio), full.activations(noisy))
+
+
+@pytest.mark.parametrize("kwargs", [dict(history_blocks=0), dict(history_blocks=1), dict(block_size=320)])
+def test_analytic_ear_default_window_fits_short_inputs(kwargs):
+    ear = AnalyticEar(**kwargs)  # the default 2048-sample analysis shrinks to a shorter input
+    assert ear.n_fft == min(2048, ear.window)
+    act = ear.activations(np.zeros((2, ear.window), np.float32))
+    assert act.shape == (2, 88) and np.isfinite(act).all()

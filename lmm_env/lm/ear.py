@@ -302,8 +302,8 @@ class AnalyticEar(_EarBase):
             (h+1) * block samples; 2 by default).
         bins_per_semitone: resolution of the log-frequency axis the templates live on (2 by
             default: the same F1 as 3 on the test table, a third less NMF work).
-        n_fft: analyze only the last ``n_fft`` samples of the input (default 2048, 128 ms;
-            None: all of it). The defaults trade ~0.03-0.06 F1 on Bach chorales (none on
+        n_fft: analyze only the last ``n_fft`` samples of the input ("auto", the default:
+            128 ms, 2048 samples at 16 kHz, or the whole input if shorter; None: all of it). The defaults trade ~0.03-0.06 F1 on Bach chorales (none on
             folk tunes) against the 200 ms, 3-bins-per-semitone ear for a 2048-sample FFT
             instead of 3200 and a third less NMF work; see BENCHMARKS.md.
         iterations: multiplicative updates (after a start at the templates' correlation).
@@ -316,7 +316,7 @@ class AnalyticEar(_EarBase):
 
     def __init__(self, sample_rate: int = SAMPLE_RATE, block_size: int = BLOCK_SIZE, history_blocks: int = 2,
                  iterations: int = 3, relative: float = 0.2, floor: float = 3e-4, slope: float = 2.5,
-                 bins_per_semitone: int = 2, n_fft: int | None = 2048):
+                 bins_per_semitone: int = 2, n_fft: int | str | None = "auto"):
         self.sample_rate = int(sample_rate)
         self.block_size = int(block_size)
         self.history_blocks = int(history_blocks)
@@ -330,6 +330,8 @@ class AnalyticEar(_EarBase):
         if self.bins_per_semitone not in (1, 2, 3, 4, 5, 6):
             raise ValueError(f"bins_per_semitone={bins_per_semitone!r} is not allowed; use an int in 1..6")
         full = (self.history_blocks + 1) * self.block_size
+        if isinstance(n_fft, str) and n_fft == "auto":  # 128 ms, or the whole window if shorter
+            n_fft = min(int(round(2048 * self.sample_rate / SAMPLE_RATE)), full)
         self.n_fft = full if n_fft is None else int(n_fft)
         if not (self.block_size <= self.n_fft <= full):
             raise ValueError(f"n_fft={n_fft!r} is not allowed; use an int from block_size={self.block_size} to "

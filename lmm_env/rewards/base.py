@@ -93,7 +93,8 @@ class BatchStepContext:
             declared ``uses_motion``.
         audio_window: (n, (history_blocks + 1) * block_size), ``audio_history`` and ``audio``
             as one array (the env passes a view of its history ring), or None; read it
-            through `recent_audio`.
+            through `recent_audio`. A wrapper that replaces ``audio`` or ``audio_history``
+            (``dataclasses.replace``) must set it to None.
     """
 
     env_ids: np.ndarray
@@ -119,8 +120,9 @@ class BatchStepContext:
         ``history_blocks``). A view of the env's ring when it has one, else a new array."""
         block = self.audio.shape[1]
         need = int(blocks) * block
-        if self.audio_window is not None and self.audio_window.shape[1] >= need:
-            return self.audio_window[:, self.audio_window.shape[1] - need:]
+        window = self.audio_window
+        if window is not None and window.shape[1] >= need and window.shape[0] == self.audio.shape[0]:
+            return window[:, window.shape[1] - need:]
         if need - block > self.audio_history.shape[1]:
             raise ValueError(f"recent_audio({blocks}) needs {blocks - 1} blocks of history; the env keeps "
                              f"{self.audio_history.shape[1] // block} (set the reward's history_blocks)")

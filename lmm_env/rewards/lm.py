@@ -296,8 +296,7 @@ class AudioLMReward(RewardModel):
 
     def batch(self, ctx: BatchStepContext) -> np.ndarray:
         history = ctx.feature_history[:, ctx.feature_history.shape[1] - self.context:]
-        gap = self.lm.log_prob(history, ctx.features)
-        gap -= self._target_lp.get(ctx.env_ids, ctx.step)
+        gap = self.lm.log_prob(history, ctx.features) - self._target_lp.get(ctx.env_ids, ctx.step)  # new array
         np.minimum(gap, 0.0, out=gap)
         gap *= 1.0 / (self.n_mels * self.temperature)
         return np.exp(gap, out=gap)
