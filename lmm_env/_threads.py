@@ -4,8 +4,8 @@ A step mixes numpy (OpenBLAS) matrix products (the log-mel features, the ear, th
 with torch ops (the policy, the score LM). On a small machine both libraries' thread pools
 then spin at once and a step gets up to 25x slower (measured on 2 cores, 64 envs: 208 vs 8
 us per env-step for the log-mel alone). The env's products are small (at most a few hundred
-rows), where BLAS threads gain nothing, so the first env (or LM reward) built limits numpy's
-BLAS to one thread for the process (through threadpoolctl). torch's own thread setting is
+rows), where BLAS threads gain nothing, so the first env built (`PianoSim`, before its
+reward) limits numpy's BLAS to one thread for the process (through threadpoolctl). torch's own thread setting is
 untouched. Set ``LMM_ENV_KEEP_BLAS_THREADS=1`` to opt out.
 """
 from __future__ import annotations

@@ -23,7 +23,6 @@ from typing import Callable
 
 import numpy as np
 
-from lmm_env._threads import limit_blas_threads
 from lmm_env.rewards.base import BatchStepContext, CompositeReward, EpisodeContext, RewardError, RewardModel
 
 _ENERGY_FLOOR = 1e-7  # mean-square level below which a block counts as silence (-70 dB)
@@ -126,7 +125,6 @@ class EarMatchReward(RewardModel):
 
     def bind(self, n_envs: int) -> None:
         super().bind(n_envs)
-        limit_blas_threads()
         self._levels.bind(n_envs)
 
     def reset(self, episode: EpisodeContext, env_index: int = 0) -> None:
@@ -283,7 +281,6 @@ class AudioLMReward(RewardModel):
 
     def bind(self, n_envs: int) -> None:
         super().bind(n_envs)
-        limit_blas_threads()
         self._target_lp.bind(n_envs)
 
     def reset(self, episode: EpisodeContext, env_index: int = 0) -> None:
