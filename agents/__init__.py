@@ -3,7 +3,9 @@
 ``KeyConvPolicy`` (an SB3 policy, in `lmm_env.agents.policies`) and ``GradientAgent``
 (playing by ear through the differentiable synth, in `lmm_env.agents.gradient`) are imported
 lazily; importing the policy registers the name ``"KeyConvPolicy"`` with SB3's PPO, A2C and
-SAC (``KeyConvSACPolicy`` in SAC).
+SAC (``KeyConvSACPolicy`` in SAC). ``SAC`` (in `lmm_env.agents.sac`, what ``algo="sac"`` means)
+is SB3's SAC that also trains ``"KeyLevelPolicy"`` (`KeyLevelSACPolicy`: per-key categorical
+actions, discrete SAC with a factored critic; SAC's preset).
 """
 from lmm_env.agents.baselines import RandomAgent, ScoreReaderAgent, WrongPlayAgent
 from lmm_env.agents.evaluate import EvalTable, evaluate, load_agent
@@ -11,7 +13,7 @@ from lmm_env.agents.train import ALGOS, export_policy, hyperparams_path, load_tr
 
 __all__ = ["RandomAgent", "ScoreReaderAgent", "WrongPlayAgent", "EvalTable", "evaluate", "load_agent",
            "ALGOS", "train", "load_trained", "export_policy", "preset", "hyperparams_path", "KeyConvPolicy",
-           "GradientAgent"]
+           "GradientAgent", "SAC", "KeyLevelSACPolicy"]
 
 
 def __getattr__(name):
@@ -19,6 +21,10 @@ def __getattr__(name):
         from lmm_env.agents.policies import KeyConvPolicy
 
         return KeyConvPolicy
+    if name in ("SAC", "KeyLevelSACPolicy"):
+        from lmm_env.agents import sac
+
+        return getattr(sac, name)
     if name == "GradientAgent":
         from lmm_env.agents.gradient import GradientAgent
 

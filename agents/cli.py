@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "saves --logdir/checkpoints/last.safetensors periodically and at the end.")
     t.add_argument("--env", default="LMMPiano-v0")
     t.add_argument("--algo", default="ppo", help="ppo, a2c or sac")
-    t.add_argument("--policy", default="MultiInputPolicy", help="MultiInputPolicy or KeyConvPolicy")
+    t.add_argument("--policy", default="MultiInputPolicy", help="MultiInputPolicy, KeyConvPolicy (PPO, A2C, SAC) or KeyLevelPolicy (SAC: per-key categorical actions)")
     t.add_argument("--steps", type=int, default=100_000, help="total env steps")
     t.add_argument("--n-envs", type=int, default=8)
     t.add_argument("--seed", type=int, default=0)

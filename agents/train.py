@@ -26,8 +26,11 @@ from typing import Any
 
 import numpy as np
 
-ALGOS = {"ppo": "stable_baselines3:PPO", "a2c": "stable_baselines3:A2C", "sac": "stable_baselines3:SAC"}
-POLICIES = {"MultiInputPolicy": None, "KeyConvPolicy": "lmm_env.agents.policies:KeyConvPolicy"}
+# "sac" is SB3's SAC extended to train the per-key categorical "KeyLevelPolicy" (agents/sac.py).
+ALGOS = {"ppo": "stable_baselines3:PPO", "a2c": "stable_baselines3:A2C", "sac": "lmm_env.agents.sac:SAC"}
+POLICIES = {"MultiInputPolicy": None, "KeyConvPolicy": "lmm_env.agents.policies:KeyConvPolicy",
+            "KeyLevelPolicy": "lmm_env.agents.sac:KeyLevelSACPolicy"}
+_POLICY_ALGOS = {"KeyLevelPolicy": ("sac",)}
 CHECKPOINT_FORMAT = "lmm_env-sb3-1"
 
 
@@ -68,11 +71,16 @@ def algo_class(algo: str):
     return _import(ALGOS[key])
 
 
-def _policy(policy: str):
+def _policy(policy: str, algo: str | None = None):
     """The policy argument for SB3: a name SB3 resolves per algorithm ("KeyConvPolicy" is
-    `KeyConvPolicy` in PPO/A2C and `KeyConvSACPolicy` in SAC once its module is imported)."""
+    `KeyConvPolicy` in PPO/A2C and `KeyConvSACPolicy` in SAC once its module is imported;
+    "KeyLevelPolicy" exists only in SAC)."""
     if policy not in POLICIES:
         raise ValueError(f"policy={policy!r} is not allowed; use one of {sorted(POLICIES)}")
+    allowed = _POLICY_ALGOS.get(policy)
+    if algo is not None and allowed is not None and str(algo).lower() not in allowed:
+        raise ValueError(f"policy={policy!r} is for algo in {list(allowed)}, not algo={algo!r}; "
+                         "use KeyConvPolicy with PPO or A2C")
     if POLICIES[policy] is not None:
         _import(POLICIES[policy])  # registers the alias with PPO, A2C and SAC
     return policy
@@ -203,7 +211,7 @@ def load_trained(path, env=None):
         env = make_sb3_vec_env(config["n_envs"], env_id=config["env_id"], seed=config["seed"],
                                **config["env_kwargs"])
     cls = algo_class(config["algo"])
-    model = cls(_policy(config["policy"]), env, seed=config["seed"], verbose=0, **config["hyperparams"])
+    model = cls(_policy(config["policy"], config["algo"]), env, seed=config["seed"], verbose=0, **config["hyperparams"])
     tensors = data["tensors"]
     policy_state = {k[len("policy."):]: v for k, v in tensors.items() if k.startswith("policy.")}
     model.policy.load_state_dict(policy_state)
@@ -374,7 +382,7 @@ def train(env_id: str = "LMMPiano-v0", algo: str = "ppo", total_steps: int = 100
     except TypeError as exc:
         raise ValueError(f"env_kwargs and hyperparams must be JSON-serializable (they go into checkpoints): {exc}")
     cls = algo_class(algo)
-    policy_obj = _policy(policy)
+    policy_obj = _policy(policy, algo)
     if not (isinstance(total_steps, int) and total_steps >= 1):
         raise ValueError(f"total_steps={total_steps!r} must be an int >= 1")
     env = make_sb3_vec_env(int(n_envs), env_id=env_id, seed=int(seed), **env_kwargs)

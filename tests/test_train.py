@@ -104,7 +104,8 @@ def test_a2c_and_sac_train_from_their_presets(algo, tmp_path):
 
     cfg = preset(algo)
     hp = cfg["hyperparams"]
-    hp.update({"buffer_size": 500, "learning_starts": 32} if algo == "sac" else {"n_steps": 8})
+    # SAC: a learned entropy coefficient, so that the test sees it travel with the checkpoint
+    hp.update({"buffer_size": 500, "learning_starts": 32, "ent_coef": "auto_0.1"} if algo == "sac" else {"n_steps": 8})
     model = train(algo=algo, policy=cfg["policy"], total_steps=64, n_envs=1 if algo == "sac" else 2,
                   logdir=str(tmp_path), env_kwargs=KW, hyperparams=hp, eval_every=0, checkpoint_every=0,
                   progress=False)

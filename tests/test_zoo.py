@@ -12,7 +12,7 @@ from lmm_env.agents import hyperparams_path, preset
 @pytest.mark.parametrize("algo", ["ppo", "a2c", "sac"])
 def test_presets_exist_for_every_algo_and_name_sb3_arguments(algo):
     p = preset(algo)
-    assert p["total_steps"] > 0 and p["n_envs"] >= 1 and p["policy"] in ("MultiInputPolicy", "KeyConvPolicy")
+    assert p["total_steps"] > 0 and p["n_envs"] >= 1 and p["policy"] in ("MultiInputPolicy", "KeyConvPolicy", "KeyLevelPolicy")
     assert "n_timesteps" not in p["hyperparams"] and "learning_rate" in p["hyperparams"]
     with pytest.raises(ValueError, match="no ppo preset"):
         preset("ppo", "CartPole-v1")
