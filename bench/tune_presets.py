@@ -39,9 +39,9 @@ GRIDS = {
         {"ent_coef": 0.01},
         {"ent_coef": 0.03},
         {"ent_coef": 0.3},
-        {"learning_rate": 1e-3},
+        {"buffer_size": 100000},
         {"policy_kwargs": {"init_press": 0.05}},
-        {"gamma": 0.5},
+        {"learning_rate": 1e-3},
     ],
     "ppo": [
         {},
