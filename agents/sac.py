@@ -35,8 +35,10 @@ the entropy bonus taken relative to a prior policy ``pi0`` (each key down with p
 * **Temperature**: ``ent_coef`` is alpha, in reward units: with the preset's 0.1 a key whose
   press the critic values 0.5 above "up" goes from the prior's 2% to 75% down, and one
   valued 0.5 below to 0.014%. ``ent_coef="auto"`` tunes alpha towards ``target_entropy``
-  nats per step (the policy's entropy summed over keys; ``"auto"``: ``0.05 * n_keys``); on
-  LMMPiano-v0 it stayed silent (BENCHMARKS.md), so the preset fixes alpha.
+  nats per step (the policy's entropy summed over keys; ``"auto"``: ``0.05 * n_keys``). It
+  steers the entropy, not the KL to the prior that the update penalizes, and under a prior
+  the entropy is not monotone in alpha (a key worth pressing goes 2% -> 50% -> 100% down as
+  alpha falls); on LMMPiano-v0 it stayed silent (BENCHMARKS.md), so the preset fixes alpha.
 
 Why a prior and not plain entropy: "uniform" is SAC's policy for keys the critic knows
 nothing about, and a uniform key is down 4 times in 5 (4 of its 5 levels press it). A few
@@ -154,14 +156,15 @@ class KeyLevelSACPolicy(BasePolicy):
 
     Keyword arguments (``policy_kwargs``):
 
-    * ``n_velocities`` (4): velocity levels of a pressed key (velocities 33, 64, 96, 127 for 4).
+    * ``n_velocities`` (4): velocity levels of a pressed key (velocities 33, 64, 95, 127 for 4).
     * ``actor_channels`` ((32, 32)), ``critic_channels`` ((32, 32)), ``kernel_size`` (5): conv
       stacks over the key axis. ``audio_hidden`` (32), ``critic_hidden`` (64): the critic's
       state baseline. ``n_critics`` (2).
     * ``init_press`` (0.02): each key's initial probability of going down.
     * ``activation_fn`` (nn.ReLU); ``optimizer_class`` / ``optimizer_kwargs`` as in SB3.
 
-    Not for ``pedal=True`` envs (their extra action is not a key).
+    ``predict(obs, deterministic=True)`` plays each key's most likely level. Not for
+    ``pedal=True`` envs (their extra action is not a key).
     """
 
     def __init__(self, observation_space: spaces.Dict, action_space: spaces.Box, lr_schedule, *,
@@ -178,8 +181,8 @@ class KeyLevelSACPolicy(BasePolicy):
                              "activation_fn, optimizer_class, optimizer_kwargs")
         score_shape, n_keys, n_actions, _ = _key_layout(observation_space, action_space)
         if n_actions != n_keys:
-            raise ValueError("KeyLevelPolicy has no pedal action; make the env with pedal=False "
-                             "(or use PPO/A2C with KeyConvPolicy)")
+            raise ValueError(f"KeyLevelPolicy has no pedal action, but the env has {n_actions} actions for "
+                             f"{n_keys} keys; make the env with pedal=False (or use PPO/A2C with KeyConvPolicy)")
         if not (isinstance(n_velocities, (int, np.integer)) and 1 <= n_velocities <= 127):
             raise ValueError(f"n_velocities={n_velocities!r} must be an int in [1, 127]")
         if not 0.0 < float(init_press) < 1.0:
@@ -213,7 +216,7 @@ class KeyLevelSACPolicy(BasePolicy):
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data.update(self._arch, n_velocities=self.n_velocities, optimizer_class=self.optimizer_class,
-                    optimizer_kwargs=self.optimizer_kwargs)
+                    optimizer_kwargs=self.optimizer_kwargs, lr_schedule=self._dummy_schedule)
         return data
 
     def features(self, obs) -> torch.Tensor:
@@ -226,6 +229,8 @@ class KeyLevelSACPolicy(BasePolicy):
     def _predict(self, observation, deterministic: bool = False) -> torch.Tensor:
         logits = self.level_logits(observation)
         if deterministic:
+            # the most likely level: a key whose "down" mass is split over the velocities can stay
+            # up (pressing when P(down) > 1/2 instead played more wrong notes: BENCHMARKS.md)
             levels = logits.argmax(dim=-1)
         else:
             levels = torch.distributions.Categorical(logits=logits).sample()
@@ -258,16 +263,21 @@ class SAC(SB3SAC):
             if self.use_sde:
                 raise ValueError("KeyLevelPolicy has no state-dependent exploration; use use_sde=False")
             n_keys = int(np.prod(self.action_space.shape))
+            most = n_keys * float(np.log(self.policy.n_velocities + 1))
             self.target_entropy = 0.05 * n_keys if target == "auto" else float(target)
-            if self.target_entropy < 0:
-                raise ValueError(f"target_entropy={target!r}: a categorical policy's entropy is >= 0; give nats "
-                                 "per step (the sum over keys), e.g. 4.4 for 0.05 per key")
+            if not 0.0 <= self.target_entropy <= most:
+                raise ValueError(f"target_entropy={target!r}: give nats per step (the sum over keys) in "
+                                 f"[0, {most:.1f}], e.g. {0.05 * n_keys:.1f} for 0.05 per key")
+            if self.ent_coef_optimizer is None and not float(self.ent_coef_tensor) > 0.0:
+                raise ValueError(f"ent_coef={self.ent_coef!r} must be > 0 (the temperature divides the critic's "
+                                 "values), or 'auto'")
 
     def _sample_action(self, learning_starts: int, action_noise=None, n_envs: int = 1):
         if not self._discrete:
             return super()._sample_action(learning_starts, action_noise, n_envs)
         if action_noise is not None:
-            raise ValueError("KeyLevelPolicy explores by its own sampling; use action_noise=None")
+            raise ValueError(f"action_noise={action_noise!r}: KeyLevelPolicy explores by its own sampling; "
+                             "use action_noise=None")
         # from the first step on, the policy (not uniform actions: see the module doc)
         action, _ = self.predict(self._last_obs, deterministic=False)
         return action, action
@@ -316,6 +326,9 @@ class SAC(SB3SAC):
             critic_loss.backward()
             self.critic.optimizer.step()
             with torch.no_grad():
+                # element-wise min over the twin critics, as in SAC. (q_k carries a per-key offset
+                # that can move between q_k and b; the min over advantages q - q[up] would remove
+                # it, but learned worse in the one run tried: BENCHMARKS.md.)
                 q_min = torch.stack([q for q, _ in self.critic(feats)]).min(dim=0).values
                 boltzmann = F.softmax(prior + q_min / ent_coef, dim=-1)
             # KL(Boltzmann || pi): same minimizer as SAC's KL(pi || Boltzmann), because the factored

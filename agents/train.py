@@ -363,13 +363,15 @@ def train(env_id: str = "LMMPiano-v0", algo: str = "ppo", total_steps: int = 100
     Args:
         env_id: registered env id. env_kwargs: its arguments (JSON-serializable: they are
             stored in checkpoints).
-        algo: "ppo", "a2c" or "sac". policy: "MultiInputPolicy" (SB3's) or "KeyConvPolicy".
+        algo: "ppo", "a2c" or "sac". policy: "MultiInputPolicy" (SB3's), "KeyConvPolicy" or
+            (SAC only) "KeyLevelPolicy".
         hyperparams: keyword arguments of the SB3 class (e.g. ``{"n_steps": 256}``).
         total_steps: env steps in all (a resumed run continues up to it).
         logdir: TensorBoard logs and ``checkpoints/last.safetensors`` (None: neither).
         eval_every / checkpoint_every: env steps between evaluations / checkpoints (0: never).
         eval_episodes, eval_split: held-out scores each evaluation plays.
-        resume: continue from ``logdir``'s last checkpoint with its step count.
+        resume: continue from ``logdir``'s last checkpoint with its step count (SAC's replay
+            buffer is not saved: a resumed SAC collects ``learning_starts`` steps before updating).
     """
     from lmm_env.envs import make_sb3_vec_env
 
@@ -398,6 +400,10 @@ def train(env_id: str = "LMMPiano-v0", algo: str = "ppo", total_steps: int = 100
             raise ValueError(f"the checkpoint at {ckpt} was made with {saved}, not {config}; resume with the same "
                              "arguments (or start a new logdir)")
         model = load_trained(ckpt, env)
+        if hasattr(model, "replay_buffer"):
+            # the replay buffer is not in the checkpoint: refill it for learning_starts steps
+            # before updating again, rather than training on a nearly empty one
+            model.learning_starts += model.num_timesteps
         if tb:
             from stable_baselines3.common.logger import configure
 

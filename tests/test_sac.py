@@ -120,10 +120,26 @@ def test_train_checkpoint_reload_and_load_agent(tmp_path):
         torch.testing.assert_close(a, b)
     obs = model.env.reset()
     np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], again.predict(obs, deterministic=True)[0])
+    model.policy.save(tmp_path / "policy.zip")  # SB3's own policy file loads too
+    alone = KeyLevelSACPolicy.load(tmp_path / "policy.zip")
+    np.testing.assert_array_equal(alone.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
     agent = load_agent(tmp_path / "checkpoints" / "last.safetensors")
     single = gym.make("LMMPiano-v0", **SHORT)
     o, _ = single.reset(seed=0)
     assert single.action_space.contains(agent.predict(o, deterministic=True)[0])
+
+
+def test_resume_refills_the_replay_buffer_before_updating(tmp_path):
+    from lmm_env.agents import train
+
+    torch.set_num_threads(1)
+    kw = dict(algo="sac", policy="KeyLevelPolicy", n_envs=2, seed=0, logdir=tmp_path, env_kwargs=dict(SHORT),
+              hyperparams={"learning_starts": 16, "buffer_size": 200, "batch_size": 16}, eval_every=0,
+              checkpoint_every=32, progress=False)
+    first = train(total_steps=64, **kw)
+    resumed = train(total_steps=96, resume=True, **kw)
+    assert resumed.num_timesteps == 96 and resumed.learning_starts == first.num_timesteps + 16
+    assert resumed.replay_buffer.size() * 2 == 96 - 64  # rows of n_envs=2 transitions, new since the resume
 
 
 def test_same_seed_same_training(tmp_path):
@@ -152,5 +168,9 @@ def test_errors_name_the_bad_value():
         SAC("KeyLevelPolicy", env, buffer_size=10, policy_kwargs=dict(net_arch=[64]))
     with pytest.raises(ValueError, match="target_entropy=-88"):
         SAC("KeyLevelPolicy", env, buffer_size=10, target_entropy=-88.0)
+    with pytest.raises(ValueError, match=r"target_entropy=1000000.0: .* \[0, 141.6\]"):
+        SAC("KeyLevelPolicy", env, buffer_size=10, target_entropy=1e6)
+    with pytest.raises(ValueError, match="ent_coef=0.0 must be > 0"):
+        SAC("KeyLevelPolicy", env, buffer_size=10, ent_coef=0.0)
     with pytest.raises(ValueError, match="pedal"):
         SAC("KeyLevelPolicy", gym.make("LMMPiano-v0", pedal=True, **SHORT), buffer_size=10)
