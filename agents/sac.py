@@ -91,8 +91,8 @@ def prior_log_probs(n_velocities: int, press: float) -> torch.Tensor:
 
 class KeyLevelActor(nn.Module):
     """Per-key level logits ``(batch, n_keys, n_velocities + 1)`` from a conv stack over keys
-    and one shared 1x1 head (pitch-equivariant). The head starts at zero weight with a bias
-    that gives each key ``init_press`` probability of going down (spread over the levels)."""
+    and one shared 1x1 head (pitch-equivariant). The head starts with small weights and the
+    prior's log-probabilities as bias, so each key starts ``init_press`` likely to go down."""
 
     def __init__(self, inputs: _KeyInputs, n_velocities: int, channels=(32, 32), kernel_size: int = 5,
                  init_press: float = 0.02, activation_fn: type[nn.Module] = nn.ReLU):
@@ -230,7 +230,8 @@ class KeyLevelSACPolicy(BasePolicy):
         logits = self.level_logits(observation)
         if deterministic:
             # the most likely level: a key whose "down" mass is split over the velocities can stay
-            # up (pressing when P(down) > 1/2 instead played more wrong notes: BENCHMARKS.md)
+            # up (a run pressing when P(down) > 1/2, together with an advantage-min actor target,
+            # played more wrong notes: BENCHMARKS.md)
             levels = logits.argmax(dim=-1)
         else:
             levels = torch.distributions.Categorical(logits=logits).sample()
@@ -328,7 +329,7 @@ class SAC(SB3SAC):
             with torch.no_grad():
                 # element-wise min over the twin critics, as in SAC. (q_k carries a per-key offset
                 # that can move between q_k and b; the min over advantages q - q[up] would remove
-                # it, but learned worse in the one run tried: BENCHMARKS.md.)
+                # it, but the one run that tried it, with another change, learned worse: BENCHMARKS.md.)
                 q_min = torch.stack([q for q, _ in self.critic(feats)]).min(dim=0).values
                 boltzmann = F.softmax(prior + q_min / ent_coef, dim=-1)
             # KL(Boltzmann || pi): same minimizer as SAC's KL(pi || Boltzmann), because the factored

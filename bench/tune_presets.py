@@ -41,7 +41,6 @@ GRIDS = {
         {"ent_coef": 0.3},
         {"buffer_size": 100000},
         {"policy_kwargs": {"init_press": 0.05}},
-        {"learning_rate": 1e-3},
     ],
     "ppo": [
         {},
