@@ -40,23 +40,38 @@ class ScoreReaderAgent:
     with any layout it plays every score perfectly. With a pedal it never uses it.
     """
 
+    oracle = True  # reads the hidden layout of a shuffled keyboard
+
     def __init__(self, env):
         sim = _score_sim(env)
-        kb = sim.keyboard
-        # score columns are pitches lo..hi; action i plays pitch_of_action[i].
-        self.column_of_action = kb.pitch_of_action - kb.lo
+        self.keyboard = kb = sim.keyboard
         self.n_actions = kb.n_actions
         self.pedal = kb.pedal
+        self.column_of_action  # fails now, not mid-episode, where the layout may not be read
+
+    @property
+    def column_of_action(self) -> np.ndarray:
+        """Score column (pitch - lo) of each action: (n_keys,), or (n_envs, n_keys) once envs differ.
+
+        Read afresh each step: with ``relayout="episode"`` the layout changes at every reset."""
+        kb = self.keyboard
+        pitches = kb.reveal() if kb.sealed else kb.pitch_of_action
+        return pitches - kb.lo
 
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
         score = np.asarray(observation["score"])
         batch = score.ndim == 4
         if not batch:
             score = score[None]
-        held = score[:, 0, 0, self.column_of_action] > 0.5
-        vel = np.rint(score[:, 2, 0, self.column_of_action] * 127.0)
+        cols = self.column_of_action
+        if cols.ndim == 1:
+            held = score[:, 0, 0, cols] > 0.5
+            vel = np.rint(score[:, 2, 0, cols] * 127.0)
+        else:  # one layout per env
+            held = np.take_along_axis(score[:, 0, 0], cols, axis=1) > 0.5
+            vel = np.rint(np.take_along_axis(score[:, 2, 0], cols, axis=1) * 127.0)
         action = np.full((score.shape[0], self.n_actions), _SILENT, dtype=np.float32)
-        keys = action[:, : len(self.column_of_action)]
+        keys = action[:, : cols.shape[-1]]
         # max(...) keeps velocity 1 (a = 0) a press: 1 + round(126 * 1e-4) = 1.
         keys[held] = np.maximum((vel[held] - 1.0) / 126.0, 1e-4)
         return (action if batch else action[0]), state
@@ -89,7 +104,7 @@ class WrongPlayAgent:
             raise ValueError(f"delay={delay!r} must be an int >= 1")
         self.reader = ScoreReaderAgent(env)
         self.kind, self.delay, self.interval = kind, delay, int(interval)
-        self.n_keys = len(self.reader.column_of_action)
+        self.n_keys = self.reader.column_of_action.shape[-1]
         self._queue: list[np.ndarray] = []
 
     def reset(self) -> None:

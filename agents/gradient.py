@@ -72,7 +72,8 @@ class GradientAgent:
         refine_steps: Adam steps of the velocity stage.
         lr: Adam learning rate (on logits).
         seed: torch seed (the descent is deterministic given it; it only matters for ties).
-        init: ``"ear-analytic"`` (the shipped analytic ear) or ``"ear"`` (the learned ear).
+        init: ``"ear-analytic"`` (the shipped analytic ear), ``"ear"`` (the learned ear), or
+            an ear object (e.g. ``lmm_env.pairs.ear_for(K)``, the ear of K pairs).
         candidate_threshold: activation threshold at which the ear proposes extra candidates.
         shifts: frame offsets of the time-shifted alternatives of each initial note.
         min_velocity: effective velocity below which a candidate is dropped.
@@ -175,7 +176,7 @@ class GradientAgent:
             from lmm_env.synth import DifferentiablePianoSynth
 
             self._synth = DifferentiablePianoSynth(self.sample_rate, self.frame_rate)
-            self._ear = load_pretrained(self.init)
+            self._ear = load_pretrained(self.init) if isinstance(self.init, str) else self.init
             self._mel = LogMel(self.sample_rate, self.hop)
             self._windows = {n: torch.hann_window(n) for n in (2048, 512)}
         return self._synth, self._ear, self._mel

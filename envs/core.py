@@ -8,6 +8,7 @@ ends touch one env at a time.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Sequence
@@ -73,14 +74,49 @@ def resolve_scores(score, split: str, keys, out_of_range: str) -> Sequence[Score
     return pool
 
 
+RELAYOUTS = ("never", "episode")
+
+
+@dataclasses.dataclass
+class Episode:
+    """What a task sets up for one episode of one env (`PianoSim.make_episode`).
+
+    Attributes:
+        frames: the target the reward judges against, on the frame grid (88 columns): the
+            score for LMMPiano-v0, the ear's reading of the target audio for LMMByEar-v0.
+        n_steps: steps in the episode.
+        reference: the notes metrics are measured against, or None (then only the
+            diversity diagnostics are reported).
+        target_audio: the audio the reward compares what it hears to (None: ``frames``
+            played through the world's synth).
+        name: the piece's name (``info["score_name"]``).
+        reference_held: the reference's (T, 88) held roll for frame F1 (None: computed).
+        target_features: log-mel of ``target_audio`` if the task already has it.
+    """
+
+    frames: FrameScore
+    n_steps: int
+    reference: Score | None
+    target_audio: np.ndarray | None = None
+    name: str = ""
+    reference_held: np.ndarray | None = None
+    target_features: np.ndarray | None = None
+
+
 class PianoSim:
-    """Batched piano world + score task. See `LMMPianoEnv` for the arguments."""
+    """Batched piano world + score task. See `LMMPianoEnv` for the arguments.
+
+    Other tasks (LMMByEar-v0, LMMImprovise-v0) subclass it and override `make_episode` (what
+    the episode asks for) and `observation` (what the agent sees); the world (keyboard,
+    synth, ears, history rings, reward plumbing) is this one.
+    """
 
     def __init__(self, n_envs: int = 1, *, score="folk", split: str = "train", frame_rate: float = 20,
                  sample_rate: int = 16000, lookahead: int = 10, keys=(21, 108), layout: str = "identity",
                  layout_seed: int = 0, pedal: bool = False, synth="piano", reward="closed_loop",
                  n_mels: int = 64, tail: float = 0.5, max_seconds: float | None = None,
-                 out_of_range: str = "transpose", history_blocks: int | None = None, record_audio: bool = True):
+                 out_of_range: str = "transpose", history_blocks: int | None = None, record_audio: bool = True,
+                 relayout: str = "never", seal_layout: bool = False, pairs=None, ear=None):
         self.n_envs = _check_number("n_envs", n_envs, 1, 1 << 20, integer=True)
         self.frame_rate = _check_number("frame_rate", frame_rate, 1, 1000)
         self.sample_rate = _check_number("sample_rate", sample_rate, 8000, 96000, integer=True)
@@ -100,13 +136,21 @@ class PianoSim:
         self.n_mels = _check_number("n_mels", n_mels, 1, 512, integer=True)
         self.split = split
         self.record_audio = bool(record_audio)
-        self.pool = resolve_scores(score, split, self.keys, out_of_range)
+        if relayout not in RELAYOUTS:
+            raise ValueError(f"relayout={relayout!r} is not allowed; use one of {list(RELAYOUTS)}")
+        if relayout == "episode" and layout != "shuffled":
+            raise ValueError("relayout='episode' draws a new hidden permutation each reset; it needs layout='shuffled'")
+        self.relayout = relayout
+        self.out_of_range = out_of_range
+        self.pool = self.resolve_pool(score, split)
         self.keyboard = Keyboard(self.n_envs, self.keys, layout, layout_seed, pedal)
+        self.keyboard.sealed = bool(seal_layout)
         self.synth = make_synth(synth, self.sample_rate)
         self.player = self.synth.player(self.n_envs, self.block_size)
         self.features = LogMel(self.sample_rate, self.block_size, self.n_mels)
         limit_blas_threads()  # numpy's BLAS pool would fight torch's for the cores (see _threads)
-        self.reward = rewards_mod.make(reward)
+        self.pairs, self.ear = self._resolve_ear(pairs, ear, synth)
+        self.reward = rewards_mod.make(reward, ear=self.ear)
         self.reward.bind(self.n_envs)
         self._single_reward = self._single_name = None
         parts = getattr(self.reward, "parts", None)
@@ -128,6 +172,9 @@ class PianoSim:
         self.n_steps = np.ones(n, dtype=np.int64)
         self.scores: list[Score | None] = [None] * n
         self.frames: list[FrameScore | None] = [None] * n
+        self.references: list[Score | None] = [None] * n
+        self.names: list[str] = [""] * n
+        self.reference_held: list[np.ndarray | None] = [None] * n
         self._cap = 0
         self._alloc(256)
         # History rings: the last L = history_blocks + 1 blocks (and log-mel frames) are kept
@@ -160,47 +207,110 @@ class PianoSim:
         self.tape, self.down_hist, self.vel_hist, self.pedal_hist, self._cap = tape, down, vel, pedal, cap
 
     # ------------------------------------------------------------------ episodes
-    def reset_env(self, i: int, rng: np.random.Generator, score_index: int | None = None) -> None:
-        """Start a new episode in env ``i``: score ``score_index`` of the pool, or one drawn with ``rng``."""
+    def resolve_pool(self, score, split):
+        """The pool of scores episodes draw from (see `LMMPianoEnv`'s ``score``)."""
+        return resolve_scores(score, split, self.keys, self.out_of_range)
+
+    def _resolve_ear(self, pairs, ear, synth):
+        """(K, ear) the reward listens with: ``pairs=K`` fits (or loads) the ear of K pairs."""
+        if pairs is not None and ear is not None:
+            raise ValueError(f"pass pairs= or ear=, not both (got pairs={pairs!r}, ear={ear!r})")
+        if pairs is None:
+            return (None, ear)
+        from lmm_env import pairs as pairs_mod
+
+        k = pairs_mod.check_k(pairs)
+        sname = synth if isinstance(synth, str) else "piano"
+        return (k, pairs_mod.ear_for(k, synth=sname))
+
+    def pick_score(self, rng: np.random.Generator, score_index=None, score=None) -> Score:
+        """The episode's score: ``score`` (options["score"]), pool item ``score_index``, or a draw."""
+        if score is not None:
+            if score_index is not None:
+                raise ValueError("reset options 'score' and 'score_index' exclude each other; give one")
+            return resolve_scores([score], self.split, self.keys, self.out_of_range)[0]
         if score_index is None:
             score_index = int(rng.integers(len(self.pool)))
         elif not (isinstance(score_index, (int, np.integer)) and 0 <= score_index < len(self.pool)):
             raise ValueError(f"options['score_index']={score_index!r} is not allowed; "
                              f"use an int in [0, {len(self.pool) - 1}] (the env's pool holds {len(self.pool)} scores)")
-        score = self.pool[int(score_index)]
+        return self.pool[int(score_index)]
+
+    def trimmed(self, score: Score) -> Score:
         if self.max_seconds is not None and score.duration > self.max_seconds:
             score = score.trim(0.0, self.max_seconds)
-        frames = score.frames(self.frame_rate)
-        target = frames.to_score()
+        return score
+
+    def make_episode(self, i: int, rng: np.random.Generator, score_index=None, score=None) -> Episode:
+        """What env ``i``'s next episode asks for (LMMPiano-v0: play the score)."""
+        s = self.trimmed(self.pick_score(rng, score_index, score))
+        frames = s.frames(self.frame_rate)
         n_steps = frames.T + int(math.ceil(self.tail * self.frame_rate))
+        return Episode(frames=frames, n_steps=n_steps, reference=frames.to_score(), name=s.name,
+                       reference_held=frames.held)
+
+    def reset_env(self, i: int, rng: np.random.Generator, score_index: int | None = None, score=None) -> None:
+        """Start a new episode in env ``i``: ``score``, score ``score_index`` of the pool, or one drawn with ``rng``."""
+        self.begin(i, self.make_episode(i, rng, score_index, score), rng)
+
+    def begin(self, i: int, episode: Episode, rng: np.random.Generator) -> None:
+        """Lay out env ``i``'s episode: target tape, keyboard, synth, rings, reward."""
+        frames, n_steps = episode.frames, int(episode.n_steps)
         if n_steps > self._cap:
             self._alloc(max(n_steps, 2 * self._cap))
         pad = self.pad
         code = frames.velocity.copy()
         code[frames.onset] |= _ONSET_BIT
+        T = min(frames.T, n_steps)
         self.tape[i] = 0
-        self.tape[i, pad : pad + frames.T] = code
+        self.tape[i, pad : pad + T] = code[:T]
         self.down_hist[i] = False
         self.vel_hist[i] = 0
         self.pedal_hist[i] = False
         self.t[i] = 0
         self.n_steps[i] = n_steps
-        self.scores[i] = target
+        self.scores[i] = frames.to_score()
         self.frames[i] = frames
+        self.references[i] = episode.reference
+        held = episode.reference_held
+        if held is None and episode.reference is not None:
+            held = episode.reference.frames(self.frame_rate).held
+        self.reference_held[i] = held  # the reference's held roll, for frame F1
+        self.names[i] = episode.name
+        if self.relayout == "episode":
+            self.keyboard.relayout(i, rng)
         self.keyboard.reset([i])
         self.player.reset([i])
         self.audio_ring[i] = 0.0
         self.feat_ring[i] = self.features.silence
         self.last_features[i] = self.features.silence
         self.audio_blocks[i] = []
-        episode = EpisodeContext(
-            score=target, frames=frames, n_steps=n_steps, rng=np.random.default_rng(rng.integers(2**63)),
+        context = EpisodeContext(
+            score=self.scores[i], frames=frames, n_steps=n_steps, rng=np.random.default_rng(rng.integers(2**63)),
             synth=self.synth, features=self.features, frame_rate=self.frame_rate,
             sample_rate=self.sample_rate, block_size=self.block_size, keys=self.keys,
         )
-        self.reward.reset(episode, i)
+        if episode.target_audio is not None:
+            audio = np.asarray(episode.target_audio, np.float32)[: n_steps * self.block_size]
+            context._cache["audio"] = np.ascontiguousarray(np.pad(audio, (0, n_steps * self.block_size - len(audio))))
+            if episode.target_features is not None:
+                context._cache["features"] = episode.target_features
+        self.reward.reset(context, i)
 
     # ------------------------------------------------------------------ observations
+    def spaces(self):
+        """(observation_space, action_space) of one env."""
+        from gymnasium import spaces
+
+        n_keys = self.keyboard.n_keys
+        obs = spaces.Dict({
+            "score": spaces.Box(0.0, 1.0, (3, self.lookahead + 1, n_keys), np.float32),
+            "audio": spaces.Box(self.features.silence, 30.0, (self.n_mels,), np.float32),
+            "key_state": spaces.Box(0.0, 1.0, (self.keyboard.n_actions,), np.float32),
+        })
+        act = spaces.Box(-1.0, 1.0, (self.keyboard.n_actions,), np.float32)
+        return obs, act
+
     def score_window(self, env_ids, t, offsets):
         """Target (held, onset, velocity) frames ``t + offsets`` for each env, 88 columns."""
         codes = self.tape[np.asarray(env_ids)[:, None], self.pad + t[:, None] + offsets]
@@ -321,10 +431,18 @@ class PianoSim:
         return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
 
     def episode_metrics(self, i: int) -> dict[str, float]:
+        """Metrics against the episode's reference; only diversity diagnostics when it has none."""
         steps = int(self.t[i])
-        pad = self.pad
-        target_held = (self.tape[i, pad : pad + steps] > 0)
+        performance = self.performance_score(i)
+        duration = max(steps, 1) / self.frame_rate
+        reference = self.references[i]
+        if reference is None:
+            return {"pitch_class_entropy": metrics_mod.pitch_class_entropy(performance),
+                    "note_density": metrics_mod.note_density(performance, duration)}
+        ref_held = self.reference_held[i]
+        target_held = np.zeros((steps, N_KEYS), bool)
+        n = min(steps, len(ref_held))
+        target_held[:n] = ref_held[:n]
         return metrics_mod.episode_metrics(
-            self.down_hist[i, :steps], target_held, self.performance_score(i), self.scores[i],
-            duration=max(steps, 1) / self.frame_rate,
+            self.down_hist[i, :steps], target_held, performance, reference, duration=duration,
         )

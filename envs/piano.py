@@ -12,18 +12,105 @@ from lmm_env.envs.render import render_frame
 
 
 def make_spaces(sim: PianoSim):
-    """(observation_space, action_space) of one env."""
-    n_keys = sim.keyboard.n_keys
-    obs = spaces.Dict({
-        "score": spaces.Box(0.0, 1.0, (3, sim.lookahead + 1, n_keys), np.float32),
-        "audio": spaces.Box(sim.features.silence, 30.0, (sim.n_mels,), np.float32),
-        "key_state": spaces.Box(0.0, 1.0, (sim.keyboard.n_actions,), np.float32),
-    })
-    act = spaces.Box(-1.0, 1.0, (sim.keyboard.n_actions,), np.float32)
-    return obs, act
+    """(observation_space, action_space) of one env: the sim's own (see `PianoSim.spaces`)."""
+    return sim.spaces()
 
 
-class LMMPianoEnv(gym.Env):
+class PianoTaskEnv(gym.Env):
+    """What every lmm_env task shares: reset, step, results. A subclass builds ``self.sim``.
+
+    Reset options: ``score_index`` (the i-th piece of the pool) or ``score`` (a `Score`,
+    MIDI path or PrettyMIDI to play this episode).
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+    reset_options = ("score_index", "score")
+
+    def _setup(self, sim: PianoSim, render_mode: str | None) -> None:
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode={render_mode!r} is not supported; use None or 'rgb_array'")
+        self.render_mode = render_mode
+        self.sim = sim
+        self.metadata = dict(self.metadata, render_fps=self.sim.frame_rate)
+        self.observation_space, self.action_space = make_spaces(self.sim)
+        self._needs_reset = True
+
+    @property
+    def keyboard(self):
+        return self.sim.keyboard
+
+    @property
+    def synth(self):
+        return self.sim.synth
+
+    @property
+    def reward_model(self):
+        return self.sim.reward
+
+    @property
+    def pairs(self):
+        """K, the score-audio pairs the reward's ear was fitted on (None: the ear was given)."""
+        return self.sim.pairs
+
+    def _check_options(self, options):
+        options = options or {}
+        unknown = set(options) - set(self.reset_options)
+        if unknown:
+            raise ValueError(f"unknown reset options {sorted(unknown)}; allowed: {list(self.reset_options)}")
+        return options
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        options = self._check_options(options)
+        self.sim.reset_env(0, self.np_random, options.get("score_index"), options.get("score"))
+        self._needs_reset = False
+        obs = {k: v[0] for k, v in self.sim.observation().items()}
+        return obs, {"score_name": self.sim.names[0], "n_steps": int(self.sim.n_steps[0]), "pairs": self.sim.pairs}
+
+    def step(self, action):
+        if self._needs_reset:
+            raise RuntimeError("call reset() before step(), and again after an episode ends")
+        a = np.asarray(action)
+        if a.shape != self.action_space.shape:
+            raise ValueError(f"action shape {a.shape} is wrong; expected {self.action_space.shape}")
+        rewards, truncated, terms = self.sim.step(a[None])
+        obs = {k: v[0] for k, v in self.sim.observation().items()}
+        info = {"reward_terms": {k: float(v[0]) for k, v in terms.items()}}
+        done = bool(truncated[0])
+        if done:
+            info["metrics"] = self.sim.episode_metrics(0)
+            info["pairs"] = self.sim.pairs
+            self._needs_reset = True
+        return obs, float(rewards[0]), False, done, info
+
+    def performance(self):
+        """What was played so far, as a PrettyMIDI (notes from key-down to key-up)."""
+        return self.sim.performance_midi(0)
+
+    def performance_score(self):
+        """What was played so far, as a `Score` on the frame grid."""
+        return self.sim.performance_score(0)
+
+    def target_score(self):
+        """The current episode's target notes as the reward sees them (quantized to the frame grid)."""
+        return self.sim.scores[0]
+
+    def episode_audio(self) -> np.ndarray:
+        """The audio heard so far this episode (float32, mono, at ``sample_rate``)."""
+        return self.sim.episode_audio(0)
+
+    def episode_metrics(self) -> dict[str, float]:
+        """Metrics of the episode so far (the same as the last step's ``info["metrics"]``)."""
+        return self.sim.episode_metrics(0)
+
+    def render(self):
+        if self.render_mode is None:
+            gym.logger.warn("render() called with render_mode=None; make the env with render_mode='rgb_array'")
+            return None
+        return render_frame(self.sim, 0)
+
+
+class LMMPianoEnv(PianoTaskEnv):
     """Play a score on a piano and be judged by the audio it makes.
 
     Each step the agent sees the score ahead (X^V) and the log-mel of the audio its keys
@@ -71,7 +158,8 @@ class LMMPianoEnv(gym.Env):
     name each step.
 
     ## Starting State
-    All keys up, silence; a score is drawn from the pool with the env's RNG.
+    All keys up, silence; a score is drawn from the pool with the env's RNG (or
+    ``reset(options={"score_index": i})`` / ``{"score": a_score_or_midi}``).
 
     ## Episode End
     No termination. Truncation after the score's frames plus ``tail`` seconds (releases
@@ -98,89 +186,20 @@ class LMMPianoEnv(gym.Env):
       long pieces to their first ``max_seconds`` (None = whole piece).
     * ``render_mode``: None or "rgb_array" (keyboard under a scrolling piano roll).
     * ``record_audio`` (True): keep the episode's audio for `episode_audio`.
+    * ``pairs``: K score-audio pairs (`lmm_env.pairs`: 0, 4, 16, 64 or "all") the reward's
+      ear is fitted on (K = 0: the analytic ear); recorded in ``info["pairs"]``. Or
+      ``ear``: an ear object or name for `lmm_env.lm.load_pretrained`. Default: neither
+      (the reward's own default ear, the analytic one; ``info["pairs"]`` is None).
     """
-
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
 
     def __init__(self, score="folk", split: str = "train", frame_rate: float = 20, sample_rate: int = 16000,
                  lookahead: int = 10, keys=(21, 108), layout: str = "identity", layout_seed: int = 0,
                  pedal: bool = False, synth="piano", reward="closed_loop", render_mode: str | None = None,
                  n_mels: int = 64, tail: float = 0.5, max_seconds: float | None = None,
-                 out_of_range: str = "transpose", record_audio: bool = True):
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode={render_mode!r} is not supported; use None or 'rgb_array'")
-        self.render_mode = render_mode
-        self.sim = PianoSim(
+                 out_of_range: str = "transpose", record_audio: bool = True, pairs=None, ear=None):
+        self._setup(PianoSim(
             1, score=score, split=split, frame_rate=frame_rate, sample_rate=sample_rate, lookahead=lookahead,
             keys=keys, layout=layout, layout_seed=layout_seed, pedal=pedal, synth=synth, reward=reward,
             n_mels=n_mels, tail=tail, max_seconds=max_seconds, out_of_range=out_of_range,
-            record_audio=record_audio,
-        )
-        self.metadata = dict(self.metadata, render_fps=self.sim.frame_rate)
-        self.observation_space, self.action_space = make_spaces(self.sim)
-        self._needs_reset = True
-
-    @property
-    def keyboard(self):
-        return self.sim.keyboard
-
-    @property
-    def synth(self):
-        return self.sim.synth
-
-    @property
-    def reward_model(self):
-        return self.sim.reward
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        super().reset(seed=seed)
-        options = options or {}
-        unknown = set(options) - {"score_index"}
-        if unknown:
-            raise ValueError(f"unknown reset options {sorted(unknown)}; allowed: 'score_index' (which score of the pool)")
-        self.sim.reset_env(0, self.np_random, options.get("score_index"))
-        self._needs_reset = False
-        obs = {k: v[0] for k, v in self.sim.observation().items()}
-        score = self.sim.scores[0]
-        return obs, {"score_name": score.name, "n_steps": int(self.sim.n_steps[0])}
-
-    def step(self, action):
-        if self._needs_reset:
-            raise RuntimeError("call reset() before step(), and again after an episode ends")
-        a = np.asarray(action)
-        if a.shape != self.action_space.shape:
-            raise ValueError(f"action shape {a.shape} is wrong; expected {self.action_space.shape}")
-        rewards, truncated, terms = self.sim.step(a[None])
-        obs = {k: v[0] for k, v in self.sim.observation().items()}
-        info = {"reward_terms": {k: float(v[0]) for k, v in terms.items()}}
-        done = bool(truncated[0])
-        if done:
-            info["metrics"] = self.sim.episode_metrics(0)
-            self._needs_reset = True
-        return obs, float(rewards[0]), False, done, info
-
-    def performance(self):
-        """What was played so far, as a PrettyMIDI (notes from key-down to key-up)."""
-        return self.sim.performance_midi(0)
-
-    def performance_score(self):
-        """What was played so far, as a `Score` on the frame grid."""
-        return self.sim.performance_score(0)
-
-    def target_score(self):
-        """The current episode's target notes (quantized to the frame grid)."""
-        return self.sim.scores[0]
-
-    def episode_audio(self) -> np.ndarray:
-        """The audio heard so far this episode (float32, mono, at ``sample_rate``)."""
-        return self.sim.episode_audio(0)
-
-    def episode_metrics(self) -> dict[str, float]:
-        """Metrics of the episode so far (the same as the last step's ``info["metrics"]``)."""
-        return self.sim.episode_metrics(0)
-
-    def render(self):
-        if self.render_mode is None:
-            gym.logger.warn("render() called with render_mode=None; make the env with render_mode='rgb_array'")
-            return None
-        return render_frame(self.sim, 0)
+            record_audio=record_audio, pairs=pairs, ear=ear,
+        ), render_mode)

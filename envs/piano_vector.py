@@ -20,29 +20,17 @@ from lmm_env.envs.core import PianoSim
 from lmm_env.envs.piano import make_spaces
 
 
-class LMMPianoVectorEnv(VectorEnv):
-    """``num_envs`` LMMPiano-v0 envs stepped as one batch (same arguments as `LMMPianoEnv`).
+class PianoTaskVectorEnv(VectorEnv):
+    """The batched twin of a `PianoTaskEnv`: a subclass sets ``sim_class`` (see `LMMPianoVectorEnv`)."""
 
-    Autoreset is gymnasium's ``AutoresetMode.SAME_STEP`` (declared in ``metadata``): an
-    episode's last step already returns the next episode's first observation, and the
-    final one is in ``infos["final_obs"]`` (as SB3 expects). Every env keeps stepping in
-    lockstep, with no wasted step per episode.
-
-    Extra argument:
-        record_audio: keep each env's episode audio (default False: it costs memory).
-
-    ``infos`` follow gymnasium's vector convention: ``infos["reward_terms"][name]`` is an
-    array over envs; ``infos["metrics"][name]`` with mask ``infos["_metrics"]`` holds the
-    metrics of envs whose episode ended this step.
-    """
-
+    sim_class = PianoSim
     metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.SAME_STEP}
 
     def __init__(self, num_envs: int = 1, record_audio: bool = False, render_mode: str | None = None,
                  **kwargs: Any):
         if render_mode is not None:
-            raise ValueError(f"render_mode={render_mode!r}: the vector env does not render; use LMMPiano-v0")
-        self.sim = PianoSim(num_envs, record_audio=record_audio, **kwargs)
+            raise ValueError(f"render_mode={render_mode!r}: the vector env does not render; use the single env")
+        self.sim = self.sim_class(num_envs, record_audio=record_audio, **kwargs)
         self.num_envs = self.sim.n_envs
         self.single_observation_space, self.single_action_space = make_spaces(self.sim)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
@@ -101,3 +89,22 @@ class LMMPianoVectorEnv(VectorEnv):
 
     def episode_audio(self, i: int) -> np.ndarray:
         return self.sim.episode_audio(i)
+
+
+class LMMPianoVectorEnv(PianoTaskVectorEnv):
+    """``num_envs`` LMMPiano-v0 envs stepped as one batch (same arguments as `LMMPianoEnv`).
+
+    Autoreset is gymnasium's ``AutoresetMode.SAME_STEP`` (declared in ``metadata``): an
+    episode's last step already returns the next episode's first observation, and the
+    final one is in ``infos["final_obs"]`` (as SB3 expects). Every env keeps stepping in
+    lockstep, with no wasted step per episode.
+
+    Extra argument:
+        record_audio: keep each env's episode audio (default False: it costs memory).
+
+    ``infos`` follow gymnasium's vector convention: ``infos["reward_terms"][name]`` is an
+    array over envs; ``infos["metrics"][name]`` with mask ``infos["_metrics"]`` holds the
+    metrics of envs whose episode ended this step.
+    """
+
+    sim_class = PianoSim

@@ -46,10 +46,7 @@ def render_frame(sim, i: int) -> np.ndarray:
     pitches = np.arange(lo, hi + 1)
     black = np.isin(pitches % 12, list(BLACK_PC))
     keys = np.where(black[:, None], np.array([[20, 20, 20]], np.uint8), np.array([[235, 235, 235]], np.uint8))
-    pressed = sim.keyboard.down[i]
-    down88 = np.zeros(n, bool)
-    down88[sim.keyboard.pitch_of_action - lo] = pressed
-    keys[down88] = PLAYED
+    keys[sim.keyboard.pitches_down(i)] = PLAYED
     kb = np.repeat(np.repeat(keys[None], KEYBOARD_H, axis=0), KEY_W, axis=1)
     kb[:, ::KEY_W] = 120  # key separators
     return np.concatenate([img_roll, np.full((2, n * KEY_W, 3), 200, np.uint8), kb], axis=0)

@@ -125,3 +125,55 @@ class LogMel:
         spec = torch.fft.rfft(blocks * window, n=self.n_fft)
         power = spec.real**2 + spec.imag**2
         return torch.log(power @ basis + self.eps)
+
+
+def load_audio(source, sample_rate: int, what: str = "audio", source_rate: int | None = None,
+               allow_silence: bool = False) -> np.ndarray:
+    """A recording as 1-D float32 at ``sample_rate``: a WAV (or any soundfile format) path or an array.
+
+    Multi-channel audio is mixed to mono; another sample rate is resampled (librosa, with a
+    warning saying so). An array is taken to be at ``source_rate`` (default ``sample_rate``).
+    Raises ValueError naming the problem: a missing file, one that is not audio, an empty
+    recording, non-finite samples, or all silence (peak below -80 dBFS) unless ``allow_silence``.
+    """
+    import os
+    import warnings
+
+    sr = sample_rate if source_rate is None else int(source_rate)
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        if not os.path.isfile(path):
+            raise ValueError(f"{what} file {path!r} does not exist")
+        import soundfile as sf
+
+        try:
+            data, sr = sf.read(path, dtype="float32", always_2d=True)
+        except Exception as exc:  # soundfile raises its own error type (e.g. a MIDI or text file)
+            raise ValueError(f"{what} file {path!r} is not audio soundfile can read (WAV, FLAC, OGG): {exc}") from None
+        x = data.mean(axis=1)
+        name = repr(path)
+    elif isinstance(source, np.ndarray):
+        if source.dtype.kind != "f":
+            raise ValueError(f"{what} array has dtype {source.dtype}; pass float samples in [-1, 1]")
+        x = source
+        if x.ndim == 2 and min(x.shape) <= 8:  # (n, channels) or (channels, n)
+            x = x.mean(axis=1 if x.shape[1] <= 8 else 0)
+        if x.ndim != 1:
+            raise ValueError(f"{what} array has shape {source.shape}; pass 1-D mono samples (or (n, channels))")
+        name = "array"
+    else:
+        raise ValueError(f"{what}={source!r} is not allowed; pass a WAV path or a float numpy array")
+    if x.size == 0:
+        raise ValueError(f"{what} {name} is empty (no samples)")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{what} {name} contains NaN or inf samples")
+    if sr != sample_rate:
+        import librosa
+
+        warnings.warn(f"{what} {name} is at {sr} Hz; resampled to the env's {sample_rate} Hz", stacklevel=3)
+        x = librosa.resample(np.asarray(x, np.float32), orig_sr=sr, target_sr=sample_rate)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if not allow_silence and float(np.abs(x).max()) < 1e-4:
+        raise ValueError(f"{what} {name} is silent (peak {float(np.abs(x).max()):.2e}, below -80 dBFS); "
+                         "give a recording of music")
+    return x

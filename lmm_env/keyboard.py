@@ -12,6 +12,13 @@ Action semantics (one row per env, float in [-1, 1], values beyond are clipped):
 plays pitch ``pitch_of_action[i]``. With ``layout="shuffled"`` that mapping is a hidden
 permutation drawn from ``layout_seed`` (the pitch->key mapping the seed author's
 "decipher" prototype had to discover); ``layout="identity"`` (default) plays ``lo + i``.
+`relayout` gives one env a new permutation (LMMDecipher-v0's ``relayout="episode"``), so
+envs of one batch may play different instruments.
+
+A *sealed* keyboard (LMMDecipher-v0's) hides its layout: reading ``pitch_of_action``,
+``key_of_action`` or ``action_of_pitch`` raises `HiddenLayoutError`. The world itself uses
+the private copies; oracle baselines read the layout through ``reveal()``, which the
+benchmark runner forbids to agents that are not registered as oracles.
 """
 from __future__ import annotations
 
@@ -20,6 +27,10 @@ import numpy as np
 from lmm_env.synth.base import HIGHEST_PITCH, LOWEST_PITCH, N_KEYS
 
 LAYOUTS = ("identity", "shuffled")
+
+
+class HiddenLayoutError(PermissionError):
+    """An agent read the hidden pitch->key layout of a sealed keyboard."""
 
 
 def check_keys(keys) -> tuple[int, int]:
@@ -61,18 +72,83 @@ class Keyboard:
         pitches = np.arange(self.lo, self.hi + 1)
         if layout == "shuffled":
             pitches = np.random.default_rng(layout_seed).permutation(pitches)
-        self.pitch_of_action = pitches  # (n_keys,) MIDI pitch each action index plays
-        self.key_of_action = pitches - LOWEST_PITCH  # column in the 88-key arrays
-        # A slice scatters faster than an index array when the layout is the identity.
-        self._cols = slice(self.lo - LOWEST_PITCH, self.hi - LOWEST_PITCH + 1) if layout == "identity" \
-            else self.key_of_action
-        self.action_of_pitch = np.full(128, -1, dtype=np.int64)
-        self.action_of_pitch[pitches] = np.arange(self.n_keys)
+        self._pitch = np.tile(pitches, (self.n_envs, 1))  # (n_envs, n_keys) pitch of each action
+        self._shared = True  # every env has the same layout (row 0): cheaper scatters
+        self._set_cols()
+        self.sealed = False
+        self._reveal_allowed = True
         self.down = np.zeros((self.n_envs, self.n_keys), dtype=bool)  # by action index
         self.pedal_down = np.zeros(self.n_envs, dtype=bool)
         self._onset88 = np.zeros((self.n_envs, N_KEYS), dtype=bool)
         self._vel88 = np.zeros((self.n_envs, N_KEYS), dtype=np.int64)
         self._down88 = np.zeros((self.n_envs, N_KEYS), dtype=bool)
+
+    # ------------------------------------------------------------------ layout
+    def _set_cols(self) -> None:
+        """Column (pitch - 21) of each action, as the cheapest index for `apply`'s scatter."""
+        if self._shared:
+            row = self._pitch[0]
+            identity = np.array_equal(row, np.arange(self.lo, self.hi + 1))
+            # A slice scatters faster than an index array when the layout is the identity.
+            self._cols = slice(self.lo - LOWEST_PITCH, self.hi - LOWEST_PITCH + 1) if identity \
+                else row - LOWEST_PITCH
+            self._rows = slice(None)
+        else:
+            self._cols = self._pitch - LOWEST_PITCH
+            self._rows = np.arange(self.n_envs)[:, None]
+
+    def relayout(self, env_id: int, rng: np.random.Generator) -> None:
+        """Give env ``env_id`` a new hidden permutation of the range, drawn with ``rng``."""
+        perm = rng.permutation(np.arange(self.lo, self.hi + 1))
+        if self._shared and self.n_envs > 1 and not np.array_equal(perm, self._pitch[0]):
+            self._shared = False
+        self._pitch[int(env_id)] = perm
+        self._set_cols()
+
+    def _layout(self) -> np.ndarray:
+        return self._pitch[0] if (self._shared or self.n_envs == 1) else self._pitch
+
+    def _check_readable(self, what: str) -> None:
+        if self.sealed:
+            raise HiddenLayoutError(
+                f"keyboard.{what} is hidden in this task (the layout is what the agent must decipher); "
+                "only oracle baselines may read it, through keyboard.reveal()"
+            )
+
+    def reveal(self) -> np.ndarray:
+        """The hidden layout (pitch of each action; (n_envs, n_keys) if envs differ), for oracles only."""
+        if not self._reveal_allowed:
+            raise HiddenLayoutError(
+                "keyboard.reveal() was refused: the benchmark runner lets only agents registered as oracles "
+                "read the hidden layout"
+            )
+        return self._layout().copy()
+
+    @property
+    def pitch_of_action(self) -> np.ndarray:
+        """(n_keys,) MIDI pitch each action index plays ((n_envs, n_keys) once envs differ)."""
+        self._check_readable("pitch_of_action")
+        return self._layout()
+
+    @property
+    def key_of_action(self) -> np.ndarray:
+        """Column in the 88-key arrays (pitch - 21) of each action index."""
+        self._check_readable("key_of_action")
+        return self._layout() - LOWEST_PITCH
+
+    @property
+    def action_of_pitch(self) -> np.ndarray:
+        """(128,) action index of each MIDI pitch (-1 outside the range); env 0's if envs differ."""
+        self._check_readable("action_of_pitch")
+        out = np.full(128, -1, dtype=np.int64)
+        out[self._pitch[0]] = np.arange(self.n_keys)
+        return out
+
+    def pitches_down(self, env_id: int) -> np.ndarray:
+        """(n_keys,) bool by pitch (lo..hi) of keys env ``env_id`` holds: the world's view, for rendering."""
+        out = np.zeros(self.n_keys, bool)
+        out[self._pitch[env_id] - self.lo] = self.down[env_id]
+        return out
 
     def reset(self, env_ids=None) -> None:
         ids = slice(None) if env_ids is None else np.asarray(env_ids)
@@ -106,13 +182,12 @@ class Keyboard:
         self.down = down
         if self.pedal:
             self.pedal_down = action[:, self.n_keys] > 0.0
-        cols = self._cols
-        self._onset88[:, cols] = onset
-        self._down88[:, cols] = down
+        rows, cols = self._rows, self._cols
+        self._onset88[rows, cols] = onset
+        self._down88[rows, cols] = down
         vel = np.clip(keys, 0.0, 1.0)
         vel *= 126.0
-        self._vel88[:, cols] = np.rint(vel, out=vel)
-        self._vel88[:, cols] += 1
+        self._vel88[rows, cols] = np.rint(vel, out=vel) + 1
         if self.pedal:
             damped = ~(self._down88 | self.pedal_down[:, None])
         else:

@@ -36,10 +36,12 @@ def test_registered_ids_pass_gymnasium_and_sb3_checkers():
 
     ids = [i for i in gym.registry if i.startswith("LMM")]
     assert "LMMPiano-v0" in ids
+    assert {"LMMDecipher-v0", "LMMByEar-v0", "LMMImprovise-v0"} <= set(ids)
     for env_id in ids:
-        env = gym.make(env_id, **SHORT)
+        kw = dict(prompt_seconds=1, length_seconds=2) if env_id == "LMMImprovise-v0" else SHORT
+        env = gym.make(env_id, **kw)
         gym_check_env(env.unwrapped, skip_render_check=True)
-        sb3_check_env(gym.make(env_id, **SHORT).unwrapped, warn=False)
+        sb3_check_env(gym.make(env_id, **kw).unwrapped, warn=False)
 
 
 def test_default_make_draws_a_corpus_piece_and_steps():

@@ -9,6 +9,8 @@ Small, CPU-trainable models shipped with weights (``lmm_env/lm/weights/``):
 - `AnalyticEar` (``"ear-analytic"``) and `LearnedEar` (``"ear"``, trained from K=16
   score-audio pairs): audio -> 88 pitch activations per frame.
 
+`fit_ear(pairs)` fits a `LearnedEar` from K protocol pairs (`lmm_env.pairs.load(K)`).
+
 Retrain any of them with ``python -m lmm_env.lm.train {score,audio,ear} --help``.
 """
 from lmm_env.lm.checkpoint import (
@@ -21,4 +23,12 @@ from lmm_env.lm.checkpoint import (
 )
 
 __all__ = ["CheckpointError", "PRETRAINED", "load_checkpoint", "load_pretrained", "read_metadata",
-           "save_checkpoint"]
+           "save_checkpoint", "fit_ear"]
+
+
+def __getattr__(name):
+    if name == "fit_ear":  # lazily: the ear module imports torch
+        from lmm_env.lm.ear import fit_ear
+
+        return fit_ear
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

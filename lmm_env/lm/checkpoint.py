@@ -26,6 +26,9 @@ MODEL_CLASSES = {
 # Shipped models by name -> file in WEIGHTS_DIR (or a callable building a weightless model).
 PRETRAINED = {
     "score": "score_lm.safetensors",
+    # an independent ScoreLM (validation split, other width and seed) that judges improvisation
+    # (lmm_env.improv); never the reward's model. Its training command is in judge_lm.json.
+    "judge": "judge_lm.safetensors",
     "audio": "audio_lm.safetensors",
     "ear": "ear.safetensors",
     "ear-analytic": "lmm_env.lm.ear:AnalyticEar",
@@ -146,7 +149,10 @@ _CACHE: dict[str, object] = {}
 
 
 def load_pretrained(name_or_path, *, cached: bool = True):
-    """A shipped model by name ("score", "audio", "ear", "ear-analytic") or a saved file.
+    """A shipped model by name ("score", "judge", "audio", "ear", "ear-analytic") or a saved file.
+
+    "judge" is a second ScoreLM, trained on the validation split, that `lmm_env.improv`
+    scores improvisations with, so that they are not judged by the reward's own "score" LM.
 
     Named models are loaded once per process and shared (frozen, eval mode): envs that
     build LM rewards reuse them. Pass ``cached=False`` for a private copy.

@@ -62,7 +62,7 @@ LOG_HIGH_HZ = 7000.0
 RESTRIKE_DB = 6.0
 EPS = 1e-9
 
-__all__ = ["AnalyticEar", "LearnedEar", "train_main", "log_spectra", "rolls_to_score"]
+__all__ = ["AnalyticEar", "LearnedEar", "fit_ear", "train_main", "log_spectra", "rolls_to_score"]
 
 
 # --------------------------------------------------------------------------- front end
@@ -635,6 +635,80 @@ def build_dataset(pairs: int, seed: int, max_seconds: float = 30.0, progress: bo
     return (np.concatenate(specs), np.concatenate(acts), np.concatenate(helds), np.concatenate(onsets))
 
 
+def pairs_dataset(pairs, seed: int = 0, gains: int = 2, progress: bool = True):
+    """Features and targets of K score-audio pairs (`lmm_env.pairs`), each heard at ``gains`` random levels.
+
+    Only the pairs' own audio is used (scaled by a gain drawn in [-12, +6] dB): no pair is
+    re-rendered transposed or re-timed, so K stays the number of pairs learned from."""
+    from tqdm import tqdm
+
+    rng = np.random.default_rng(seed)
+    analytic = AnalyticEar(history_blocks=3, iterations=10, bins_per_semitone=BINS_PER_SEMITONE, n_fft=None)
+    scale = LearnedEar.__init__.__defaults__[-1]
+    specs, acts, helds, onsets = [], [], [], []
+    for pair in tqdm(pairs, desc="ear features", disable=not progress, leave=False):
+        if pair.sample_rate != analytic.sample_rate:
+            raise ValueError(f"pair {pair.name!r} is at {pair.sample_rate} Hz; the ear works at {analytic.sample_rate} Hz")
+        frames = np.ascontiguousarray(_frames(pair.audio, analytic.window, BLOCK_SIZE))
+        held, onset = _targets(pair.score, len(frames), SAMPLE_RATE / BLOCK_SIZE)
+        for _ in range(gains):
+            g = np.float32(10.0 ** (rng.uniform(-12, 6) / 20.0))
+            spec, act, _ = _features_np(frames * g, analytic, scale)
+            specs.append(spec)
+            acts.append(act)
+            helds.append(held)
+            onsets.append(onset)
+    return (np.concatenate(specs), np.concatenate(acts), np.concatenate(helds), np.concatenate(onsets))
+
+
+def fit_ear(pairs, steps: int = 1500, batch: int = 128, lr: float = 3e-3, seed: int = 0, threads: int | None = 1,
+            progress: bool = True):
+    """The `LearnedEar` of K score-audio pairs (``lmm_env.pairs.load(K)``); K = 0 gives the `AnalyticEar`.
+
+    ``steps`` Adam steps (one-cycle schedule) of ``batch`` frames, deterministic given ``seed``.
+    The defaults take about a minute on one core for K <= 64 (see BENCHMARKS.md); one torch thread
+    is the fastest here (the small convolutions scale badly), so ``threads=1`` by default.
+    """
+    if len(pairs) == 0:
+        return AnalyticEar()
+    if not (isinstance(steps, int) and steps >= 1):
+        raise ValueError(f"steps={steps!r} must be an int >= 1")
+    from tqdm import tqdm
+
+    n_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        torch.manual_seed(seed)
+        spec, act, held, onset = pairs_dataset(pairs, seed=seed, progress=progress)
+        model = LearnedEar()
+        spec_t, act_t = torch.from_numpy(spec), torch.from_numpy(act)
+        y = torch.from_numpy(np.stack([held, onset], axis=-1).astype(np.float32))
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+        gen = torch.Generator().manual_seed(seed)
+        pos_w = torch.tensor([1.0, 4.0])
+        bar = tqdm(range(steps), desc=f"fit ear ({len(pairs)} pairs)", disable=not progress, leave=False)
+        ema = None
+        for step in bar:
+            idx = torch.randint(0, len(spec_t), (batch,), generator=gen)
+            logits = model(spec_t[idx], act_t[idx])
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y[idx], pos_weight=pos_w)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
+            if step % 50 == 0:
+                bar.set_postfix(loss=f"{ema:.4f}")
+    finally:
+        torch.set_num_threads(n_threads)
+    model.eval()
+    model.refresh()
+    model.fit_info = {"pairs": len(pairs), "frames": int(len(spec)), "steps": steps, "final_loss": float(ema)}
+    return model
+
+
 def train_main(argv=None) -> int:
     from tqdm import tqdm
 
@@ -704,4 +778,35 @@ def train_main(argv=None) -> int:
     extra["total_wall_seconds"] = round(time.time() - t0, 1)
     path = save_checkpoint(model, args.out, extra=extra)
     print(f"saved {path} (total {time.time() - t0:.0f} s)")
+    return 0
+
+
+def pairs_main(argv=None) -> int:
+    """``python -m lmm_env.lm.train ear-pairs --pairs K``: fit, evaluate and save the ear of K pairs."""
+    from lmm_env import pairs as pairs_mod
+    from lmm_env.lm.checkpoint import WEIGHTS_DIR, save_checkpoint
+
+    ap = argparse.ArgumentParser(prog="python -m lmm_env.lm.train ear-pairs",
+                                 description="Fit the learned ear of K protocol pairs (lmm_env.pairs) with fit_ear.")
+    ap.add_argument("--pairs", default="16", help="K: 4, 16, 64 or all (default 16)")
+    ap.add_argument("--synth", default="piano", help="instrument the pairs are rendered through (default piano)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=None, help="default: lmm_env/lm/weights/ear_pairs{K}.safetensors")
+    ap.add_argument("--eval-pieces", type=int, default=10, help="test pieces per corpus (default 10; 0: skip)")
+    args = ap.parse_args(argv)
+    K = pairs_mod.check_k(args.pairs)
+    t0 = time.time()
+    ps = pairs_mod.load(K, synth=args.synth, seed=args.seed)
+    model = fit_ear(ps, seed=args.seed)
+    extra = dict(model.fit_info, synth=args.synth, seed=args.seed, fit_wall_seconds=round(time.time() - t0, 1),
+                 command=f"python -m lmm_env.lm.train ear-pairs --pairs {K} --synth {args.synth} --seed {args.seed}")
+    if args.eval_pieces > 0:
+        res = evaluate({"analytic": AnalyticEar(), f"pairs{K}": model}, n_each=args.eval_pieces)
+        print(table(res))
+        extra["eval"], extra["eval_table"] = res, table(res)
+        extra["eval_note"] = (f"test split, first {args.eval_pieces} evenly spaced pieces of folk and "
+                              "bach-chorales, trimmed to 30 s")
+    out = args.out or str(WEIGHTS_DIR / f"ear_pairs{K}.safetensors")
+    save_checkpoint(model, out, extra=extra)
+    print(f"saved {out} ({extra['fit_wall_seconds']} s to fit)")
     return 0

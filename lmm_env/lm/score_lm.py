@@ -21,11 +21,17 @@ Row ``t`` of the output depends on ``frames[:, :t]`` only, and only on the last
 
 Train with ``python -m lmm_env.lm.train score --help``; the shipped weights are
 ``lmm_env/lm/weights/score_lm.safetensors`` (``lmm_env.lm.load_pretrained("score")``).
+A second, independent ScoreLM, the *judge* (``load_pretrained("judge")``,
+``judge_lm.safetensors``), is trained by the same command on the validation split and
+evaluated on the test split (``--train-split validation --eval-split test``; its exact command
+is in its checkpoint's metadata): it scores free improvisation (`lmm_env.improv`) with a
+model that the reward's ScoreLM never shared data or weights with.
 """
 from __future__ import annotations
 
 import argparse
 import math
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -443,16 +449,32 @@ def format_table(res: dict, cols) -> str:
 
 
 def train_main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m lmm_env.lm.train score",
-                                description="Train ScoreLM (LM^V) on bach-chorales + folk at 20 fps.")
+    from lmm_env.corpus import SPLITS
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = argparse.ArgumentParser(
+        prog="python -m lmm_env.lm.train score",
+        description="Train ScoreLM (LM^V) on bach-chorales + folk at 20 fps. The defaults rebuild the shipped "
+                    "reward model (train split, evaluated on validation); the judge LM of lmm_env.improv is "
+                    "this command with --train-split validation --eval-split test --out .../judge_lm.safetensors "
+                    "(its exact command is stored in judge_lm.json).")
     p.add_argument("--out", default=str(DEFAULT_OUT), help="output .safetensors (default: the shipped file)")
+    p.add_argument("--train-split", default="train", choices=SPLITS,
+                   help="corpus split to train on (default train)")
+    p.add_argument("--eval-split", default="validation", choices=SPLITS,
+                   help="corpus split the saved NLL is measured on (default validation); must differ from "
+                        "--train-split")
+    p.add_argument("--compare", action="append", default=[], metavar="MODEL",
+                   help="also evaluate this ScoreLM (a load_pretrained name such as 'score', or a .safetensors "
+                        "path) on the same evaluation pieces and store its NLL in the metadata; repeatable")
     p.add_argument("--steps", type=int, default=2000, help="optimizer steps (default 2000)")
     p.add_argument("--minutes", type=float, default=6.5,
                    help="wall-clock cap on the training loop; stops early (not step-deterministic) if hit")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: faster on a busy machine)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-pieces", type=int, default=400, help="train pieces per corpus (deterministic subset)")
-    p.add_argument("--eval-pieces", type=int, default=150, help="validation pieces per corpus")
+    p.add_argument("--max-pieces", type=int, default=400,
+                   help="training pieces per corpus (deterministic subset; 0 = all)")
+    p.add_argument("--eval-pieces", type=int, default=150, help="evaluation pieces per corpus (0 = all)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--crop", type=int, default=224, help="frames per training crop")
     p.add_argument("--warmup", type=int, default=24, help="unscored first frames of mid-piece crops")
@@ -463,11 +485,19 @@ def train_main(argv=None) -> int:
     p.add_argument("--channels", type=int, default=6, help="per-key channels")
     p.add_argument("--kernel", type=int, default=9, help="key-axis convolution width (odd)")
     args = p.parse_args(argv)
+    if args.train_split == args.eval_split:
+        p.error(f"--train-split and --eval-split are both {args.train_split!r}: the saved NLL must be measured "
+                "on pieces the model was not trained on; choose two different splits")
 
     from tqdm import tqdm
 
-    from lmm_env.lm.checkpoint import save_checkpoint
+    from lmm_env.lm.checkpoint import load_pretrained, save_checkpoint
 
+    compare = {}
+    for name in args.compare:  # fail before the long part if a comparison model is missing; loaded
+        compare[name] = load_pretrained(name, cached=False)  # before seeding: it must not shift the RNG
+        if not isinstance(compare[name], ScoreLM):
+            p.error(f"--compare {name!r} is a {type(compare[name]).__name__}, not a ScoreLM")
     t0 = time.time()
     torch.set_num_threads(max(1, args.threads))
     torch.manual_seed(args.seed)
@@ -475,13 +505,14 @@ def train_main(argv=None) -> int:
     tempos = (1.0,) + tuple(float(t) for t in args.tempos.split(",") if t.strip())
     corpora = ("bach-chorales", "folk")
 
-    print(f"loading train pieces (<= {args.max_pieces} per corpus; first run converts with music21) ...",
+    tr_split, ev_split = args.train_split, args.eval_split
+    print(f"loading {tr_split} pieces (<= {args.max_pieces} per corpus; first run converts with music21) ...",
           flush=True)
-    train = [_load_rolls(c, "train", args.max_pieces, tempos, desc=f"{c}/train") for c in corpora]
-    valid = {c: _load_rolls(c, "validation", args.eval_pieces, (1.0,), desc=f"{c}/validation")[1.0]
+    train = [_load_rolls(c, tr_split, args.max_pieces, tempos, desc=f"{c}/{tr_split}") for c in corpora]
+    valid = {c: _load_rolls(c, ev_split, args.eval_pieces, (1.0,), desc=f"{c}/{ev_split}")[1.0]
              for c in corpora}
     t_data = time.time() - t0
-    print(f"data: train {[len(tr[1.0]) for tr in train]} pieces, validation "
+    print(f"data: {tr_split} {[len(tr[1.0]) for tr in train]} pieces, {ev_split} "
           f"{[len(v) for v in valid.values()]} pieces, {t_data:.0f} s", flush=True)
     train_plain = [r for tr in train for r in tr[1.0]]
     baselines = {"repeat_last": RepeatLastBaseline().fit(train_plain),
@@ -524,8 +555,9 @@ def train_main(argv=None) -> int:
     cols = list(corpora) + ["pooled"]
     wall = time.time() - t0
     extra = {
+        "command": shlex.join(["python", "-m", "lmm_env.lm.train", "score"] + argv),
         "nll_nats_per_frame": {k: v for k, v in res.items() if k != "frames"},
-        "eval_split": "validation", "eval_frames": res["frames"],
+        "train_split": tr_split, "eval_split": ev_split, "eval_frames": res["frames"],
         "eval_pieces": {c: len(v) for c, v in valid.items()},
         "train_pieces": {c: len(tr[1.0]) for c, tr in zip(corpora, train)},
         "repeat_last_eps": [float(e) for e in baselines["repeat_last"].eps],
@@ -533,9 +565,13 @@ def train_main(argv=None) -> int:
         "params": nparams, "train_seconds": round(t_train, 1), "wall_seconds": round(wall, 1),
         "threads": args.threads, "stopped_by_minutes_cap": stopped_early,
     }
+    if compare:
+        extra["compare_nll_nats_per_frame"] = {name: evaluate(m, {}, valid)["model"] for name, m in compare.items()}
     out = save_checkpoint(model, args.out, extra=extra)
-    print(f"\nvalidation NLL (nats/frame), {steps_done} steps, seed {args.seed}:\n")
+    print(f"\n{ev_split} NLL (nats/frame), {steps_done} steps, seed {args.seed}, trained on {tr_split}:\n")
     print(format_table(res, cols))
+    for name, nll in extra.get("compare_nll_nats_per_frame", {}).items():
+        print(f"| --compare {name} | " + " | ".join(f"{nll[c]:.3f}" for c in cols) + " |")
     print(f"\nsaved {out} ({out.stat().st_size / 1e6:.2f} MB); data {t_data:.0f} s, "
           f"train {t_train:.0f} s, wall {wall:.0f} s", flush=True)
     return 0

@@ -1,4 +1,7 @@
-"""Retrain a shipped model: ``python -m lmm_env.lm.train {score,audio,ear} [options]``.
+"""Retrain a shipped model: ``python -m lmm_env.lm.train {score,audio,ear,ear-pairs} [options]``.
+
+``ear-pairs --pairs K`` fits the ear of K protocol pairs (`lmm_env.pairs`, `fit_ear`) and
+writes ``weights/ear_pairs{K}.safetensors`` (shipped for K = 4, 16, 64).
 
 Each subcommand's ``--help`` lists its options; the defaults reproduce the shipped weights
 (on 2 CPU cores in under 20 minutes each) and write them to ``lmm_env/lm/weights/``
@@ -13,6 +16,7 @@ TRAINERS = {
     "score": "lmm_env.lm.score_lm",
     "audio": "lmm_env.lm.audio_lm",
     "ear": "lmm_env.lm.ear",
+    "ear-pairs": "lmm_env.lm.ear:pairs_main",
 }
 
 
@@ -23,8 +27,8 @@ def main(argv=None) -> int:
             print(f"unknown model {argv[0]!r}; choose one of: {', '.join(TRAINERS)}", file=sys.stderr)
         print(__doc__.strip())
         return 0 if argv and argv[0] in ("-h", "--help") else 2
-    module = importlib.import_module(TRAINERS[argv[0]])
-    return int(module.train_main(argv[1:]) or 0)
+    module, _, func = TRAINERS[argv[0]].partition(":")
+    return int(getattr(importlib.import_module(module), func or "train_main")(argv[1:]) or 0)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@
 
 Registered: "closed_loop" (the default: ear + score LM + audio LM on what was heard),
 "ear_match", "score_lm", "audio_lm" (its terms alone), "audio_match" (log-mel distance to
-the target's audio) and "key_match" (motion space: reads the keys, for baselines only).
+the target's audio), "key_match" (motion space: reads the keys, for baselines only) and
+"improvise" (LMMImprovise-v0's: LM^V and LM^A on what was heard, with no target, gated
+against silence, one note and loops).
 """
 from __future__ import annotations
 
@@ -17,15 +19,20 @@ from lmm_env.rewards.base import (
     BatchStepContext, CompositeReward, EpisodeContext, RewardError, RewardModel, StepContext, call_model,
 )
 from lmm_env.rewards.builtin import AudioMatchReward, KeyMatchReward
+from lmm_env.rewards.improvise import ImproviseReward
 from lmm_env.rewards.lm import (
     AudioLMReward, ClosedLoopReward, EarMatchReward, ScoreLMReward, TorchLMReward,
 )
 
 _REGISTRY: dict[str, Callable[[], RewardModel]] = {}
+_TAKES_EAR: set[str] = set()  # factories that accept ear= (the env's pairs=K / ear= choose it)
 
 
-def register(name: str, factory: Callable[[], RewardModel], overwrite: bool = False) -> None:
-    """Make ``reward=name`` build ``factory()``. Re-registering a name needs ``overwrite=True``."""
+def register(name: str, factory: Callable[[], RewardModel], overwrite: bool = False, takes_ear: bool = False) -> None:
+    """Make ``reward=name`` build ``factory()``. Re-registering a name needs ``overwrite=True``.
+
+    ``takes_ear=True``: the factory accepts ``ear=`` (an ear object or name), so an env made
+    with ``pairs=K`` or ``ear=`` can hand it the ear to listen with."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"reward name {name!r} must be a non-empty string")
     if not callable(factory):
@@ -33,6 +40,9 @@ def register(name: str, factory: Callable[[], RewardModel], overwrite: bool = Fa
     if name in _REGISTRY and not overwrite:
         raise ValueError(f"reward {name!r} is already registered; pass overwrite=True to replace it")
     _REGISTRY[name] = factory
+    _TAKES_EAR.discard(name)
+    if takes_ear:
+        _TAKES_EAR.add(name)
 
 
 def names() -> list[str]:
@@ -40,13 +50,18 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def make(spec) -> RewardModel:
+def make(spec, ear=None) -> RewardModel:
     """A reward model from a name, a ``{name: weight}`` dict, or a `RewardModel` (returned as is).
 
     A dict builds a `CompositeReward` whose terms are reported by name; a single name is
-    also wrapped, so every env reports ``info["reward_terms"]`` the same way.
+    also wrapped, so every env reports ``info["reward_terms"]`` the same way. ``ear`` (an
+    ear object or name) is handed to every named part that listens with one
+    (``takes_ear``); giving it when no part does is an error.
     """
     if isinstance(spec, RewardModel):
+        if ear is not None:
+            raise ValueError(f"ear={ear!r} (or pairs=K) cannot be applied to the reward object {spec!r}; "
+                             "build it with that ear yourself, or pass a registered reward name")
         return spec
     if isinstance(spec, str):
         spec = {spec: 1.0}
@@ -56,10 +71,13 @@ def make(spec) -> RewardModel:
             if isinstance(name, RewardModel):
                 model, name = name, name.name
             elif name in _REGISTRY:
-                model = _REGISTRY[name]()
+                model = _REGISTRY[name](ear=ear) if (ear is not None and name in _TAKES_EAR) else _REGISTRY[name]()
             else:
                 raise ValueError(f"unknown reward {name!r}; registered rewards: {names()}")
             parts[name] = (model, weight)
+        if ear is not None and not any(n in _TAKES_EAR for n in parts):
+            raise ValueError(f"ear={ear!r} (or pairs=K) was given, but none of the rewards {sorted(parts)} listens "
+                             f"with an ear; rewards that do: {sorted(_TAKES_EAR)}")
         return CompositeReward(parts)
     raise TypeError(
         f"reward={spec!r} is not allowed; pass a registered name {names()}, a {{name: weight}} dict, "
@@ -69,13 +87,14 @@ def make(spec) -> RewardModel:
 
 register("key_match", KeyMatchReward)
 register("audio_match", AudioMatchReward)
-register("ear_match", EarMatchReward)
-register("score_lm", ScoreLMReward)
+register("ear_match", EarMatchReward, takes_ear=True)
+register("score_lm", ScoreLMReward, takes_ear=True)
 register("audio_lm", AudioLMReward)
-register("closed_loop", ClosedLoopReward)
+register("closed_loop", ClosedLoopReward, takes_ear=True)
+register("improvise", ImproviseReward, takes_ear=True)
 
 __all__ = [
     "RewardModel", "RewardError", "EpisodeContext", "StepContext", "BatchStepContext", "CompositeReward",
     "KeyMatchReward", "AudioMatchReward", "EarMatchReward", "ScoreLMReward", "AudioLMReward",
-    "ClosedLoopReward", "TorchLMReward", "register", "names", "make", "call_model",
+    "ClosedLoopReward", "TorchLMReward", "ImproviseReward", "register", "names", "make", "call_model",
 ]

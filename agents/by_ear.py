@@ -1,0 +1,67 @@
+"""Baselines of LMMByEar-v0: the reference oracle and the gradient (analysis-by-synthesis) agent."""
+from __future__ import annotations
+
+import numpy as np
+
+from lmm_env.agents.gradient import GradientAgent
+
+_SILENT = -1.0
+
+
+class ReferenceOracle:
+    """Plays the target's hidden reference notes (an oracle: the task hides them)."""
+
+    oracle = True
+
+    def __init__(self, env):
+        sim = getattr(env.unwrapped, "sim", None)
+        if sim is None or not hasattr(sim, "target_feats"):
+            raise TypeError(f"{env!r} is not LMMByEar-v0; ReferenceOracle plays LMMByEar-v0")
+        self.sim = sim
+        self.cols = np.arange(sim.keyboard.lo, sim.keyboard.hi + 1) - 21
+        self._ref = None
+        self._frames = None
+
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
+        sim = self.sim
+        ref = sim.references[0]
+        if ref is None:
+            raise ValueError("this target has no reference notes; the oracle has nothing to read")
+        if ref is not self._ref:
+            self._ref, self._frames = ref, ref.frames(sim.frame_rate)
+        t = int(sim.t[0])
+        action = np.full(sim.keyboard.n_actions, _SILENT, np.float32)
+        if t < self._frames.T:
+            held = self._frames.held[t, self.cols]
+            vel = self._frames.velocity[t, self.cols].astype(np.float32)
+            keys = action[: len(self.cols)]
+            keys[held] = np.maximum((vel[held] - 1.0) / 126.0, 1e-4)
+        return action, state
+
+
+class ByEarGradientAgent(GradientAgent):
+    """`GradientAgent` on LMMByEar-v0: listens to the whole target at the episode's start, then plays.
+
+    Its initial guess comes from the ear of ``pairs`` K (the analytic ear for K = 0)."""
+
+    oracle = False
+
+    def __init__(self, env, pairs=0, **kwargs):
+        from lmm_env import pairs as pairs_mod
+
+        if not hasattr(env.unwrapped, "target_audio"):
+            raise TypeError(f"{env!r} is not LMMByEar-v0; ByEarGradientAgent plays LMMByEar-v0")
+        kwargs.setdefault("progress", False)
+        super().__init__(env, init=pairs_mod.ear_for(pairs), **kwargs)
+        self._heard = None
+
+    def reset(self) -> None:
+        super().reset()
+        self._heard = None
+
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
+        target = self.env.unwrapped.target_audio()
+        if target is not self._heard or (episode_start is not None and bool(np.any(episode_start))):
+            self.listen(target)
+            self._heard = target
+        return super().predict(observation, state, None, deterministic)

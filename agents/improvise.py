@@ -1,0 +1,102 @@
+"""Baselines of LMMImprovise-v0: repeat the prompt, and sample the score LM (LM^V)."""
+from __future__ import annotations
+
+import numpy as np
+
+_SILENT = -1.0
+
+
+def _keys_of(env):
+    sim = getattr(env.unwrapped, "sim", None)
+    if sim is None or not hasattr(sim, "prompt_steps"):
+        raise TypeError(f"{env!r} is not LMMImprovise-v0")
+    return sim
+
+
+class RepeatPromptAgent:
+    """Records the prompt's frames from the score observation while it lasts, then plays them in a loop."""
+
+    oracle = False
+
+    def __init__(self, env):
+        self.sim = _keys_of(env)
+        self.n_actions = self.sim.keyboard.n_actions
+        self.reset()
+
+    def reset(self) -> None:
+        self._rows: list[np.ndarray] = []
+        self._t = 0
+
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
+        if episode_start is not None and bool(np.any(episode_start)) and self._t:
+            self.reset()
+        score = np.asarray(observation["score"])
+        action = np.full(self.n_actions, _SILENT, np.float32)
+        if observation["prompt"][0] > 0.5:
+            row = np.where(score[0, 0] > 0.5, np.maximum((np.rint(score[2, 0] * 127) - 1) / 126, 1e-4), _SILENT)
+            self._rows.append(row.astype(np.float32))
+            action[: len(row)] = row
+        elif self._rows:
+            n = len(self._rows)
+            row = self._rows[(self._t - n) % n]
+            prev = self._rows[(self._t - n - 1) % n]
+            action[: len(row)] = row
+            action[: len(row)][(row > 0) & (prev > 0) & ((self._t - n) % n == 0)] = _SILENT  # re-strike at the loop
+        self._t += 1
+        return action, state
+
+
+class ScoreLMSamplerAgent:
+    """Samples each frame from the score LM (LM^V) given the frames so far, and plays it (known keyboard).
+
+    The prompt's frames (from the score observation) condition the LM; afterwards each
+    frame's held/onset bits are drawn from the LM's Bernoulli logits divided by
+    ``temperature``; a key that should be re-struck is released for one step first."""
+
+    oracle = False
+
+    def __init__(self, env, seed: int = 0, temperature: float = 1.0, velocity: int = 80):
+        from lmm_env.lm import load_pretrained
+
+        self.sim = _keys_of(env)
+        self.lm = load_pretrained("score")
+        if not (temperature > 0):
+            raise ValueError(f"temperature={temperature!r} must be > 0")
+        self.temperature, self.velocity = float(temperature), int(velocity)
+        self.rng = np.random.default_rng(seed)
+        self.lo, self.hi = self.sim.keyboard.lo, self.sim.keyboard.hi
+        self.n_actions = self.sim.keyboard.n_actions
+        self.reset()
+
+    def reset(self) -> None:
+        self.stream = self.lm.stream()
+        self._down = np.zeros(88, bool)
+        self._t = 0
+
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
+        if episode_start is not None and bool(np.any(episode_start)) and self._t:
+            self.reset()
+        self._t += 1
+        cols = slice(self.lo - 21, self.hi - 21 + 1)
+        if observation["prompt"][0] > 0.5:
+            held = np.zeros(88, bool)
+            onset = np.zeros(88, bool)
+            held[cols] = np.asarray(observation["score"])[0, 0] > 0.5
+            onset[cols] = np.asarray(observation["score"])[1, 0] > 0.5
+            self.stream.push(held, onset)
+            self._down = held
+            return np.full(self.n_actions, _SILENT, np.float32), state  # the world plays the prompt
+        z = self.stream.logits / self.temperature  # (2, 88)
+        p = 1.0 / (1.0 + np.exp(-z))
+        onset = self.rng.random(88) < p[1]
+        held = (self.rng.random(88) < p[0]) | onset
+        inside = np.zeros(88, bool)
+        inside[cols] = True
+        held &= inside
+        onset &= held
+        self.stream.push(held, onset | (held & ~self._down))
+        action = np.full(self.n_actions, _SILENT, np.float32)
+        play = held & ~(onset & self._down)  # a re-strike needs a step up first
+        action[: self.hi - self.lo + 1][play[cols]] = (self.velocity - 1) / 126.0
+        self._down = play
+        return action, state

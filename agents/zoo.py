@@ -1,0 +1,113 @@
+"""The named baselines of each LMM task, and which task each one plays.
+
+    from lmm_env.agents.zoo import AGENTS, make_agent, agents_for
+    agent = make_agent("babble", env, pairs=16)   # builds the agent for this env
+    agents_for("LMMDecipher-v0")                  # ['random', 'score-reader', 'babble']
+
+Every entry says which tasks it plays and whether it is an *oracle* (reads what the task
+hides: the hidden score, the hidden layout); the benchmark runner labels oracles in its
+tables and refuses the hidden layout to every agent that is not one.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+TASKS = ("LMMPiano-v0", "LMMDecipher-v0", "LMMByEar-v0", "LMMImprovise-v0")
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentSpec:
+    """``factory(env, pairs, seed)`` builds the agent for ``env``; ``tasks`` it plays; ``oracle`` if it reads hidden state."""
+
+    factory: Callable
+    tasks: tuple
+    oracle: bool
+    description: str
+
+
+def _random(env, pairs, seed):
+    from lmm_env.agents.baselines import RandomAgent
+
+    return RandomAgent(env, seed=seed)
+
+
+def _score_reader(env, pairs, seed):
+    from lmm_env.agents.baselines import ScoreReaderAgent
+
+    return ScoreReaderAgent(env)
+
+
+def _shipped(name):
+    def build(env, pairs, seed):
+        from lmm_env.agents.evaluate import load_agent
+
+        return load_agent(name, env)
+
+    return build
+
+
+def _babble(env, pairs, seed):
+    from lmm_env.agents.decipher import BabbleAgent
+
+    return BabbleAgent(env, pairs=pairs or 0)
+
+
+def _reference_oracle(env, pairs, seed):
+    from lmm_env.agents.by_ear import ReferenceOracle
+
+    return ReferenceOracle(env)
+
+
+def _gradient(env, pairs, seed):
+    from lmm_env.agents.by_ear import ByEarGradientAgent
+
+    return ByEarGradientAgent(env, pairs=pairs or 0)
+
+
+def _repeat_prompt(env, pairs, seed):
+    from lmm_env.agents.improvise import RepeatPromptAgent
+
+    return RepeatPromptAgent(env)
+
+
+def _lm_sampler(env, pairs, seed):
+    from lmm_env.agents.improvise import ScoreLMSamplerAgent
+
+    return ScoreLMSamplerAgent(env, seed=seed)
+
+
+AGENTS: dict[str, AgentSpec] = {
+    "random": AgentSpec(_random, TASKS, False, "uniform random actions"),
+    "score-reader": AgentSpec(_score_reader, ("LMMPiano-v0", "LMMDecipher-v0"), True,
+                              "reads the score (and, on the hidden keyboard, the hidden layout): plays perfectly"),
+    "ppo-closed-loop": AgentSpec(_shipped("ppo-closed-loop"), ("LMMPiano-v0",), False,
+                                 "shipped PPO + KeyConvPolicy trained on the closed-loop reward"),
+    "babble": AgentSpec(_babble, ("LMMDecipher-v0",), False,
+                        "presses each key once alone, reads its pitch with the ear of K pairs, then reads the score"),
+    "reference-oracle": AgentSpec(_reference_oracle, ("LMMByEar-v0",), True,
+                                  "plays the hidden reference notes of the target"),
+    "gradient": AgentSpec(_gradient, ("LMMByEar-v0",), False,
+                          "transcribes the whole target by gradient descent through the differentiable piano"),
+    "repeat-prompt": AgentSpec(_repeat_prompt, ("LMMImprovise-v0",), False, "plays the prompt again and again"),
+    "lm-sampler": AgentSpec(_lm_sampler, ("LMMImprovise-v0",), False,
+                            "samples frames from LM^V (the score LM) and plays them on the known keyboard"),
+}
+
+
+def agents_for(task: str) -> list[str]:
+    """Names of the registered agents that play ``task``."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; tasks: {list(TASKS)}")
+    return [n for n, s in AGENTS.items() if task in s.tasks]
+
+
+def make_agent(name: str, env, pairs=None, seed: int = 0):
+    """Agent ``name`` built for ``env`` (ear of ``pairs`` K where it listens). ValueError if it cannot play it."""
+    if name not in AGENTS:
+        raise ValueError(f"unknown agent {name!r}; registered: {sorted(AGENTS)} (or a .safetensors checkpoint)")
+    spec = AGENTS[name]
+    task = getattr(getattr(env, "spec", None), "id", None) or getattr(getattr(env.unwrapped, "spec", None), "id", None)
+    if task is not None and task not in spec.tasks:
+        raise ValueError(f"agent {name!r} does not play {task}; it plays {list(spec.tasks)}")
+    return spec.factory(env, pairs, seed)

@@ -1,0 +1,265 @@
+"""LMMByEar-v0 (h: audio -> motion): hear a recording, play it back on the piano."""
+from __future__ import annotations
+
+import math
+import os
+from collections import OrderedDict
+
+import numpy as np
+
+from lmm_env.audio import load_audio
+from lmm_env.envs.core import Episode, PianoSim
+from lmm_env.envs.piano import PianoTaskEnv
+from lmm_env.envs.piano_vector import PianoTaskVectorEnv
+from lmm_env.score import FrameScore, Score
+from lmm_env.synth import make_synth
+from lmm_env.synth.base import N_KEYS
+
+_HEARD_VELOCITY = 64  # the ear hears pitch and time, not velocity: its reading carries a flat velocity
+
+
+class _Recording:
+    """A user's target recording (and its optional reference notes)."""
+
+    def __init__(self, audio: np.ndarray, reference: Score | None, name: str):
+        self.audio, self.reference, self.name = audio, reference, name
+
+
+class ByEarSim(PianoSim):
+    """The world of LMMPiano-v0 with an audio target instead of a score (see `LMMByEarEnv`)."""
+
+    CACHE = 64  # target renders and ear readings kept per sim (pieces of the pool)
+
+    def __init__(self, n_envs: int = 1, *, target=None, reference=None, target_synth=None,
+                 target_sample_rate: int | None = None, **kwargs):
+        self._target_spec = (target, reference, target_sample_rate)
+        if target is None and reference is not None:
+            raise ValueError("reference= is the reference MIDI of a target recording; it needs target=")
+        super().__init__(n_envs, **kwargs)
+        if target_synth is None or target_synth == "world":
+            self.target_synth = self.synth
+        else:
+            try:
+                self.target_synth = make_synth(target_synth, self.sample_rate)
+            except ValueError as exc:
+                raise ValueError(f"target_synth={target_synth!r} is not allowed: {exc}") from None
+        self.target_synth_name = getattr(self.target_synth, "name", str(target_synth))
+        self.listen_ear = self._reward_ear()
+        self._cache: OrderedDict = OrderedDict()
+        self.target_feats = np.zeros((self.n_envs, 0, self.n_mels), np.float32)
+        self.target_audios: list[np.ndarray | None] = [None] * self.n_envs
+
+    # ------------------------------------------------------------------ targets
+    def resolve_pool(self, score, split):
+        target, reference, source_rate = self._target_spec
+        if target is None:
+            return super().resolve_pool(score, split)
+        audio = load_audio(target, self.sample_rate, "target", source_rate=source_rate)
+        if self.max_seconds is not None:
+            audio = audio[: int(round(self.max_seconds * self.sample_rate))]
+        ref = None
+        if reference is not None:
+            ref = super().resolve_pool([reference], split)[0]
+            duration = len(audio) / self.sample_rate
+            loud = np.flatnonzero(np.abs(audio) > 1e-3 * np.abs(audio).max())
+            sounding = (loud[-1] + 1) / self.sample_rate if loud.size else 0.0
+            end = float(ref.offsets.max())
+            if end > duration + 0.5 or end < sounding - 2.0:
+                raise ValueError(
+                    f"reference={reference!r} does not match the target audio: its last note ends at {end:.2f} s, "
+                    f"but the audio lasts {duration:.2f} s (sounding until {sounding:.2f} s); they must agree "
+                    "within 2 s (the reference is the notes of the recording, used only for metrics)"
+                )
+        name = os.path.basename(os.fspath(target)) if isinstance(target, (str, os.PathLike)) else "target-array"
+        return [_Recording(audio, ref, name)]
+
+    def _reward_ear(self):
+        """The ear the reward listens with (it also reads the target audio, so both agree)."""
+        def find(model, depth=0):
+            ear = getattr(model, "ear", None)
+            if hasattr(ear, "transcribe"):
+                return ear
+            for sub, _ in getattr(model, "parts", {}).values() if depth < 4 else ():
+                found = find(sub, depth + 1)
+                if found is not None:
+                    return found
+            return None
+
+        ear = find(self.reward)
+        if ear is None:
+            ear = self.ear
+        if ear is None or isinstance(ear, str):
+            from lmm_env.lm import load_pretrained
+
+            ear = load_pretrained(ear or "ear-analytic")
+        return ear
+
+    def _render(self, item):
+        """(audio, reference Score or None, ear reading FrameScore, name) of a pool item."""
+        if isinstance(item, _Recording):
+            audio, reference, name = item.audio, item.reference, item.name
+            n_steps = int(math.ceil(len(audio) / self.block_size))
+            if reference is not None:
+                reference = reference.frames(self.frame_rate).to_score()
+        else:
+            score = self.trimmed(item)
+            frames = score.frames(self.frame_rate)
+            reference = frames.to_score()
+            n_steps = frames.T + int(math.ceil(self.tail * self.frame_rate))
+            audio = self.target_synth.render(reference, tail=n_steps / self.frame_rate)
+            name = score.name
+        n = n_steps * self.block_size
+        audio = np.ascontiguousarray(np.pad(np.asarray(audio, np.float32)[:n], (0, max(0, n - len(audio)))))
+        held, onset = self.listen_ear.transcribe(audio)
+        heard = FrameScore(self.frame_rate, held, onset & held,
+                           np.where(held, _HEARD_VELOCITY, 0).astype(np.uint8), name)
+        return audio, reference, heard, name
+
+    def make_episode(self, i, rng, score_index=None, score=None) -> Episode:
+        if score is not None:
+            if score_index is not None:
+                raise ValueError("reset options 'score' and 'score_index' exclude each other; give one")
+            item, key = self.pick_score(rng, None, score), None
+        else:
+            if score_index is None:
+                score_index = int(rng.integers(len(self.pool)))
+            elif not (isinstance(score_index, (int, np.integer)) and 0 <= score_index < len(self.pool)):
+                raise ValueError(f"options['score_index']={score_index!r} is not allowed; use an int in "
+                                 f"[0, {len(self.pool) - 1}] (the env's pool holds {len(self.pool)} targets)")
+            item, key = self.pool[int(score_index)], int(score_index)
+        if key is not None and key in self._cache:
+            self._cache.move_to_end(key)
+            audio, reference, heard, name, feats = self._cache[key]
+        else:
+            audio, reference, heard, name = self._render(item)
+            feats = self.features(audio)
+            if key is not None:
+                self._cache[key] = (audio, reference, heard, name, feats)
+                while len(self._cache) > self.CACHE:
+                    self._cache.popitem(last=False)
+        episode = Episode(frames=heard, n_steps=len(feats), reference=reference, target_audio=audio, name=name,
+                          target_features=feats)
+        return episode
+
+    def begin(self, i, episode, rng) -> None:
+        super().begin(i, episode, rng)
+        n = int(episode.n_steps)
+        need = n + self.lookahead + 1
+        if self.target_feats.shape[1] < need:
+            grown = np.full((self.n_envs, max(need, 2 * self.target_feats.shape[1]), self.n_mels),
+                            self.features.silence, np.float32)
+            grown[:, : self.target_feats.shape[1]] = self.target_feats
+            self.target_feats = grown
+        self.target_feats[i] = self.features.silence
+        self.target_feats[i, :n] = episode.target_features
+        self.target_audios[i] = episode.target_audio
+
+    # ------------------------------------------------------------------ observations
+    def spaces(self):
+        from gymnasium import spaces
+
+        _, act = super().spaces()
+        obs = spaces.Dict({
+            "target": spaces.Box(self.features.silence, 30.0, (self.lookahead + 1, self.n_mels), np.float32),
+            "audio": spaces.Box(self.features.silence, 30.0, (self.n_mels,), np.float32),
+            "key_state": spaces.Box(0.0, 1.0, (self.keyboard.n_actions,), np.float32),
+        })
+        return obs, act
+
+    def observation(self) -> dict[str, np.ndarray]:
+        if self.n_envs == 1:
+            t0 = int(self.t[0])
+            target = self.target_feats[:, t0 : t0 + self.lookahead + 1].copy()
+        else:
+            target = self.target_feats[self._arange_n[:, None], self.t[:, None] + self._look]
+        kb = self.keyboard
+        key_state = kb.down.astype(np.float32)
+        if kb.pedal:
+            key_state = np.concatenate([key_state, kb.pedal_down[:, None].astype(np.float32)], axis=1)
+        return {"target": target, "audio": self.last_features.copy(), "key_state": key_state}
+
+
+class LMMByEarEnv(PianoTaskEnv):
+    """Hear a recording and play it back: the mapping h (audio -> motion), with no score.
+
+    The agent hears the *target audio* a little ahead of now and what its own keys made,
+    and must reproduce the target on the piano. Neither the observation nor the reward
+    reads the target's notes: the observation holds its log-mel frames; the reward compares
+    what was heard with the target *audio*, through the ear (``ear_match``: the ear's
+    reading of the heard block against its reading of the target, and the loudness of
+    both), LM^A (``audio_lm``: the heard frame's log density given the heard past,
+    against the target audio's own) and LM^V (``score_lm``: the ear's reading of what was
+    heard, given the ear's reading of the target so far). The target's notes, when there
+    are any, are used only for ``info["metrics"]``.
+
+    ## Action Space
+    ``Box(-1, 1, (n_keys,), float32)``, as LMMPiano-v0 (identity layout).
+
+    ## Observation Space
+    ``Dict`` of:
+
+    * ``"target"``: ``Box(log(1e-8), 30, (lookahead + 1, n_mels), float32)``, log-mel frames
+      of the target audio from the step being played (row 0) to ``lookahead`` steps ahead
+      (silence past the end), the same features as ``"audio"``.
+    * ``"audio"``: log-mel of what was heard in the last step (silence at reset).
+    * ``"key_state"``: which keys are down (by action index).
+
+    ## Rewards
+    Default ``"closed_loop"`` (as LMMPiano-v0, each term in [0, 1] per step), where the
+    "target" the terms compare to is the ear's reading of the target audio and the target
+    audio itself; ``pairs=K`` (or ``ear=``) chooses the ear for both. Any registered reward
+    works; ``"key_match"`` would read the ear's reading, not the notes.
+
+    ## Starting State
+    All keys up, silence. A corpus piece is drawn (or ``options={"score_index": i}``) and
+    rendered through ``target_synth``; or the given recording.
+
+    ## Episode End
+    Truncation after the target's frames (plus ``tail`` for corpus pieces; a recording
+    carries its own). ``info["metrics"]`` holds note / frame F1 and velocity error against
+    the reference notes (the corpus piece, or ``reference=``), and only the diversity
+    diagnostics when there is no reference.
+
+    ## Arguments
+    LMMPiano-v0's (``score``, ``split``, ``synth``, ``keys``, ``frame_rate``,
+    ``max_seconds``, ``reward``, ``pairs``, ``ear``, ...; no ``layout``), plus:
+
+    * ``target``: None (default: corpus pieces from ``score``/``split``), a path to a WAV
+      (FLAC, OGG) file, or a float array of samples; another sample rate is resampled.
+    * ``reference``: the target recording's notes (MIDI path, PrettyMIDI or `Score`),
+      used only for metrics; optional.
+    * ``target_synth``: the instrument corpus targets are rendered through: None (default:
+      the world's own ``synth``), ``"piano"``, ``"soundfont"`` or a .sf2 path (a timbre
+      the agent's world does not have: the seed's advanced setup).
+    * ``target_sample_rate``: the rate of a ``target`` array (default ``sample_rate``).
+
+    Whole-recording agents (e.g. `lmm_env.agents.GradientAgent`) may listen to the whole
+    target first with ``env.unwrapped.target_audio()``.
+    """
+
+    def __init__(self, target=None, reference=None, target_synth=None, target_sample_rate: int | None = None,
+                 render_mode: str | None = None, record_audio: bool = True, **kwargs):
+        if "layout" in kwargs:
+            raise ValueError("layout= is not an argument of LMMByEar-v0 (the keyboard is the identity); "
+                             "use LMMDecipher-v0 for a hidden layout")
+        self._setup(ByEarSim(1, target=target, reference=reference, target_synth=target_synth,
+                             target_sample_rate=target_sample_rate, record_audio=record_audio, **kwargs), render_mode)
+
+    def target_audio(self) -> np.ndarray:
+        """The whole target recording of this episode (float32 at ``sample_rate``)."""
+        if self._needs_reset and self.sim.target_audios[0] is None:
+            raise RuntimeError("call reset() first: the target is chosen at reset")
+        return self.sim.target_audios[0]
+
+    def reference_score(self):
+        """The hidden reference notes (None without one). For oracles and metrics only."""
+        return self.sim.references[0]
+
+
+class LMMByEarVectorEnv(PianoTaskVectorEnv):
+    """``num_envs`` LMMByEar-v0 envs stepped as one batch (same arguments as `LMMByEarEnv`)."""
+
+    sim_class = ByEarSim
+
+
+__all__ = ["LMMByEarEnv", "LMMByEarVectorEnv", "ByEarSim", "N_KEYS"]

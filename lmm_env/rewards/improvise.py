@@ -1,0 +1,201 @@
+"""`ImproviseReward` ("improvise"): music with no target, judged by the LMs on what was heard.
+
+LMMImprovise-v0 has no score to follow after its prompt. Each step after the prompt is
+judged on what was heard alone:
+
+- ``lm_score`` (LM^V): the score LM's log-likelihood of the ear's reading of the heard
+  frames given the heard past, ``exp(min(0, lp + score_ref) / score_temperature)`` per
+  frame. To keep a step cheap the LM runs every ``stride`` steps over the last ``window``
+  heard frames, and that step's term is the mean over the ``stride`` new frames (the
+  return is the same; the credit is late by at most ``stride`` steps).
+- ``lm_audio`` (LM^A): the audio LM's log density of the heard log-mel frame given the
+  heard ones before, ``exp(min(0, lp - audio_ref) / (n_mels * audio_temperature))``.
+- ``collapse_gate`` in [0, 1] multiplies both, so that the ways model rewards are gamed
+  (silence, one note, a loop: the RL-Tuner / SMART lesson) earn nothing:
+  activity (at least ``min_notes_per_s`` heard onsets per second over the last 4 s, and
+  at most ``max_notes_per_s``), variety (at least 3 pitch classes among the onsets of the
+  last 8 s) and novelty (0 when the last 12 onset pitches repeat with a period of 1 to 8).
+  Onsets here are keys heard for two frames in a row after a frame unheard, so the
+  one-frame ghost pitches the ear reads at an attack do not count.
+
+During the prompt (the episode's target frames), the step is judged by ``ear_match``
+against the prompt, as in LMMPiano-v0. Every part is in ``info["reward_terms"]``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from lmm_env.rewards.base import BatchStepContext, EpisodeContext, RewardModel
+from lmm_env.rewards.lm import EarMatchReward, _load
+
+ACTIVITY_FRAMES = 80  # 4 s at 20 fps
+VARIETY_FRAMES = 160  # 8 s
+LOOP_NOTES = 12
+LOOP_PERIODS = 8
+
+
+class ImproviseReward(RewardModel):
+    """See the module docstring. Args: ``ear``, ``score_lm``, ``audio_lm`` (objects or names),
+    weights of the two LM terms, their temperatures and references, ``stride``, ``window``,
+    ``min_notes_per_s``, ``max_notes_per_s``."""
+
+    name = "improvise"
+
+    def __init__(self, ear="ear-analytic", score_lm="score", audio_lm="audio", score_weight: float = 0.5,
+                 audio_weight: float = 0.5, score_ref: float = 3.0, score_temperature: float = 4.0,
+                 audio_ref: float = 0.0, audio_temperature: float = 0.5, stride: int = 20, window: int = 64,
+                 min_notes_per_s: float = 0.5, max_notes_per_s: float = 12.0, threshold: float = 0.5):
+        self.ear_reward = ear if isinstance(ear, EarMatchReward) else EarMatchReward(ear)
+        self.ear = self.ear_reward.ear
+        self.lm = _load(score_lm, "score")
+        self.audio_lm = _load(audio_lm, "audio")
+        for name, v in (("score_temperature", score_temperature), ("audio_temperature", audio_temperature)):
+            if not (np.isfinite(v) and v > 0):
+                raise ValueError(f"{name}={v!r} must be a positive number")
+        if not (isinstance(stride, int) and 1 <= stride <= 200):
+            raise ValueError(f"stride={stride!r} must be an int in [1, 200]")
+        if not (isinstance(window, int) and stride < window <= 1024):
+            raise ValueError(f"window={window!r} must be an int in ({stride}, 1024]")
+        if not (0 <= min_notes_per_s < max_notes_per_s):
+            raise ValueError(f"min_notes_per_s={min_notes_per_s!r} and max_notes_per_s={max_notes_per_s!r} "
+                             "must satisfy 0 <= min < max")
+        self.score_weight, self.audio_weight = float(score_weight), float(audio_weight)
+        self.score_ref, self.score_temperature = float(score_ref), float(score_temperature)
+        self.audio_ref, self.audio_temperature = float(audio_ref), float(audio_temperature)
+        self.stride, self.window, self.threshold = int(stride), int(window), float(threshold)
+        self.min_notes, self.max_notes = float(min_notes_per_s), float(max_notes_per_s)
+        self.context = int(self.audio_lm.context)
+        self.n_mels = int(self.audio_lm.config["n_mels"])
+        self.history_blocks = max(self.ear_reward.history_blocks, self.context)
+        self._terms = {}
+
+    def bind(self, n_envs: int) -> None:
+        super().bind(n_envs)
+        self.ear_reward.bind(n_envs)
+        n = n_envs
+        self._prompt = np.zeros(n, np.int64)
+        self._fr = 20.0
+        self._held = np.zeros((n, self.window, 88), bool)  # ring of heard frames (row t % window)
+        self._onset = np.zeros((n, self.window, 88), bool)
+        self._prev = np.zeros((n, 88), bool)
+        self._prev2 = np.zeros((n, 88), bool)
+        self._counts = np.zeros((n, VARIETY_FRAMES), np.int64)  # onsets per frame, ring
+        self._pc = np.zeros((n, VARIETY_FRAMES, 12), np.int64)  # onset pitch classes per frame, ring
+        self._notes = np.full((n, LOOP_NOTES + LOOP_PERIODS), -1, np.int64)  # last onset pitches
+        self._pending = np.zeros(n)  # lm_score of the frames since the last LM run, per env
+        self._since_run = np.zeros(n, np.int64)
+        self._last_lm = np.zeros(n)
+
+    def reset(self, episode: EpisodeContext, env_index: int = 0) -> None:
+        self.ear_reward.reset(episode, env_index)
+        i = env_index
+        self._prompt[i] = min(episode.frames.T, episode.n_steps)
+        self._fr = float(episode.frame_rate)
+        self._held[i] = self._onset[i] = self._prev[i] = self._prev2[i] = False
+        self._counts[i] = 0
+        self._pc[i] = 0
+        self._notes[i] = -1
+        self._pending[i] = 0.0
+        self._since_run[i] = 0
+        self._last_lm[i] = 0.0
+
+    # ------------------------------------------------------------------ parts
+    def _score_lm(self, rows: np.ndarray, step: np.ndarray) -> np.ndarray:
+        """Mean per-frame lm_score of the last ``stride`` heard frames of envs ``rows`` (batched LM run)."""
+        import torch
+
+        W, S = self.window, self.stride
+        locals_, sinces, heldw, onw = [], [], [], []
+        for r, t in zip(rows, step):
+            order = (np.arange(t + 1 - W, t + 1)) % W  # oldest first; rows before the episode are silent
+            held, onset = self._held[r, order], self._onset[r, order]
+            if t + 1 < W:
+                held[: W - t - 1] = onset[: W - t - 1] = False
+            local, since = self.lm._np_features(held, onset)
+            locals_.append(local)
+            sinces.append(since)
+            heldw.append(held[-S:])
+            onw.append(onset[-S:])
+        n = torch.get_num_threads()
+        try:
+            if n != 1:
+                torch.set_num_threads(1)
+            with torch.inference_mode():
+                logits = self.lm._core(torch.from_numpy(np.stack(locals_)), torch.from_numpy(np.stack(sinces)))
+                logits = logits[:, -S:].numpy()
+        finally:
+            if n != 1:
+                torch.set_num_threads(n)
+        lp = self.lm.frame_log_prob(logits, np.stack(heldw), np.stack(onw))  # (B, S)
+        return np.exp(np.minimum(0.0, lp + self.score_ref) / self.score_temperature).mean(axis=1)
+
+    def batch(self, ctx: BatchStepContext) -> np.ndarray:
+        ids, step = ctx.env_ids, ctx.step
+        ear_part = self.ear_reward.batch(ctx)
+        a = self.ear_reward.hear(ctx)
+        heard = a > self.threshold
+        prev = self._prev[ids]
+        onset = heard & prev & ~self._prev2[ids]  # confirmed: heard two frames after an unheard one
+        self._prev2[ids] = prev
+        self._prev[ids] = heard
+        start = step == self._prompt[ids]  # free play starts: forget the prompt's notes
+        if start.any():
+            r = ids[start]
+            self._counts[r] = 0
+            self._pc[r] = 0
+            self._notes[r] = -1
+        slot = step % self.window
+        self._held[ids, slot] = heard
+        self._onset[ids, slot] = onset
+        vslot = step % VARIETY_FRAMES
+        n_on = onset.sum(axis=1)
+        self._counts[ids, vslot] = n_on
+        pcs = np.zeros((len(ids), 12), np.int64)
+        keys_on = np.nonzero(onset)
+        np.add.at(pcs, (keys_on[0], (keys_on[1] + 21) % 12), 1)
+        self._pc[ids, vslot] = pcs
+        for row in np.flatnonzero(n_on):  # push this step's onset pitches (low to high)
+            p = np.flatnonzero(onset[row]) + 21
+            buf = self._notes[ids[row]]
+            k = min(len(p), len(buf))
+            buf[:-k] = buf[k:].copy()
+            buf[-k:] = p[-k:]
+        free = step >= self._prompt[ids]
+        out = np.where(free, 0.0, ear_part)
+        gate = np.zeros(len(ids))
+        lm_a = np.zeros(len(ids))
+        lm_v = np.zeros(len(ids))
+        if free.any():
+            # activity: onsets per second over the last 4 s of free play
+            recent = (step[:, None] - np.arange(ACTIVITY_FRAMES)[None]) % VARIETY_FRAMES
+            notes_2s = np.take_along_axis(self._counts[ids], recent, axis=1).sum(axis=1)
+            secs = np.clip(step - self._prompt[ids] + 1, 1, ACTIVITY_FRAMES) / self._fr
+            rate = notes_2s / np.maximum(secs, 1e-9)
+            activity = np.clip(rate / max(self.min_notes, 1e-9), 0.0, 1.0) * np.clip(self.max_notes / np.maximum(rate, 1e-9), 0.0, 1.0)
+            variety = np.clip((self._pc[ids].sum(axis=1) > 0).sum(axis=1) / 3.0, 0.0, 1.0)
+            seq = self._notes[ids]
+            tail = seq[:, -LOOP_NOTES:]
+            loop = np.zeros(len(ids), bool)
+            for p in range(1, LOOP_PERIODS + 1):
+                prev = seq[:, LOOP_PERIODS - p: LOOP_PERIODS - p + LOOP_NOTES]
+                loop |= (tail == prev).all(axis=1) & (prev >= 0).all(axis=1)
+            gate = activity * variety * (~loop)
+            history = ctx.feature_history[:, ctx.feature_history.shape[1] - self.context:]
+            lp = self.audio_lm.log_prob(history, ctx.features)
+            lm_a = np.exp(np.minimum(0.0, lp - self.audio_ref) / (self.n_mels * self.audio_temperature))
+            # LM^V every `stride` free steps, over the last `window` heard frames
+            self._since_run[ids] += free
+            run = free & (self._since_run[ids] >= self.stride)
+            if run.any():
+                rows = np.flatnonzero(run)
+                self._last_lm[ids[rows]] = self._score_lm(ids[rows], step[rows])
+                self._since_run[ids[rows]] = 0
+            lm_v = np.where(run, self._last_lm[ids] * self.stride, 0.0)
+            free_part = gate * (self.score_weight * lm_v + self.audio_weight * lm_a)
+            out = np.where(free, free_part, out)
+        self._terms = {"collapse_gate": np.where(free, gate, 1.0), "lm_score": lm_v, "lm_audio": lm_a,
+                       "prompt_ear_match": np.where(free, 0.0, ear_part)}
+        return out
+
+    def terms(self):
+        return self._terms
