@@ -317,7 +317,8 @@ def resolve(agents, tasks=None, pairs=(0,), synths=("piano",), episodes: int = 1
             notes.append(f"{e.label} does not play {', '.join(skipped)}: skipped there")
     if not any(t in e.tasks for e in entries for t in task_list) and not train_algo:
         raise BenchmarkArgumentError(f"none of the agents plays any of the tasks {task_list}")
-    if quick:
+    if quick and len(ks) > 1:
+        notes.append(f"quick: only the first K ({ks[0]}) is played; dropped {ks[1:]}")
         ks = ks[:1]
     protocol = dict(PROTOCOL, **(QUICK if quick else {}))
     if not quick:
@@ -713,7 +714,7 @@ def _plot(rows: list[dict], path: Path) -> None:
             if r["task"] in f1_tasks:
                 grid[f1_labels.index(label(r, multi)), f1_tasks.index(r["task"])] = r["note_f1"]
         cmap = plt.get_cmap("viridis").copy()
-        cmap.set_bad("0.85")
+        cmap = cmap.with_extremes(bad="0.85")
         ax.imshow(np.ma.masked_invalid(grid), vmin=0, vmax=1, cmap=cmap, aspect="auto")
         ax.set_xticks(range(len(f1_tasks)), f1_tasks, fontsize=8)
         ax.set_yticks(range(len(f1_labels)), f1_labels, fontsize=8)
@@ -731,6 +732,8 @@ def _plot(rows: list[dict], path: Path) -> None:
         ax2.set_yticks(range(len(dec)), labels, fontsize=8)
         ax2.set_xlim(0, 1)
         ax2.invert_yaxis()
+        for i, r in enumerate(dec):
+            ax2.text(min(r["keys_deciphered"], 0.88) + 0.01, i, f"{r['keys_deciphered']:.2f}", va="center", fontsize=8)
         ax2.set_title("LMMDecipher-v0: keys deciphered", fontsize=10)
     if imp:
         labels = [label(r, multi) if r["kind"] != "corpus" else r["agent"] for r in imp]
@@ -752,6 +755,6 @@ def _plot(rows: list[dict], path: Path) -> None:
                 a.set_xscale("symlog")
             a.set_title(stat, fontsize=9)
         fig.text(0.01, 0.01, "LMMImprovise-v0: blue = agents, green = held-out corpus (bars p10-p90)", fontsize=8)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.03 if imp else 0, 1, 1))
     fig.savefig(path, dpi=90)
     plt.close(fig)

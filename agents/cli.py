@@ -4,6 +4,7 @@
     lmm-env eval --agent runs/ppo/checkpoints/last.safetensors --episodes 20
     lmm-env play tune.mid --agent score-reader --out out/
     lmm-env bench
+    lmm-env benchmark --agent baselines --quick --out out/bench
 
 Each subcommand's ``--help`` lists its options.
 """
@@ -150,6 +151,27 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_benchmark(args) -> int:
+    from lmm_env.agents import benchmark
+
+    command = ("lmm-env benchmark --agent " + args.agent
+               + (f" --tasks {args.tasks}" if args.tasks else "") + f" --pairs {args.pairs} --synth {args.synth}"
+               + ("" if args.quick else f" --episodes {args.episodes}") + (" --quick" if args.quick else "")
+               + (f" --train {args.train} --steps {args.steps}" if args.train else "")
+               + (f" --seed {args.seed}" if args.seed else "") + f" --out {args.out}")
+    try:
+        benchmark.resolve(args.agent, args.tasks, args.pairs, args.synth, args.episodes, args.quick, args.train,
+                          args.steps, args.seed)
+    except ValueError as exc:
+        raise SystemExit(f"lmm-env benchmark: {exc}")
+    rows = benchmark.run(args.agent, tasks=args.tasks, pairs=args.pairs, synths=args.synth, episodes=args.episodes,
+                         quick=args.quick, out=args.out, train_algo=args.train, train_steps=args.steps,
+                         seed=args.seed, progress=not args.no_progress, command=command)
+    print(benchmark.markdown_table(rows))
+    print(f"wrote {os.path.join(args.out, 'results.md')}, results.csv, results.json, summary.png")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lmm-env", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -206,6 +228,30 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--steps", type=int, default=1000)
     b.add_argument("--num-envs", type=int, default=64)
     b.set_defaults(func=cmd_bench)
+
+    m = sub.add_parser("benchmark", help="every agent on every task under the fixed protocol; a results table",
+                       description="Play the agents on the four tasks (LMMPiano-v0, LMMDecipher-v0, LMMByEar-v0, "
+                                   "LMMImprovise-v0) for each K (--pairs) and instrument (--synth) under a fixed "
+                                   "protocol (test split, pieces 0..N-1, fixed lengths; see "
+                                   "lmm_env.agents.benchmark), print the markdown table and write results.md, "
+                                   "results.csv, results.json and summary.png to --out.")
+    m.add_argument("--agent", default="baselines",
+                   help="comma-separated agent names (lmm_env.agents.zoo: random, score-reader, ppo-closed-loop, "
+                        "babble, reference-oracle, gradient, repeat-prompt, lm-sampler), 'baselines' (all of "
+                        "them) or .safetensors checkpoints")
+    m.add_argument("--tasks", default=None, help="comma-separated task ids (default: every task the agents play)")
+    m.add_argument("--pairs", default="0", help="comma-separated K of the reward's ear: 0, 4, 16, 64, all")
+    m.add_argument("--synth", default="piano",
+                   help="comma-separated instruments: piano, soundfont or .sf2 paths (LMMByEar-v0: the target's)")
+    m.add_argument("--episodes", type=int, default=10, help="pieces per row (the first of the test split)")
+    m.add_argument("--quick", action="store_true", help="2 episodes of 8 s, the first K only")
+    m.add_argument("--train", default=None, metavar="ALGO", help="also train ALGO (ppo, a2c, sac) on each task's "
+                                                                   "train split and add it as <ALGO>-trained")
+    m.add_argument("--steps", type=int, default=0, help="env steps of --train per (task, K, synth)")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--out", default="out/benchmark", help="folder for results.md/.csv/.json and summary.png")
+    m.add_argument("--no-progress", action="store_true")
+    m.set_defaults(func=cmd_benchmark)
     return p
 
 
