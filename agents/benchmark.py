@@ -34,7 +34,10 @@ protocol, notes) and ``summary.png``.
   8 s), only the first K given, 8 corpus reference pieces.
 * ``env_steps`` counts every step taken on the row's env (the episodes plus anything the
   agent does to it outside them, e.g. babbling each key), not the probe's (those are
-  ``probe_steps``); for ``ppo-trained`` also its training steps.
+  ``probe_steps``); for ``ppo-trained`` also its training steps. ``wall_seconds`` is the
+  row's time (building the agent, episodes, probe; training for ``ppo-trained``), with
+  torch limited to one thread while agents act (see `_OneTorchThread`); it depends on
+  the machine's load.
 
 ## The hidden layout: how the runner prevents reading it
 
@@ -162,6 +165,13 @@ def _checkpoint(path: str) -> _Entry:
     if task not in TASKS:
         raise BenchmarkArgumentError(f"agent checkpoint {path!r} was trained on {task!r}, not one of the tasks "
                                      f"{list(TASKS)}")
+    kw = config.get("env_kwargs", {}) or {}
+    keys = tuple(kw.get("keys", (21, 108)))
+    want = tuple(PROTOCOL["decipher_keys"]) if task == "LMMDecipher-v0" else (21, 108)
+    if keys != want or kw.get("pedal"):
+        raise BenchmarkArgumentError(
+            f"agent checkpoint {path!r} acts on keys={keys}{' with a pedal' if kw.get('pedal') else ''}, but the "
+            f"benchmark plays {task} on keys={want} without a pedal; train it with the protocol's key range")
 
     def build(env, K, seed, _path=path):
         from lmm_env.agents.evaluate import load_agent
@@ -404,6 +414,31 @@ def _train(task: str, K, synth: str, plan: Plan):
 # --------------------------------------------------------------------------- one row
 
 
+class _OneTorchThread:
+    """torch's intra-op threads limited to 1 while agents act, restored after (opt out: ``LMM_ENV_KEEP_TORCH_THREADS=1``).
+
+    Agents act on one observation at a time, where a second torch thread gains nothing and,
+    on a loaded 2-core machine, spin-waits against the env: the shipped PPO policy's quick
+    row took 8-10 s with 2 threads and 0.4-1.8 s with 1 (gradient and LM agents: no slower).
+    Training keeps the caller's setting (its minibatches do use the threads)."""
+
+    def __enter__(self):
+        self.prev = None
+        if not os.environ.get("LMM_ENV_KEEP_TORCH_THREADS"):
+            import torch
+
+            self.prev = torch.get_num_threads()
+            torch.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc):
+        if self.prev is not None:
+            import torch
+
+            torch.set_num_threads(self.prev)
+        return False
+
+
 def _nanmean(values) -> float:
     v = np.array([np.nan if x is None else x for x in values], dtype=np.float64)
     v = v[np.isfinite(v)]
@@ -413,6 +448,11 @@ def _nanmean(values) -> float:
 def _play_row(entry: _Entry, task: str, K, synth: str, plan: Plan, bar, agent_override=None,
               extra_steps: int = 0, extra_seconds: float = 0.0) -> tuple[dict, list, list]:
     """Play one (agent, task, K, synth) row; (row, episode rows, notes)."""
+    with _OneTorchThread():
+        return _play_row_inner(entry, task, K, synth, plan, bar, agent_override, extra_steps, extra_seconds)
+
+
+def _play_row_inner(entry, task, K, synth, plan, bar, agent_override, extra_steps, extra_seconds):
     from lmm_env.keyboard import HiddenLayoutError
 
     notes = []

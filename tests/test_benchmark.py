@@ -140,6 +140,9 @@ def test_cli_bad_values_exit_with_a_message_naming_them(argv, words, tmp_path):
 
 
 def test_training_adds_a_trained_row_counting_its_steps():
+    import torch
+
+    threads = torch.get_num_threads()
     rows = benchmark.run(["random"], tasks=["LMMPiano-v0"], quick=True, train_algo="ppo", train_steps=64,
                          progress=False)
     assert [r["agent"] for r in rows] == ["random", "ppo-trained"]
@@ -147,3 +150,4 @@ def test_training_adds_a_trained_row_counting_its_steps():
     assert trained["kind"] == "trained" and trained["train_steps"] >= 64
     assert trained["env_steps"] == trained["train_steps"] + rows[0]["env_steps"]
     assert math.isfinite(trained["note_f1"])
+    assert torch.get_num_threads() == threads  # the runner's one-thread limit is undone
