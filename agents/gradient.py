@@ -44,7 +44,6 @@ in extra notes, and the velocities are in the built-in piano's loudness scale.
 from __future__ import annotations
 
 import math
-import os
 import time
 
 import numpy as np
@@ -137,33 +136,14 @@ class GradientAgent:
 
     def load_audio(self, audio) -> np.ndarray:
         """Validate ``audio`` (float array at ``sample_rate`` or a WAV path) -> 1-D float32."""
-        if isinstance(audio, (str, os.PathLike)):
-            path = os.fspath(audio)
-            if not os.path.isfile(path):
-                raise ValueError(f"audio file {path!r} does not exist")
-            import soundfile as sf
+        from lmm_env.audio import load_audio
 
-            try:
-                data, sr = sf.read(path, dtype="float32", always_2d=True)
-            except Exception as exc:  # soundfile raises its own error type
-                raise ValueError(f"cannot read audio file {path!r}: {exc}") from None
-            data = data.mean(axis=1)
-            if sr != self.sample_rate:
-                import librosa
-
-                data = librosa.resample(data, orig_sr=sr, target_sr=self.sample_rate).astype(np.float32)
-            audio = data
-        elif not isinstance(audio, np.ndarray):
-            raise ValueError(f"audio must be a float numpy array or a WAV path, got {type(audio).__name__}")
-        if audio.dtype not in (np.float32, np.float64):
-            raise ValueError(f"audio must be float32 (or float64) samples in [-1, 1], got dtype {audio.dtype}")
-        if audio.ndim != 1:
+        if isinstance(audio, np.ndarray) and audio.ndim != 1:
             raise ValueError(f"audio must be 1-D mono samples, got shape {audio.shape}")
+        audio = load_audio(audio, self.sample_rate, "audio", allow_silence=True)
         if audio.size < self.hop:
             raise ValueError(f"audio has {audio.size} samples; at least one frame ({self.hop} samples) is needed")
-        if not np.all(np.isfinite(audio)):
-            raise ValueError("audio contains NaN or inf")
-        return np.ascontiguousarray(audio, dtype=np.float32)
+        return audio
 
     # ------------------------------------------------------------------ pieces
 

@@ -13,7 +13,6 @@ from lmm_env.envs.piano import PianoTaskEnv
 from lmm_env.envs.piano_vector import PianoTaskVectorEnv
 from lmm_env.score import FrameScore, Score
 from lmm_env.synth import make_synth
-from lmm_env.synth.base import N_KEYS
 
 _HEARD_VELOCITY = 64  # the ear hears pitch and time, not velocity: its reading carries a flat velocity
 
@@ -117,16 +116,10 @@ class ByEarSim(PianoSim):
 
     def make_episode(self, i, rng, score_index=None, score=None) -> Episode:
         if score is not None:
-            if score_index is not None:
-                raise ValueError("reset options 'score' and 'score_index' exclude each other; give one")
-            item, key = self.pick_score(rng, None, score), None
+            item, key = self.given_score(score, score_index), None
         else:
-            if score_index is None:
-                score_index = int(rng.integers(len(self.pool)))
-            elif not (isinstance(score_index, (int, np.integer)) and 0 <= score_index < len(self.pool)):
-                raise ValueError(f"options['score_index']={score_index!r} is not allowed; use an int in "
-                                 f"[0, {len(self.pool) - 1}] (the env's pool holds {len(self.pool)} targets)")
-            item, key = self.pool[int(score_index)], int(score_index)
+            key = self.pool_index(rng, score_index)
+            item = self.pool[key]
         if key is not None and key in self._cache:
             self._cache.move_to_end(key)
             audio, reference, heard, name, feats = self._cache[key]
@@ -137,9 +130,8 @@ class ByEarSim(PianoSim):
                 self._cache[key] = (audio, reference, heard, name, feats)
                 while len(self._cache) > self.CACHE:
                     self._cache.popitem(last=False)
-        episode = Episode(frames=heard, n_steps=len(feats), reference=reference, target_audio=audio, name=name,
-                          target_features=feats)
-        return episode
+        return Episode(frames=heard, n_steps=len(feats), reference=reference, target_audio=audio, name=name,
+                       target_features=feats)
 
     def begin(self, i, episode, rng) -> None:
         super().begin(i, episode, rng)
@@ -262,4 +254,4 @@ class LMMByEarVectorEnv(PianoTaskVectorEnv):
     sim_class = ByEarSim
 
 
-__all__ = ["LMMByEarEnv", "LMMByEarVectorEnv", "ByEarSim", "N_KEYS"]
+__all__ = ["LMMByEarEnv", "LMMByEarVectorEnv", "ByEarSim"]

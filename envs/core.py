@@ -223,18 +223,26 @@ class PianoSim:
         sname = synth if isinstance(synth, str) else "piano"
         return (k, pairs_mod.ear_for(k, synth=sname))
 
+    def pool_index(self, rng: np.random.Generator, score_index=None) -> int:
+        """``score_index`` checked against the pool, or one drawn with ``rng``."""
+        if score_index is None:
+            return int(rng.integers(len(self.pool)))
+        if not (isinstance(score_index, (int, np.integer)) and 0 <= score_index < len(self.pool)):
+            raise ValueError(f"options['score_index']={score_index!r} is not allowed; "
+                             f"use an int in [0, {len(self.pool) - 1}] (the env's pool holds {len(self.pool)} pieces)")
+        return int(score_index)
+
+    def given_score(self, score, score_index=None) -> Score:
+        """The score of reset option ``score`` (which excludes ``score_index``)."""
+        if score_index is not None:
+            raise ValueError("reset options 'score' and 'score_index' exclude each other; give one")
+        return resolve_scores([score], self.split, self.keys, self.out_of_range)[0]
+
     def pick_score(self, rng: np.random.Generator, score_index=None, score=None) -> Score:
         """The episode's score: ``score`` (options["score"]), pool item ``score_index``, or a draw."""
         if score is not None:
-            if score_index is not None:
-                raise ValueError("reset options 'score' and 'score_index' exclude each other; give one")
-            return resolve_scores([score], self.split, self.keys, self.out_of_range)[0]
-        if score_index is None:
-            score_index = int(rng.integers(len(self.pool)))
-        elif not (isinstance(score_index, (int, np.integer)) and 0 <= score_index < len(self.pool)):
-            raise ValueError(f"options['score_index']={score_index!r} is not allowed; "
-                             f"use an int in [0, {len(self.pool) - 1}] (the env's pool holds {len(self.pool)} scores)")
-        return self.pool[int(score_index)]
+            return self.given_score(score, score_index)
+        return self.pool[self.pool_index(rng, score_index)]
 
     def trimmed(self, score: Score) -> Score:
         if self.max_seconds is not None and score.duration > self.max_seconds:

@@ -1,7 +1,7 @@
 """LMMDecipher-v0: the hidden keyboard. Read a score on an instrument whose keys you do not know."""
 from __future__ import annotations
 
-from lmm_env.envs.core import RELAYOUTS, PianoSim
+from lmm_env.envs.core import PianoSim
 from lmm_env.envs.piano import PianoTaskEnv
 from lmm_env.envs.piano_vector import PianoTaskVectorEnv
 
@@ -10,8 +10,6 @@ class DecipherSim(PianoSim):
     """LMMPiano-v0's world with a shuffled, sealed keyboard (see `LMMDecipherEnv`)."""
 
     def __init__(self, n_envs: int = 1, *, relayout: str = "never", layout_seed: int = 0, **kwargs):
-        if relayout not in RELAYOUTS:
-            raise ValueError(f"relayout={relayout!r} is not allowed; use one of {list(RELAYOUTS)}")
         for fixed in ("layout", "seal_layout"):
             if fixed in kwargs:
                 raise ValueError(f"{fixed}= is fixed in LMMDecipher-v0 (a shuffled, hidden layout); "

@@ -34,7 +34,7 @@ class ImproviseSim(PianoSim):
         super().__init__(n_envs, score=prompt if self.has_prompt else "folk", reward=reward, tail=0.0, **kwargs)
         self.prompt_steps = int(round(self.prompt_seconds * self.frame_rate)) if self.has_prompt else 0
         self.free_steps = int(round(self.length_seconds * self.frame_rate))
-        self._world_action = np.full((self.n_envs, self.keyboard.n_actions), -1.0, np.float32)
+        self.prompt_len = np.zeros(self.n_envs, np.int64)  # this episode's prompt steps, per env
 
     def resolve_pool(self, score, split):
         return super().resolve_pool(score, split) if self.has_prompt else [None]
@@ -61,6 +61,10 @@ class ImproviseSim(PianoSim):
         prompt = FrameScore(self.frame_rate, held, onset & held, np.where(held, vel, 0).astype(np.uint8), name)
         return Episode(frames=prompt, n_steps=P + self.free_steps, reference=None, name=name)
 
+    def begin(self, i, episode, rng) -> None:
+        self.prompt_len[i] = episode.frames.T
+        super().begin(i, episode, rng)
+
     def spaces(self):
         from gymnasium import spaces
 
@@ -70,15 +74,12 @@ class ImproviseSim(PianoSim):
 
     def observation(self):
         obs = super().observation()
-        obs["prompt"] = (self.t < self.frames_len())[:, None].astype(np.float32)
+        obs["prompt"] = (self.t < self.prompt_len)[:, None].astype(np.float32)
         return obs
-
-    def frames_len(self) -> np.ndarray:
-        return np.array([0 if f is None else f.T for f in self.frames], np.int64)
 
     def step(self, action):
         if self.prompt_player == "world" and self.prompt_steps:
-            in_prompt = self.t < self.frames_len()
+            in_prompt = self.t < self.prompt_len
             if in_prompt.any():  # the world plays the prompt as written; the agent's keys are ignored
                 a = self.keyboard.check_action(action).copy()
                 codes = self.tape[np.flatnonzero(in_prompt), self.pad + self.t[in_prompt]][:, self.lo_col: self.hi_col]

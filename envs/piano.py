@@ -5,7 +5,6 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
 
 from lmm_env.envs.core import PianoSim
 from lmm_env.envs.render import render_frame

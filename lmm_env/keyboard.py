@@ -187,7 +187,9 @@ class Keyboard:
         self._down88[rows, cols] = down
         vel = np.clip(keys, 0.0, 1.0)
         vel *= 126.0
-        self._vel88[rows, cols] = np.rint(vel, out=vel) + 1
+        np.rint(vel, out=vel)
+        vel += 1.0
+        self._vel88[rows, cols] = vel
         if self.pedal:
             damped = ~(self._down88 | self.pedal_down[:, None])
         else:

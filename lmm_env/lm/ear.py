@@ -661,6 +661,37 @@ def pairs_dataset(pairs, seed: int = 0, gains: int = 2, progress: bool = True):
     return (np.concatenate(specs), np.concatenate(acts), np.concatenate(helds), np.concatenate(onsets))
 
 
+def _train_ear(spec, act, held, onset, steps: int, batch: int, lr: float, seed: int, bar, deadline=None):
+    """Adam with a one-cycle schedule on (spec, act) -> (held, onset): (model, loss EMA, last step).
+
+    ``bar`` iterates the steps (a tqdm bar); ``deadline`` (time.time() seconds) stops early."""
+    model = LearnedEar()
+    spec_t, act_t = torch.from_numpy(spec), torch.from_numpy(act)
+    y = torch.from_numpy(np.stack([held, onset], axis=-1).astype(np.float32))
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    gen = torch.Generator().manual_seed(seed)
+    pos_w = torch.tensor([1.0, 4.0])
+    ema, step = None, -1
+    for step in bar:
+        idx = torch.randint(0, len(spec_t), (batch,), generator=gen)
+        logits = model(spec_t[idx], act_t[idx])
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y[idx], pos_weight=pos_w)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{ema:.4f}")
+        if deadline is not None and time.time() > deadline:
+            print(f"time cap reached at step {step}")
+            break
+    model.eval()
+    model.refresh()
+    return model, ema, step
+
+
 def fit_ear(pairs, steps: int = 1500, batch: int = 128, lr: float = 3e-3, seed: int = 0, threads: int | None = 1,
             progress: bool = True):
     """The `LearnedEar` of K score-audio pairs (``lmm_env.pairs.load(K)``); K = 0 gives the `AnalyticEar`.
@@ -681,30 +712,11 @@ def fit_ear(pairs, steps: int = 1500, batch: int = 128, lr: float = 3e-3, seed: 
     try:
         torch.manual_seed(seed)
         spec, act, held, onset = pairs_dataset(pairs, seed=seed, progress=progress)
-        model = LearnedEar()
-        spec_t, act_t = torch.from_numpy(spec), torch.from_numpy(act)
-        y = torch.from_numpy(np.stack([held, onset], axis=-1).astype(np.float32))
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
-        gen = torch.Generator().manual_seed(seed)
-        pos_w = torch.tensor([1.0, 4.0])
-        bar = tqdm(range(steps), desc=f"fit ear ({len(pairs)} pairs)", disable=not progress, leave=False)
-        ema = None
-        for step in bar:
-            idx = torch.randint(0, len(spec_t), (batch,), generator=gen)
-            logits = model(spec_t[idx], act_t[idx])
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y[idx], pos_weight=pos_w)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
-            if step % 50 == 0:
-                bar.set_postfix(loss=f"{ema:.4f}")
+        model, ema, _ = _train_ear(spec, act, held, onset, steps, batch, lr, seed,
+                                   tqdm(range(steps), desc=f"fit ear ({len(pairs)} pairs)", disable=not progress,
+                                        leave=False))
     finally:
         torch.set_num_threads(n_threads)
-    model.eval()
-    model.refresh()
     model.fit_info = {"pairs": len(pairs), "frames": int(len(spec)), "steps": steps, "final_loss": float(ema)}
     return model
 
@@ -731,33 +743,8 @@ def train_main(argv=None) -> int:
     torch.manual_seed(args.seed)
     spec, act, held, onset = build_dataset(args.pairs, args.seed)
     print(f"{len(spec)} training frames from {args.pairs} pairs ({time.time() - t0:.1f} s)")
-    model = LearnedEar()
-    spec_t, act_t = torch.from_numpy(spec), torch.from_numpy(act)
-    y = torch.from_numpy(np.stack([held, onset], axis=-1).astype(np.float32))
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=args.steps, pct_start=0.1)
-    gen = torch.Generator().manual_seed(args.seed)
-    pos_w = torch.tensor([1.0, 4.0])
-    bs = 128
-    deadline = time.time() + args.minutes * 60
-    bar = tqdm(range(args.steps), desc="train ear")
-    ema = None
-    for step in bar:
-        idx = torch.randint(0, len(spec_t), (bs,), generator=gen)
-        logits = model(spec_t[idx], act_t[idx])
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y[idx], pos_weight=pos_w)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{ema:.4f}")
-        if time.time() > deadline:
-            print(f"time cap reached at step {step}")
-            break
-    model.eval()
-    model.refresh()
+    model, ema, step = _train_ear(spec, act, held, onset, args.steps, 128, 3e-3, args.seed,
+                                  tqdm(range(args.steps), desc="train ear"), deadline=time.time() + args.minutes * 60)
     train_seconds = time.time() - t0
     extra = {"pairs": args.pairs, "seed": args.seed, "steps": step + 1, "train_frames": int(len(spec)),
              "train_wall_seconds": round(train_seconds, 1), "final_loss": round(float(ema), 5)}
