@@ -31,7 +31,12 @@ def actions(shape, n, seed=0):
     return a.astype(np.float32)
 
 
-def time_env(env, acts, vector: bool):
+def time_env(env, acts, vector: bool, warmup: int = 100):
+    env.reset(seed=0)
+    for a in acts[:warmup]:  # first calls load models and fill caches: not part of a step's cost
+        _, _, term, trunc, _ = env.step(a)
+        if not vector and (term or trunc):
+            env.reset()
     env.reset(seed=0)
     step_t, reset_t = 0.0, 0.0
     for a in acts:

@@ -32,6 +32,7 @@ ACTIVITY_FRAMES = 80  # 4 s at 20 fps
 VARIETY_FRAMES = 160  # 8 s
 LOOP_NOTES = 12
 LOOP_PERIODS = 8
+_PITCH_CLASS = (np.arange(21, 109)[:, None] % 12 == np.arange(12)[None]).astype(np.int64)  # (88, 12)
 
 
 class ImproviseReward(RewardModel):
@@ -79,10 +80,13 @@ class ImproviseReward(RewardModel):
         self._onset = np.zeros((n, self.window, 88), bool)
         self._prev = np.zeros((n, 88), bool)
         self._prev2 = np.zeros((n, 88), bool)
-        self._counts = np.zeros((n, VARIETY_FRAMES), np.int64)  # onsets per frame, ring
-        self._pc = np.zeros((n, VARIETY_FRAMES, 12), np.int64)  # onset pitch classes per frame, ring
+        # rings of this episode's free-play onsets, with their running sums (no window sums per step)
+        self._counts = np.zeros((n, ACTIVITY_FRAMES), np.int64)  # onsets per frame
+        self._count_sum = np.zeros(n, np.int64)
+        self._pc = np.zeros((n, VARIETY_FRAMES, 12), np.int64)  # onset pitch classes per frame
+        self._pc_sum = np.zeros((n, 12), np.int64)
         self._notes = np.full((n, LOOP_NOTES + LOOP_PERIODS), -1, np.int64)  # last onset pitches
-        self._pending = np.zeros(n)  # lm_score of the frames since the last LM run, per env
+        self._loop = np.zeros(n, bool)  # do the last notes loop? (changes only when notes are pushed)
         self._since_run = np.zeros(n, np.int64)
         self._last_lm = np.zeros(n)
 
@@ -92,12 +96,17 @@ class ImproviseReward(RewardModel):
         self._prompt[i] = min(episode.frames.T, episode.n_steps)
         self._fr = float(episode.frame_rate)
         self._held[i] = self._onset[i] = self._prev[i] = self._prev2[i] = False
-        self._counts[i] = 0
-        self._pc[i] = 0
-        self._notes[i] = -1
-        self._pending[i] = 0.0
+        self._forget_notes(np.array([i]))
         self._since_run[i] = 0
         self._last_lm[i] = 0.0
+
+    def _forget_notes(self, rows: np.ndarray) -> None:
+        self._counts[rows] = 0
+        self._count_sum[rows] = 0
+        self._pc[rows] = 0
+        self._pc_sum[rows] = 0
+        self._notes[rows] = -1
+        self._loop[rows] = False
 
     # ------------------------------------------------------------------ parts
     def _score_lm(self, rows: np.ndarray, step: np.ndarray) -> np.ndarray:
@@ -131,55 +140,55 @@ class ImproviseReward(RewardModel):
 
     def batch(self, ctx: BatchStepContext) -> np.ndarray:
         ids, step = ctx.env_ids, ctx.step
-        ear_part = self.ear_reward.batch(ctx)
-        a = self.ear_reward.hear(ctx)
-        heard = a > self.threshold
+        free = step >= self._prompt[ids]
+        all_free = bool(free.all())
+        # ear_match only judges the prompt's steps; free play needs the ear's reading alone
+        ear_part = np.zeros(len(ids)) if all_free else self.ear_reward.batch(ctx)
+        heard = self.ear_reward.hear(ctx) > self.threshold
         prev = self._prev[ids]
         onset = heard & prev & ~self._prev2[ids]  # confirmed: heard two frames after an unheard one
         self._prev2[ids] = prev
         self._prev[ids] = heard
         start = step == self._prompt[ids]  # free play starts: forget the prompt's notes
         if start.any():
-            r = ids[start]
-            self._counts[r] = 0
-            self._pc[r] = 0
-            self._notes[r] = -1
+            self._forget_notes(ids[start])
         slot = step % self.window
         self._held[ids, slot] = heard
         self._onset[ids, slot] = onset
-        vslot = step % VARIETY_FRAMES
         n_on = onset.sum(axis=1)
-        self._counts[ids, vslot] = n_on
-        pcs = np.zeros((len(ids), 12), np.int64)
-        keys_on = np.nonzero(onset)
-        np.add.at(pcs, (keys_on[0], (keys_on[1] + 21) % 12), 1)
+        aslot = step % ACTIVITY_FRAMES
+        self._count_sum[ids] += n_on - self._counts[ids, aslot]
+        self._counts[ids, aslot] = n_on
+        vslot = step % VARIETY_FRAMES
+        pcs = onset.astype(np.int64) @ _PITCH_CLASS
+        self._pc_sum[ids] += pcs - self._pc[ids, vslot]
         self._pc[ids, vslot] = pcs
-        for row in np.flatnonzero(n_on):  # push this step's onset pitches (low to high)
+        pushed = np.flatnonzero(n_on)
+        for row in pushed:  # push this step's onset pitches (low to high)
             p = np.flatnonzero(onset[row]) + 21
             buf = self._notes[ids[row]]
             k = min(len(p), len(buf))
             buf[:-k] = buf[k:].copy()
             buf[-k:] = p[-k:]
-        free = step >= self._prompt[ids]
-        out = np.where(free, 0.0, ear_part)
+        if len(pushed):
+            seq = self._notes[ids[pushed]]
+            tail = seq[:, -LOOP_NOTES:]
+            loop = np.zeros(len(pushed), bool)
+            for p in range(1, LOOP_PERIODS + 1):
+                before = seq[:, LOOP_PERIODS - p: LOOP_PERIODS - p + LOOP_NOTES]
+                loop |= (tail == before).all(axis=1) & (before >= 0).all(axis=1)
+            self._loop[ids[pushed]] = loop
+        out = ear_part if not all_free else np.zeros(len(ids))
         gate = np.zeros(len(ids))
         lm_a = np.zeros(len(ids))
         lm_v = np.zeros(len(ids))
         if free.any():
             # activity: onsets per second over the last 4 s of free play
-            recent = (step[:, None] - np.arange(ACTIVITY_FRAMES)[None]) % VARIETY_FRAMES
-            notes_2s = np.take_along_axis(self._counts[ids], recent, axis=1).sum(axis=1)
             secs = np.clip(step - self._prompt[ids] + 1, 1, ACTIVITY_FRAMES) / self._fr
-            rate = notes_2s / np.maximum(secs, 1e-9)
+            rate = self._count_sum[ids] / secs
             activity = np.clip(rate / max(self.min_notes, 1e-9), 0.0, 1.0) * np.clip(self.max_notes / np.maximum(rate, 1e-9), 0.0, 1.0)
-            variety = np.clip((self._pc[ids].sum(axis=1) > 0).sum(axis=1) / 3.0, 0.0, 1.0)
-            seq = self._notes[ids]
-            tail = seq[:, -LOOP_NOTES:]
-            loop = np.zeros(len(ids), bool)
-            for p in range(1, LOOP_PERIODS + 1):
-                prev = seq[:, LOOP_PERIODS - p: LOOP_PERIODS - p + LOOP_NOTES]
-                loop |= (tail == prev).all(axis=1) & (prev >= 0).all(axis=1)
-            gate = activity * variety * (~loop)
+            variety = np.minimum(np.count_nonzero(self._pc_sum[ids], axis=1) / 3.0, 1.0)
+            gate = activity * variety * ~self._loop[ids]
             history = ctx.feature_history[:, ctx.feature_history.shape[1] - self.context:]
             lp = self.audio_lm.log_prob(history, ctx.features)
             lm_a = np.exp(np.minimum(0.0, lp - self.audio_ref) / (self.n_mels * self.audio_temperature))
@@ -192,7 +201,7 @@ class ImproviseReward(RewardModel):
                 self._since_run[ids[rows]] = 0
             lm_v = np.where(run, self._last_lm[ids] * self.stride, 0.0)
             free_part = gate * (self.score_weight * lm_v + self.audio_weight * lm_a)
-            out = np.where(free, free_part, out)
+            out = free_part if all_free else np.where(free, free_part, out)
         self._terms = {"collapse_gate": np.where(free, gate, 1.0), "lm_score": lm_v, "lm_audio": lm_a,
                        "prompt_ear_match": np.where(free, 0.0, ear_part)}
         return out
