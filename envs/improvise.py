@@ -24,7 +24,7 @@ class ImproviseSim(PianoSim):
         for name, v, lo in (("prompt_seconds", prompt_seconds, 0.0), ("length_seconds", length_seconds, 0.5)):
             if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and lo <= v <= 3600):
                 raise ValueError(f"{name}={v!r} must be a number of seconds in [{lo}, 3600]")
-        for fixed in ("score", "layout", "max_seconds"):
+        for fixed in ("score", "layout"):
             if fixed in kwargs:
                 raise ValueError(f"{fixed}= is not an argument of LMMImprovise-v0; the prompt is prompt= "
                                  "(a corpus name, MIDI path, Score, or None) and its length prompt_seconds=")
@@ -34,6 +34,10 @@ class ImproviseSim(PianoSim):
         super().__init__(n_envs, score=prompt if self.has_prompt else "folk", reward=reward, tail=0.0, **kwargs)
         self.prompt_steps = int(round(self.prompt_seconds * self.frame_rate)) if self.has_prompt else 0
         self.free_steps = int(round(self.length_seconds * self.frame_rate))
+        if self.max_seconds is not None:  # a cap on the whole episode, prompt first
+            cap = max(1, int(round(self.max_seconds * self.frame_rate)))
+            self.prompt_steps = min(self.prompt_steps, cap)
+            self.free_steps = min(self.free_steps, cap - self.prompt_steps)
         self.prompt_len = np.zeros(self.n_envs, np.int64)  # this episode's prompt steps, per env
 
     def resolve_pool(self, score, split):
@@ -150,6 +154,7 @@ class LMMImproviseEnv(PianoTaskEnv):
     * ``prompt``: a corpus name (default ``"folk"``), MIDI path, `Score`, list of those, or
       None (no prompt). ``split`` chooses the corpus split.
     * ``prompt_seconds`` (4.0), ``length_seconds`` (20.0), ``prompt_player`` ("world").
+    * ``max_seconds``: a cap on the whole episode (prompt first, then free play).
     * LMMPiano-v0's ``keys``, ``synth``, ``frame_rate``, ``sample_rate``, ``lookahead``,
       ``reward``, ``pairs``, ``ear``, ``n_mels``, ``record_audio``.
     """

@@ -225,3 +225,11 @@ def test_improvise_reward_makes_collapse_unprofitable():
     loop, _ = ret(Score.from_notes([(p, 0.25 * i, 0.25 * i + 0.2, 80) for i, p in enumerate([60, 64, 67, 72] * 12)]))
     assert silence == 0.0 and tune > 4 * one_note and tune > 3 * loop
     assert {"judge_nll", "pitch_class_entropy", "note_density", "repetition", "in_key_share"} <= set(m)
+
+
+def test_every_task_takes_the_common_arguments():
+    for env_id in SHORT:
+        env = gym.make(env_id, max_seconds=3, keys=(48, 84), frame_rate=20, synth="piano")
+        obs, info = env.reset(seed=0)
+        assert env.action_space.shape == (37,)
+        assert info["n_steps"] <= 3 * 20 + 10  # the piece (or prompt + free play) capped, plus a 0.5 s tail
