@@ -27,11 +27,14 @@ def _json_arg(text: str, what: str) -> dict:
     return value
 
 
-def _agent(name_or_path, env):
+def _agent(name_or_path, env, seed: int = 0):
     from lmm_env.agents.evaluate import load_agent
+    from lmm_env.agents.zoo import AGENTS, make_agent
 
     try:
-        return load_agent(name_or_path, env)
+        if isinstance(name_or_path, str) and name_or_path in AGENTS and name_or_path not in ("random", "score-reader"):
+            return make_agent(name_or_path, env, seed=seed)  # every registered agent (repeat-prompt, babble, ...)
+        return load_agent(name_or_path, env, seed=seed)
     except (ValueError, FileNotFoundError) as exc:
         raise SystemExit(f"lmm-env: --agent: {exc}")
 
@@ -64,6 +67,59 @@ def cmd_eval(args) -> int:
     return 0
 
 
+IMPROVISE = "LMMImprovise-v0"
+
+
+def _play_task(args) -> str:
+    """The env of ``play``: --env if given; else LMMImprovise-v0 with --prompt or an agent that only improvises."""
+    if args.env:
+        if args.prompt is not None and args.env != IMPROVISE:
+            raise SystemExit(f"lmm-env play: --prompt is for {IMPROVISE}, not --env {args.env}")
+        return args.env
+    if args.prompt is not None:
+        return IMPROVISE
+    from lmm_env.agents.zoo import AGENTS
+
+    spec = AGENTS.get(args.agent)
+    if spec is not None and spec.tasks == (IMPROVISE,):
+        raise SystemExit(f"lmm-env play: agent {args.agent!r} improvises ({IMPROVISE}); give --prompt (a MIDI file, "
+                         "a corpus name such as folk, or none)")
+    return "LMMPiano-v0"
+
+
+def _improvise_env(args, env_kwargs):
+    """LMMImprovise-v0 with --prompt (a MIDI file, a corpus name, or none); (env, output stem)."""
+    import gymnasium as gym
+
+    from lmm_env import corpus
+
+    if args.midi is not None:
+        raise SystemExit(f"lmm-env play: {IMPROVISE} takes its prompt from --prompt, not a MIDI argument "
+                         f"({args.midi!r})")
+    prompt = args.prompt if args.prompt is not None else "none"
+    if "prompt" in env_kwargs:
+        raise SystemExit("lmm-env play: give the prompt with --prompt, not in --env-kwargs")
+    is_file = os.sep in prompt or prompt.lower().endswith((".mid", ".midi")) or os.path.exists(prompt)
+    if prompt.lower() == "none":
+        value, stem = None, "improvisation"
+    elif is_file:
+        if not os.path.isfile(prompt):
+            raise SystemExit(f"lmm-env play: --prompt: MIDI file {prompt!r} does not exist")
+        if not prompt.lower().endswith((".mid", ".midi")):
+            raise SystemExit(f"lmm-env play: --prompt: {prompt!r} is not a MIDI file (.mid or .midi)")
+        value, stem = prompt, os.path.splitext(os.path.basename(prompt))[0]
+    elif prompt in corpus.names():
+        value, stem = prompt, prompt
+    else:
+        raise SystemExit(f"lmm-env play: --prompt {prompt!r} is neither a MIDI file nor a corpus name "
+                         f"({', '.join(corpus.names())}) nor none")
+    try:
+        env = gym.make(IMPROVISE, prompt=value, **env_kwargs)
+    except (OSError, EOFError, ValueError, KeyError, IndexError) as exc:
+        raise SystemExit(f"lmm-env play: --prompt {prompt!r}: cannot be used as a prompt: {exc}")
+    return env, stem
+
+
 def cmd_play(args) -> int:
     import gymnasium as gym
     import numpy as np
@@ -73,11 +129,18 @@ def cmd_play(args) -> int:
     import lmm_env  # noqa: F401
     from lmm_env.agents.train import roll_image
 
-    if not os.path.isfile(args.midi):
-        raise SystemExit(f"lmm-env: MIDI file {args.midi!r} does not exist")
     env_kwargs = _json_arg(args.env_kwargs, "--env-kwargs")
-    env = gym.make(args.env, score=args.midi, **env_kwargs)
-    agent = _agent(args.agent, env)
+    improvise = _play_task(args) == IMPROVISE
+    if improvise:
+        env, stem = _improvise_env(args, env_kwargs)
+    else:
+        if args.midi is None:
+            raise SystemExit("lmm-env play: give a MIDI file to play (or --prompt for LMMImprovise-v0)")
+        if not os.path.isfile(args.midi):
+            raise SystemExit(f"lmm-env: MIDI file {args.midi!r} does not exist")
+        env = gym.make(args.env or "LMMPiano-v0", score=args.midi, **env_kwargs)
+        stem = os.path.splitext(os.path.basename(args.midi))[0]
+    agent = _agent(args.agent, env, seed=args.seed)
     obs, info = env.reset(seed=args.seed)
     with tqdm(total=info["n_steps"], desc="play", unit="step", disable=args.no_progress) as bar:
         while True:
@@ -89,7 +152,6 @@ def cmd_play(args) -> int:
             if terminated or truncated:
                 break
     os.makedirs(args.out, exist_ok=True)
-    stem = os.path.splitext(os.path.basename(args.midi))[0]
     u = env.unwrapped
     u.performance().write(os.path.join(args.out, f"{stem}_performance.mid"))
     audio = u.episode_audio()
@@ -102,7 +164,11 @@ def cmd_play(args) -> int:
     img = roll_image(*episode_rolls(env))
     plt.imsave(os.path.join(args.out, f"{stem}_piano_roll.png"), img)
     m = info["metrics"]
-    print(f"{stem}: note F1 {m['note_f1']:.3f}, frame F1 {m['frame_f1']:.3f}, velocity error {m['velocity_error']:.2f}")
+    if improvise:
+        print(f"{stem}: judge NLL {m['judge_nll']:.3f}, pitch-class entropy {m['pitch_class_entropy']:.3f}, "
+              f"{m['note_density']:.2f} notes/s, repetition {m['repetition']:.3f}, in key {m['in_key_share']:.3f}")
+    else:
+        print(f"{stem}: note F1 {m['note_f1']:.3f}, frame F1 {m['frame_f1']:.3f}, velocity error {m['velocity_error']:.2f}")
     print(f"wrote {args.out}/{stem}_performance.mid, {stem}_performance.wav, {stem}_piano_roll.png")
     return 0
 
@@ -210,11 +276,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("play", help="play a MIDI file with an agent; write MIDI, WAV and a piano-roll PNG",
                         description="Play MIDI with --agent in LMMPiano-v0 and write <name>_performance.mid, "
-                                    "<name>_performance.wav and <name>_piano_roll.png (target over played) to --out.")
-    pl.add_argument("midi", help="a MIDI file to play")
-    pl.add_argument("--agent", default="score-reader", help="random, score-reader, ppo-closed-loop, or a .safetensors checkpoint")
+                                    "<name>_performance.wav and <name>_piano_roll.png (target over played) to --out. "
+                                    "With --prompt (LMMImprovise-v0): the world plays the prompt, then the agent "
+                                    "improvises, e.g. lmm-env play --agent ppo-improvise --prompt tune.mid --out out/")
+    pl.add_argument("midi", nargs="?", default=None, help="a MIDI file to play (LMMPiano-v0 and other score tasks)")
+    pl.add_argument("--agent", default="score-reader",
+                    help="random, score-reader, ppo-closed-loop, ppo-improvise, another agent of lmm_env.agents.zoo, "
+                         "or a .safetensors checkpoint")
+    pl.add_argument("--prompt", default=None,
+                    help="LMMImprovise-v0's prompt: a MIDI file, a corpus name (e.g. folk: a piece drawn with --seed) "
+                         "or none; implies --env LMMImprovise-v0")
     pl.add_argument("--out", default="out")
-    pl.add_argument("--env", default="LMMPiano-v0")
+    pl.add_argument("--env", default=None, help="LMMPiano-v0 (default), or LMMImprovise-v0 with --prompt")
     pl.add_argument("--env-kwargs", default="{}", help="JSON of env arguments (e.g. synth)")
     pl.add_argument("--seed", type=int, default=0)
     pl.add_argument("--no-progress", action="store_true")
@@ -237,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "results.csv, results.json and summary.png to --out.")
     m.add_argument("--agent", default="baselines",
                    help="comma-separated agent names (lmm_env.agents.zoo: random, score-reader, ppo-closed-loop, "
-                        "babble, reference-oracle, gradient, repeat-prompt, lm-sampler), 'baselines' (all of "
+                        "babble, reference-oracle, gradient, repeat-prompt, lm-sampler, ppo-improvise), 'baselines' (all of "
                         "them) or .safetensors checkpoints")
     m.add_argument("--tasks", default=None, help="comma-separated task ids (default: every task the agents play)")
     m.add_argument("--pairs", default="0", help="comma-separated K of the reward's ear: 0, 4, 16, 64, all")

@@ -22,17 +22,31 @@ from lmm_env.agents.baselines import RandomAgent, ScoreReaderAgent
 
 BASELINES = {"random": RandomAgent, "score-reader": ScoreReaderAgent}
 # Trained policies shipped in the package (safetensors; see BENCHMARKS.md for how they were made).
-SHIPPED = {"ppo-closed-loop": "ppo-closed-loop.safetensors"}
+SHIPPED = {"ppo-closed-loop": "ppo-closed-loop.safetensors", "ppo-improvise": "ppo-improvise.safetensors"}
 
 # Columns of the summary, in order: metrics first, then the return and reward terms.
 METRIC_COLUMNS = ("frame_f1", "note_precision", "note_recall", "note_f1", "velocity_error",
                   "pitch_class_entropy", "note_density")
 
 
-def load_agent(name_or_path, env=None):
+def _policy_agent(path, seed: int = 0):
+    """The policy of a checkpoint; one trained on LMMImprovise-v0 is played by sampling it
+    (`lmm_env.agents.improvise.PolicySamplerAgent`, seeded), since its mean alone loops."""
+    from lmm_env.agents.train import IMPROVISE_ID, load_policy, read_checkpoint
+
+    policy = load_policy(path)
+    if read_checkpoint(path)[0].get("env_id") == IMPROVISE_ID:
+        from lmm_env.agents.improvise import PolicySamplerAgent
+
+        return PolicySamplerAgent(policy, seed=seed)
+    return policy
+
+
+def load_agent(name_or_path, env=None, seed: int = 0):
     """An agent: a baseline name ("random", "score-reader"), a shipped policy ("ppo-closed-loop":
     PPO + KeyConvPolicy trained on the closed-loop reward only), a training checkpoint
     (``.safetensors`` written by `lmm_env.agents.train`), or an object with ``predict`` (returned as is).
+    "ppo-improvise" (and any checkpoint trained on LMMImprovise-v0) samples its policy with ``seed``.
 
     Baselines need the ``env`` they will play (they read its keyboard); a checkpoint rebuilds
     its own model and never unpickles anything.
@@ -42,17 +56,16 @@ def load_agent(name_or_path, env=None):
     if hasattr(name_or_path, "predict"):
         return name_or_path
     if isinstance(name_or_path, (str, os.PathLike)) and os.fspath(name_or_path).endswith(".safetensors"):
-        from lmm_env.agents.train import load_policy
-
         if not os.path.isfile(name_or_path):
             raise FileNotFoundError(f"agent checkpoint {os.fspath(name_or_path)!r} does not exist")
-        return load_policy(name_or_path)
+        return _policy_agent(name_or_path, seed)
     if isinstance(name_or_path, str) and name_or_path in SHIPPED:
         from pathlib import Path
 
-        from lmm_env.agents.train import load_policy
-
-        return load_policy(Path(__file__).resolve().parent / "weights" / SHIPPED[name_or_path])
+        path = Path(__file__).resolve().parent / "weights" / SHIPPED[name_or_path]
+        if not path.is_file():
+            raise FileNotFoundError(f"the shipped weights of {name_or_path!r} are missing: {path}")
+        return _policy_agent(path, seed)
     if isinstance(name_or_path, str) and name_or_path in BASELINES:
         if env is None:
             raise ValueError(f"load_agent({name_or_path!r}) needs the env it will play")

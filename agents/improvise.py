@@ -100,3 +100,37 @@ class ScoreLMSamplerAgent:
         action[: self.hi - self.lo + 1][play[cols]] = (self.velocity - 1) / 126.0
         self._down = play
         return action, state
+
+
+class PolicySamplerAgent:
+    """Plays a trained SB3 actor-critic policy on LMMImprovise-v0 by *sampling* its action distribution.
+
+    A Gaussian policy's mean alone (``deterministic=True``) is a fixed function of what it
+    observes; in free play that is only the key state, so the mean plays silence or a loop.
+    An improviser's policy is its distribution: this agent draws each action from it with
+    its own generator (``seed``), so a run is reproducible and ``deterministic`` (which the
+    benchmark passes) does not change it. ``policy`` is an SB3 policy or model (``.policy``).
+    """
+
+    oracle = False
+
+    def __init__(self, policy, seed: int = 0):
+        self.policy = getattr(policy, "policy", policy)
+        self.observation_space = self.policy.observation_space
+        self.action_space = self.policy.action_space
+        self.seed = int(seed)
+        self.rng = np.random.default_rng(self.seed)
+
+    def reset(self) -> None:  # one generator for the agent's life: episodes draw different noise
+        pass
+
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
+        import torch
+
+        obs, vectorized = self.policy.obs_to_tensor(observation)
+        with torch.no_grad():
+            dist = self.policy.get_distribution(obs).distribution
+            mean, std = dist.mean.cpu().numpy(), dist.stddev.cpu().numpy()
+        action = mean + std * self.rng.standard_normal(mean.shape)
+        action = np.clip(action, self.action_space.low, self.action_space.high).astype(np.float32)
+        return (action if vectorized else action[0]), state

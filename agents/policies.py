@@ -176,9 +176,12 @@ class KeyConvExtractor(nn.Module):
 class KeyActionHead(nn.Module):
     """Per-key mean action from per-key features: one 1x1 conv shared by all keys (+ a pedal head)."""
 
-    def __init__(self, channels: int, n_keys: int, pedal: bool, init_bias: float, init_gain: float = 0.01):
+    def __init__(self, channels: int, n_keys: int, pedal: bool, init_bias: float, init_gain: float = 0.01,
+                 key_bias: bool = False):
         super().__init__()
         self.channels, self.n_keys = channels, n_keys
+        # optional learned per-key offset of the mean (KeyConvPolicy(key_bias=True)); starts at 0
+        self.key_bias = nn.Parameter(torch.zeros(n_keys)) if key_bias else None
         self.head = nn.Conv1d(channels, 1, 1)
         nn.init.normal_(self.head.weight, std=init_gain / np.sqrt(channels))
         nn.init.constant_(self.head.bias, init_bias)
@@ -191,6 +194,8 @@ class KeyActionHead(nn.Module):
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         h = latent.reshape(latent.shape[0], self.channels, self.n_keys)
         mean = self.head(h)[:, 0]
+        if self.key_bias is not None:
+            mean = mean + self.key_bias
         if self.pedal_head is not None:
             mean = torch.cat([mean, self.pedal_head(h.mean(dim=2))], dim=1)
         return mean
@@ -208,12 +213,16 @@ class KeyConvPolicy(ActorCriticPolicy):
     * ``log_std_init`` (-0.5): initial log-std, one scalar for all actions;
       ``learn_log_std`` (True) makes it learnable.
     * ``activation_fn`` (nn.ReLU).
+    * ``key_bias`` (False): add a learned per-key bias to the mean action (it breaks the pitch
+      equivariance on purpose: with no score to read, e.g. in LMMImprovise-v0's free play,
+      it lets the policy prefer a register).
     """
 
     def __init__(self, observation_space: spaces.Dict, action_space: spaces.Box, lr_schedule, *,
                  actor_channels=(32, 32), critic_channels=(16, 16), kernel_size: int = 5, audio_hidden: int = 32,
                  critic_hidden: int = 64, init_bias: float = -1.0, log_std_init: float = -0.5,
-                 learn_log_std: bool = True, activation_fn: type[nn.Module] = nn.ReLU, **kwargs: Any):
+                 learn_log_std: bool = True, activation_fn: type[nn.Module] = nn.ReLU, key_bias: bool = False,
+                 **kwargs: Any):
         _key_layout(observation_space, action_space)
         fixed = {"net_arch": None, "use_sde": False, "squash_output": False, "share_features_extractor": True,
                  "features_extractor_class": KeyObsExtractor, "features_extractor_kwargs": None}
@@ -226,6 +235,7 @@ class KeyConvPolicy(ActorCriticPolicy):
                                 critic_hidden=int(critic_hidden), activation_fn=activation_fn)
         self.init_bias = float(init_bias)
         self.learn_log_std = bool(learn_log_std)
+        self.key_bias = bool(key_bias)
         kwargs.setdefault("ortho_init", False)
         super().__init__(observation_space, action_space, lr_schedule, activation_fn=activation_fn,
                          log_std_init=log_std_init, features_extractor_class=KeyObsExtractor,
@@ -237,6 +247,8 @@ class KeyConvPolicy(ActorCriticPolicy):
                   "features_extractor_kwargs"):
             data.pop(k, None)
         data.update(self._key_kwargs, init_bias=self.init_bias, learn_log_std=self.learn_log_std)
+        if self.key_bias:
+            data["key_bias"] = True
         return data
 
     def _build_mlp_extractor(self) -> None:
@@ -247,7 +259,8 @@ class KeyConvPolicy(ActorCriticPolicy):
         if not isinstance(self.action_dist, DiagGaussianDistribution):
             raise TypeError(f"KeyConvPolicy needs a diagonal Gaussian action distribution, got {self.action_dist!r}")
         ex = self.mlp_extractor
-        self.action_net = KeyActionHead(ex.actor_channels, ex.n_keys, ex.pedal, self.init_bias)
+        self.action_net = KeyActionHead(ex.actor_channels, ex.n_keys, ex.pedal, self.init_bias,
+                                        key_bias=getattr(self, "key_bias", False))
         # one log-std for all keys (a per-key one would break the equivariance); it broadcasts
         # in DiagGaussianDistribution.proba_distribution.
         self.log_std = nn.Parameter(torch.full((1,), float(self.log_std_init)), requires_grad=self.learn_log_std)

@@ -260,11 +260,26 @@ def load_policy(path):
 # --------------------------------------------------------------------------- callbacks
 
 
-def _selection_score(means: dict) -> tuple[float, float]:
+IMPROVISE_ID = "LMMImprovise-v0"
+
+
+def _selection_score(means: dict, env_id: str = "LMMPiano-v0") -> tuple[float, float]:
     """How ``best.safetensors`` is chosen from validation means: note onset F1 first (to 0.01,
     so that one note more or less does not decide), then the mean of frame F1 and velocity
     accuracy (1 - error / 127, the error averaged over the episodes that matched notes; 127
-    when none did). Ties keep the earlier."""
+    when none did). Ties keep the earlier.
+
+    LMMImprovise-v0 has no notes to match: first whether the improvisation is not collapsed
+    (note density within the reward's activity bounds, 0.5 to 12 notes/s, pitch-class
+    entropy of at least 3 equally used classes, repetition under 0.5), then the lowest
+    judge NLL (the judge LM alone would prefer silence, hence the first test)."""
+    if env_id == IMPROVISE_ID:
+        nll = float(means.get("judge_nll", float("nan")))
+        dens = float(means.get("note_density", 0.0))
+        ent = float(means.get("pitch_class_entropy", 0.0))
+        rep = float(means.get("repetition", 1.0))
+        ok = 0.5 <= dens <= 12.0 and ent >= np.log2(3) and rep < 0.5
+        return float(ok), -nll if np.isfinite(nll) else -np.inf
     note = float(means.get("note_f1", 0.0))
     frame = float(means.get("frame_f1", 0.0))
     vel = float(means.get("velocity_error", float("nan")))
@@ -310,8 +325,14 @@ def _callbacks(config, logdir, eval_every, eval_episodes, checkpoint_every, eval
             self._terms = {}
 
         def run_eval(self) -> None:
-            table = evaluate(self.model, config["env_id"], split=eval_split, episodes=eval_episodes,
-                             env_kwargs=config["env_kwargs"], progress=False, keep_first=True)
+            agent = self.model
+            if config["env_id"] == IMPROVISE_ID:  # an improviser is its sampled policy (fixed seed: comparable evals)
+                from lmm_env.agents.improvise import PolicySamplerAgent
+
+                agent = PolicySamplerAgent(self.model.policy, seed=0)
+            held_out = {k: v for k, v in config["env_kwargs"].items() if k != "split"}  # eval_split decides
+            table = evaluate(agent, config["env_id"], split=eval_split, episodes=eval_episodes,
+                             env_kwargs=held_out, progress=False, keep_first=True)
             import time
 
             means = table.mean()
@@ -329,7 +350,7 @@ def _callbacks(config, logdir, eval_every, eval_episodes, checkpoint_every, eval
                         f.write(",".join(cols) + "\n")
                     row = {"steps": self.num_timesteps, "wall_seconds": time.perf_counter() - self._t0, **means}
                     f.write(",".join(f"{row.get(c, float('nan')):.6g}" for c in cols) + "\n")
-                score = _selection_score(means)
+                score = _selection_score(means, config["env_id"])
                 if self._best is None or score > self._best:
                     self._best = score
                     save_checkpoint(self.model, Path(logdir) / "checkpoints" / "best.safetensors", config)

@@ -67,3 +67,35 @@ def test_play_midi_example_runs_as_it_is(tmp_path):
                          text=True, timeout=240)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "note F1 1.000" in out.stdout and (tmp_path / "demo_piano_roll.png").is_file()
+
+
+def test_play_improvise_with_a_prompt_writes_midi_wav_and_png_and_bad_prompts_are_clear(tmp_path):
+    pm = pretty_midi.PrettyMIDI()
+    inst = pretty_midi.Instrument(0)
+    for i, p in enumerate([60, 62, 64, 65, 67, 65, 64, 62]):
+        inst.notes.append(pretty_midi.Note(80, p, 0.25 * i, 0.25 * i + 0.2))
+    pm.instruments.append(inst)
+    midi = tmp_path / "tune.mid"
+    pm.write(str(midi))
+    kw = '{"prompt_seconds": 2.0, "length_seconds": 3.0, "reward": "key_match"}'
+    out = run("play", "--agent", "ppo-improvise", "--prompt", str(midi), "--out", str(tmp_path / "o"),
+              "--no-progress", "--env-kwargs", kw)
+    assert "judge NLL" in out.stdout and "notes/s" in out.stdout
+    for name in ("tune_performance.mid", "tune_performance.wav", "tune_piano_roll.png"):
+        assert (tmp_path / "o" / name).stat().st_size > 50
+    # the world played the prompt: its notes open the performance
+    played = pretty_midi.PrettyMIDI(str(tmp_path / "o" / "tune_performance.mid"))
+    assert [n.pitch for n in sorted(played.instruments[0].notes, key=lambda n: n.start)][:3] == [60, 62, 64]
+    out = run("play", "--agent", "repeat-prompt", "--prompt", "folk", "--out", str(tmp_path / "c"), "--no-progress",
+              "--env-kwargs", kw)
+    assert (tmp_path / "c" / "folk_performance.wav").stat().st_size > 50
+    bad = run("play", "--agent", "ppo-improvise", "--prompt", str(tmp_path / "missing.mid"), ok=False)
+    assert bad.returncode != 0 and "does not exist" in bad.stderr
+    junk = tmp_path / "junk.mid"
+    junk.write_bytes(b"not a midi file")
+    bad = run("play", "--agent", "ppo-improvise", "--prompt", str(junk), "--env-kwargs", kw, ok=False)
+    assert bad.returncode != 0 and "cannot be used as a prompt" in bad.stderr and "Traceback" not in bad.stderr
+    bad = run("play", "--agent", "ppo-improvise", "--prompt", "no-such-corpus", ok=False)
+    assert bad.returncode != 0 and "neither a MIDI file nor a corpus name" in bad.stderr
+    bad = run("play", "--agent", "ppo-improvise", ok=False)
+    assert bad.returncode != 0 and "--prompt" in bad.stderr
