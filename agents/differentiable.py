@@ -455,7 +455,7 @@ def train(cfg: DiffConfig, progress: bool = True, threads: int | None = 1, log=N
         if cfg.lm > 0:
             from lmm_env.lm import load_pretrained
 
-            lm = load_pretrained("audio-lm")
+            lm = load_pretrained("audio")
             for prm in lm.parameters():
                 prm.requires_grad_(False)
             mel = LogMel(sr, hop, lm.n_mels)

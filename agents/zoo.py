@@ -53,6 +53,14 @@ def _babble(env, pairs, seed):
     return BabbleAgent(env, pairs=pairs or 0)
 
 
+def _decipher_closed_loop(env, pairs, seed):
+    from lmm_env.agents.decipher_learn import ListeningDecipherAgent
+    from lmm_env.agents.differentiable import DiffPolicy, shipped_path
+
+    # the learned g (diff-g) decides what to play over score pitches; the learned map puts it on keys
+    return ListeningDecipherAgent(env, pairs=pairs or 0, seed=seed, actor=DiffPolicy.load(shipped_path("g")))
+
+
 def _reference_oracle(env, pairs, seed):
     from lmm_env.agents.by_ear import ReferenceOracle
 
@@ -63,6 +71,15 @@ def _gradient(env, pairs, seed):
     from lmm_env.agents.by_ear import ByEarGradientAgent
 
     return ByEarGradientAgent(env, pairs=pairs or 0)
+
+
+def _diff(kind):
+    def build(env, pairs, seed):
+        from lmm_env.agents.differentiable import make_diff_agent
+
+        return make_diff_agent(kind, env)
+
+    return build
 
 
 def _repeat_prompt(env, pairs, seed):
@@ -77,6 +94,12 @@ def _lm_sampler(env, pairs, seed):
     return ScoreLMSamplerAgent(env, seed=seed)
 
 
+def _ppo_improvise(env, pairs, seed):
+    from lmm_env.agents.evaluate import load_agent
+
+    return load_agent("ppo-improvise", env, seed=seed)
+
+
 AGENTS: dict[str, AgentSpec] = {
     "random": AgentSpec(_random, TASKS, False, "uniform random actions"),
     "score-reader": AgentSpec(_score_reader, ("LMMPiano-v0", "LMMDecipher-v0"), True,
@@ -85,13 +108,22 @@ AGENTS: dict[str, AgentSpec] = {
                                  "shipped PPO + KeyConvPolicy trained on the closed-loop reward"),
     "babble": AgentSpec(_babble, ("LMMDecipher-v0",), False,
                         "presses each key once alone, reads its pitch with the ear of K pairs, then reads the score"),
+    "decipher-closed-loop": AgentSpec(_decipher_closed_loop, ("LMMDecipher-v0",), False,
+                                      "learns key -> heard pitch from its own strikes while it plays (ear of K pairs) and "
+                                      "puts the learned g (diff-g) on keys through the inverted map"),
     "reference-oracle": AgentSpec(_reference_oracle, ("LMMByEar-v0",), True,
                                   "plays the hidden reference notes of the target"),
     "gradient": AgentSpec(_gradient, ("LMMByEar-v0",), False,
                           "transcribes the whole target by gradient descent through the differentiable piano"),
+    "diff-g": AgentSpec(_diff("g"), ("LMMPiano-v0",), False,
+                        "g (score -> keys) learned by backpropagation through the differentiable piano and the ear"),
+    "diff-h": AgentSpec(_diff("h"), ("LMMByEar-v0",), False,
+                        "h (heard target -> keys) learned by backpropagation through the differentiable piano and the ear"),
     "repeat-prompt": AgentSpec(_repeat_prompt, ("LMMImprovise-v0",), False, "plays the prompt again and again"),
     "lm-sampler": AgentSpec(_lm_sampler, ("LMMImprovise-v0",), False,
                             "samples frames from LM^V (the score LM) and plays them on the known keyboard"),
+    "ppo-improvise": AgentSpec(_ppo_improvise, ("LMMImprovise-v0",), False,
+                               "shipped PPO + KeyConvPolicy trained on the improvise reward, played by sampling"),
 }
 
 

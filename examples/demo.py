@@ -1,4 +1,5 @@
-"""Play a held-out corpus piece on LMMPiano-v0 and write what was played.
+"""Play a held-out corpus piece on LMMPiano-v0 and write what was played; then let the learned
+agents of the LMM challenge play one held-out piece on each task.
 
     python examples/demo.py --out out
 
@@ -10,6 +11,11 @@ return and writes to --out:
     performance.wav            the audio the env heard (built-in piano synth)
     performance_soundfont.wav  the same performance through the SoundFont piano (TimGM6mb)
     piano_roll.png             target vs played piano rolls
+
+Then one metrics row per task of the LMM challenge, each played by its learned agent (shipped
+weights): diff-g on LMMPiano-v0 (g learned through the differentiable piano), decipher-closed-loop
+on LMMDecipher-v0 (37 hidden keys, learned by ear inside the episode), diff-h on LMMByEar-v0
+(h: plays a SoundFont recording it hears) and ppo-improvise on LMMImprovise-v0 (LM^M).
 """
 from __future__ import annotations
 
@@ -102,3 +108,34 @@ fig.suptitle(f"{piece.name}: note F1 {rows['score-reader']['note_f1']:.3f}")
 fig.tight_layout()
 fig.savefig(os.path.join(args.out, "piano_roll.png"), dpi=100)
 print(f"wrote {args.out}/performance.mid, performance.wav, performance_soundfont.wav, piano_roll.png")
+
+
+# ---------------------------------------------------------------------------------------------
+# The LMM challenge: one held-out piece per task, each played by its learned agent.
+from lmm_env.agents.zoo import make_agent  # noqa: E402
+
+challenge = [
+    ("LMMPiano-v0", "diff-g", {"max_seconds": 12.0}),
+    ("LMMDecipher-v0", "decipher-closed-loop", {"max_seconds": 12.0, "keys": (48, 84)}),
+    ("LMMByEar-v0", "diff-h", {"max_seconds": 12.0, "target_synth": "soundfont"}),
+    ("LMMImprovise-v0", "ppo-improvise", {"prompt_seconds": 4.0, "length_seconds": 12.0}),
+]
+print("\nThe LMM challenge: learned agents, one held-out piece each")
+cols = ["note_f1", "frame_f1", "velocity_error", "judge_nll", "pitch_class_entropy", "note_density"]
+print("| task | agent | " + " | ".join(cols) + " | wall s |")
+print("|---" * (len(cols) + 3) + "|")
+for task, name, kwargs in challenge:
+    import time
+
+    t0 = time.perf_counter()
+    task_env = gym.make(task, split="test", **kwargs)
+    agent = make_agent(name, task_env)
+    obs, info = task_env.reset(seed=args.seed)
+    done = False
+    while not done:
+        obs, _, terminated, truncated, info = task_env.step(agent.predict(obs, deterministic=True)[0])
+        done = terminated or truncated
+    m = info["metrics"]
+    cells = [f"{m[c]:.3f}" if c in m and m[c] == m[c] else "–" for c in cols]
+    print(f"| {task} | {name} | " + " | ".join(cells) + f" | {time.perf_counter() - t0:.1f} |")
+    task_env.close()

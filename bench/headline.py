@@ -1,0 +1,207 @@
+"""The headline table of LMM: note F1 against K score-audio pairs, with and without the LM terms,
+against a method that learns from the K pairs alone (issue 12, part 5).
+
+For every K and seed it trains (and caches under ``--out``/weights, so a rerun resumes):
+
+* ``lm``: diff-g / diff-h through the differentiable world with the closed-loop objective:
+  the ear of K pairs plus LM^A's likelihood of the rendered audio (``--lm`` weight);
+* ``ear``: the same with the LM term switched off (ear only);
+* ``pairs``: supervised on the K pairs alone (`lmm_env.agents.pairs_only`): g fitted on the
+  pairs' scores; h = the ear of K pairs reading the target.
+
+and plays them with `lmm_env.agents.benchmark.run` (test split, the fixed protocol):
+g on LMMPiano-v0 and, through the keyboard the agent deciphers by ear
+(`ListeningDecipherAgent` with the g policy as its actor), on LMMDecipher-v0; h on
+LMMByEar-v0 with targets by the built-in piano and by the SoundFont piano.
+
+    .venv/bin/python bench/headline.py --out out/headline            # K 0 4 16 64, seeds 0 1
+    .venv/bin/python bench/headline.py --ks 0,16 --seeds 0 --episodes 3 --samples 4096   # a quick look
+
+Writes headline.md (the table, mean and min-max over seeds), headline.json (every row) and
+headline.png (note F1 against K, one panel a task).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+VARIANTS = ("lm", "ear", "pairs")
+LABELS = {"lm": "closed loop with LM^A (ear + LM)", "ear": "closed loop, LM terms off (ear only)",
+          "pairs": "supervised on the K pairs only"}
+
+
+def _k(v):
+    return "all" if v == "all" else int(v)
+
+
+def train_all(args, out: Path) -> dict:
+    """Weights path of every (kind, variant, K, seed), training what is missing."""
+    from lmm_env.agents.differentiable import DiffConfig, DiffPolicy, train
+    from lmm_env.agents.pairs_only import train_supervised_g
+
+    paths, log = {}, out / "training.jsonl"
+    for K in args.ks:
+        for seed in args.seeds:
+            for kind in ("g", "h"):
+                for variant in ("lm", "ear"):
+                    path = out / "weights" / f"{kind}-{variant}-K{K}-s{seed}.safetensors"
+                    paths[(kind, variant, K, seed)] = path
+                    if path.is_file():
+                        continue
+                    cfg = DiffConfig(kind=kind, pairs=K, samples=args.samples, seed=seed,
+                                     lm=args.lm if variant == "lm" else 0.0, eval_every=0)
+                    policy, report = train(cfg, progress=False)
+                    policy.save(path, extra={"samples": report["samples"], "wall_s": report["wall_s"]})
+                    with log.open("a") as f:
+                        f.write(json.dumps({"kind": kind, "variant": variant, "K": K, "seed": seed,
+                                            "samples": report["samples"], "wall_s": round(report["wall_s"], 1)}) + "\n")
+                    print(f"trained {path.name} in {report['wall_s']:.0f} s", flush=True)
+            path = out / "weights" / f"g-pairs-K{K}-s{seed}.safetensors"
+            paths[("g", "pairs", K, seed)] = path
+            if not path.is_file():
+                train_supervised_g(K, seed=seed).save(path, extra={"pairs_only": True})
+    return paths
+
+
+def specs(paths: dict, args) -> tuple[list, list]:
+    """(g agents, h agents) as (label, AgentSpec) for the benchmark runner."""
+    from lmm_env.agents.zoo import AgentSpec
+
+    def g_factory(variant, seed):
+        def build(env, pairs, seed_=0):
+            from lmm_env.agents.differentiable import DiffAgent, DiffPolicy
+
+            policy = DiffPolicy.load(paths[("g", variant, pairs, seed)])
+            if env.unwrapped.sim.keyboard.sealed:
+                from lmm_env.agents.decipher_learn import ListeningDecipherAgent
+
+                return ListeningDecipherAgent(env, pairs=pairs, seed=seed, actor=policy)
+            return DiffAgent(env, policy)
+        return build
+
+    def h_factory(variant, seed):
+        def build(env, pairs, seed_=0):
+            if variant == "pairs":
+                from lmm_env.agents.pairs_only import EarReaderAgent
+
+                return EarReaderAgent(env, pairs=pairs)
+            from lmm_env.agents.differentiable import DiffAgent, DiffPolicy
+
+            return DiffAgent(env, DiffPolicy.load(paths[("h", variant, pairs, seed)]))
+        return build
+
+    g, h = [], []
+    for variant in VARIANTS:
+        for seed in args.seeds:
+            g.append((f"g:{variant}:s{seed}", AgentSpec(g_factory(variant, seed), ("LMMPiano-v0", "LMMDecipher-v0"),
+                                                        False, f"g, {LABELS[variant]}, seed {seed}")))
+            if variant == "pairs" and seed != args.seeds[0]:
+                continue  # the ear of K pairs is one model (seed 0): one row
+            h.append((f"h:{variant}:s{seed}", AgentSpec(h_factory(variant, seed), ("LMMByEar-v0",), False,
+                                                        f"h, {LABELS[variant]}, seed {seed}")))
+    return g, h
+
+
+def table(rows: list[dict], ks) -> str:
+    cols = [("LMMPiano-v0", "piano", "g: LMMPiano-v0"), ("LMMDecipher-v0", "piano", "g: LMMDecipher-v0 (37 hidden keys)"),
+            ("LMMByEar-v0", "piano", "h: LMMByEar-v0, piano target"),
+            ("LMMByEar-v0", "soundfont", "h: LMMByEar-v0, SoundFont target")]
+    lines = []
+    for task, synth, title in cols:
+        lines.append(f"\n**{title}** (note F1, test split; mean over seeds, [min, max])\n")
+        lines.append("| method | " + " | ".join(f"K = {k}" for k in ks) + " |")
+        lines.append("|---|" + "---:|" * len(ks))
+        for variant in VARIANTS:
+            kind = "h" if task == "LMMByEar-v0" else "g"
+            cells = []
+            for k in ks:
+                v = [r["note_f1"] for r in rows if r["agent"].startswith(f"{kind}:{variant}:") and r["task"] == task
+                     and str(r["pairs"]) == str(k) and r["synth"] == synth]
+                v = [x for x in v if x == x]
+                if not v:
+                    cells.append("–")
+                elif len(v) == 1:
+                    cells.append(f"{v[0]:.3f}")
+                else:
+                    cells.append(f"{np.mean(v):.3f} [{min(v):.3f}, {max(v):.3f}]")
+            lines.append(f"| {LABELS[variant]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows, ks, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("LMMPiano-v0", "piano", "g"), ("LMMDecipher-v0", "piano", "g"), ("LMMByEar-v0", "piano", "h"),
+              ("LMMByEar-v0", "soundfont", "h")]
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6), sharey=True)
+    x = np.arange(len(ks))
+    for ax, (task, synth, kind) in zip(axes, panels):
+        for variant, style in zip(VARIANTS, ("o-", "s--", "^:")):
+            m, lo, hi = [], [], []
+            for k in ks:
+                v = [r["note_f1"] for r in rows if r["agent"].startswith(f"{kind}:{variant}:") and r["task"] == task
+                     and str(r["pairs"]) == str(k) and r["synth"] == synth and r["note_f1"] == r["note_f1"]]
+                m.append(np.mean(v) if v else np.nan)
+                lo.append(min(v) if v else np.nan)
+                hi.append(max(v) if v else np.nan)
+            ax.plot(x, m, style, label=LABELS[variant])
+            ax.fill_between(x, lo, hi, alpha=0.2)
+        ax.set_xticks(x, [str(k) for k in ks])
+        ax.set_xlabel("K score-audio pairs")
+        ax.set_title(f"{kind}: {task}" + (f" ({synth})" if task == "LMMByEar-v0" else ""), fontsize=9)
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("note F1 (test)")
+    axes[0].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="out/headline")
+    ap.add_argument("--ks", default="0,4,16,64", help="Ks to run (\"all\" needs the ear of all 9,501 pairs)")
+    ap.add_argument("--seeds", default="0,1")
+    ap.add_argument("--episodes", type=int, default=10)
+    ap.add_argument("--samples", type=int, default=20_000, help="world samples per diff-g / diff-h run")
+    ap.add_argument("--lm", type=float, default=0.01, help="weight of LM^A's NLL in the lm variant")
+    ap.add_argument("--train-only", action="store_true", help="train (or find) the weights and stop")
+    args = ap.parse_args(argv)
+    args.ks = [_k(v) for v in args.ks.split(",")]
+    args.seeds = [int(v) for v in args.seeds.split(",")]
+    out = Path(args.out)
+    (out / "weights").mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    paths = train_all(args, out)
+    t_train = time.perf_counter() - t0
+    if args.train_only:
+        print(f"weights ready under {out / 'weights'} ({t_train:.0f} s)")
+        return 0
+    from lmm_env.agents.benchmark import run
+
+    g, h = specs(paths, args)
+    cmd = "python bench/headline.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    rows = run(g, tasks=["LMMPiano-v0", "LMMDecipher-v0"], pairs=args.ks, synths=("piano",), episodes=args.episodes,
+               out=out / "g", command=cmd)
+    rows += run(h, tasks=["LMMByEar-v0"], pairs=args.ks, synths=("piano", "soundfont"), episodes=args.episodes,
+                out=out / "h", command=cmd)
+    md = table(rows, args.ks)
+    head = (f"Command: `{cmd}` (training {t_train:.0f} s, all {time.perf_counter() - t0:.0f} s; "
+            f"{args.samples} world samples a run, LM weight {args.lm}, seeds {args.seeds}, {args.episodes} test pieces a cell)\n")
+    (out / "headline.md").write_text(head + md)
+    (out / "headline.json").write_text(json.dumps(rows, indent=1, default=str))
+    plot(rows, args.ks, out / "headline.png")
+    print(head + md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,89 @@
+"""Learning curves of the learned mappings, one PNG per task (issue 12).
+
+    .venv/bin/python bench/learning_curves.py [--ppo-csv runs/ppo-closed-loop/eval.csv]
+
+* docs/learning_curves/piano.png: diff-g's held-out note F1 (validation folk) against world
+  samples (the shipped run, ``agents/weights/diff-g.json``), and, with ``--ppo-csv``, a PPO
+  run's validation note F1 against env steps (``lmm-env train`` writes ``eval.csv``).
+* docs/learning_curves/by_ear.png: diff-h's against world samples (``agents/weights/diff-h.json``).
+
+LMMDecipher-v0 (bench/learn_decipher.py) and LMMImprovise-v0 (bench/plot_improvise_curve.py)
+draw their own. Each x axis is the samples the method took from the world: one rendered (or
+played) step of one piece.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "docs" / "learning_curves"
+
+
+def _history(name: str):
+    d = json.loads((ROOT / "agents" / "weights" / f"{name}.json").read_text())
+    h = d["history"]
+    return [r["samples"] for r in h], [r["note_f1"] for r in h], [r["wall_s"] for r in h], d["command"]
+
+
+def _ppo(path):
+    xs, ys, ws = [], [], []
+    with open(path) as f:
+        for row in csv.DictReader(f):
+            xs.append(float(row["steps"]))
+            ys.append(float(row["note_f1"]))
+            ws.append(float(row.get("wall_seconds", "nan")))
+    return xs, ys, ws
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--ppo-csv", default=None, help="eval.csv of an lmm-env train run on LMMPiano-v0")
+    ap.add_argument("--out", default=str(OUT))
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    x, y, w, cmd = _history("diff-g")
+    ax.plot(x, y, "o-", label=f"diff-g (backprop through the world; {w[-1]:.0f} s)")
+    if args.ppo_csv:
+        px, py, pw = _ppo(args.ppo_csv)
+        ax.plot(px, py, "s--", label=f"PPO, closed-loop reward ({pw[-1]:.0f} s)")
+        ax.set_xscale("symlog", linthresh=2048)
+    ax.axhline(0.9, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("world samples (env steps / rendered frames)")
+    ax.set_ylabel("note F1, validation folk")
+    ax.set_title("g on LMMPiano-v0", fontsize=10)
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "piano.png", dpi=110)
+    print(f"wrote {out / 'piano.png'} ({cmd})")
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    x, y, w, cmd = _history("diff-h")
+    ax.plot(x, y, "o-", label=f"diff-h, ear of 16 pairs, piano targets ({w[-1]:.0f} s)")
+    ax.axhline(0.9, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("world samples (rendered frames)")
+    ax.set_ylabel("note F1, validation folk (piano targets)")
+    ax.set_title("h on LMMByEar-v0", fontsize=10)
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "by_ear.png", dpi=110)
+    print(f"wrote {out / 'by_ear.png'} ({cmd})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
