@@ -48,14 +48,19 @@ RANGES = {13: (60, 72), 37: (48, 84), 88: (21, 108)}
 _FOLK: dict = {}
 
 
+ACTOR = "diff-g"  # what decipher-closed-loop plays over score pitches (set by --actor)
+
+
 def _agent(name, env, K, group_size=None):
     if name == "babble":
         from lmm_env.agents.decipher import BabbleAgent
 
         return BabbleAgent(env, pairs=K)
     from lmm_env.agents.decipher_learn import ListeningDecipherAgent
+    from lmm_env.agents.differentiable import DiffPolicy, shipped_path
 
-    return ListeningDecipherAgent(env, pairs=K, seed=0, group_size=group_size)
+    actor = DiffPolicy.load(shipped_path("g")) if ACTOR == "diff-g" else None
+    return ListeningDecipherAgent(env, pairs=K, seed=0, group_size=group_size, actor=actor)
 
 
 def _subset(s, lo, hi):
@@ -128,7 +133,8 @@ def run(name, K, keys, relayout, episodes, split="test", group_size=None, probe=
 
     explore = strikes()
     row = dict(agent=name, K=K, n_keys=keys[1] - keys[0] + 1, relayout=relayout, episodes=episodes,
-               note_f1=float(np.mean(f1)), f1_first=float(f1[0]), f1=f1, env_steps=cum, curve=curve,
+               note_f1=float(np.mean(f1)), f1_first=float(f1[0]), f1=f1,
+               f1_later=float(np.mean(f1[1:])) if len(f1) > 1 else float("nan"), env_steps=cum, curve=curve,
                explore_steps_play=int(explore))
     row["steps_to_09"] = _sustained(curve) if relayout == "never" else (
         None if any(s is None for s in in_episode) else float(np.mean(in_episode)))
@@ -161,7 +167,11 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="docs/learning_curves/decipher.png")
     ap.add_argument("--skip-groups", action="store_true", help="skip part 1 (the validation group-size table)")
     ap.add_argument("--ranges", default="13,37,88", help="key counts of part 2 (13, 37, 88)")
+    ap.add_argument("--actor", choices=("diff-g", "score"), default="diff-g",
+                    help="decipher-closed-loop's actor over pitches: the shipped diff-g, or the score read directly")
     args = ap.parse_args(argv)
+    global ACTOR
+    ACTOR = args.actor
     try:
         import torch
 
@@ -190,9 +200,9 @@ def main(argv=None) -> int:
                       f"{_fmt(r['steps_to_09'])} |", flush=True)
 
     print(f"\n## Held-out folk tunes (test split, first {args.episodes} tunes x 20 s, layout_seed 0)\n")
-    print("| keys | relayout | K | agent | note F1 mean | note F1 ep. 0 | keys deciphered | folk keys deciphered "
-          "(n) | exploration strikes | steps to F1 0.9 | wall s |")
-    print("|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| keys | relayout | K | agent | note F1 mean | note F1 ep. 0 | note F1 ep. 1+ | keys deciphered | "
+          "folk keys deciphered (n) | exploration strikes | steps to F1 0.9 | wall s |")
+    print("|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     curves = {}
     for n in (int(x) for x in args.ranges.split(",")):
         keys = RANGES[n]
@@ -204,6 +214,7 @@ def main(argv=None) -> int:
                     if n == 88 and relayout == "never":
                         curves[(label, K)] = r["curve"]
                     print(f"| {n} | {relayout} | {K} | {label} | {r['note_f1']:.3f} | {r['f1_first']:.3f} | "
+                          f"{r['f1_later']:.3f} | "
                           f"{r['keys_deciphered']:.3f} | {r['keys_deciphered_folk']:.3f} ({r['n_folk_pitches']}) | "
                           f"{r['explore_steps']} | {_fmt(r['steps_to_09'], 0)} | {r['wall_s']:.1f} |", flush=True)
 
