@@ -21,7 +21,10 @@ of ``window`` frames from corpus pieces (train split), and:
 A *world sample* is one rendered frame (env step) of one piece: ``samples`` caps the frames
 the policy renders; for g the target renders are counted beside (``target_samples``). The
 learning rate decays on a cosine over the budget. ``history`` keeps the learning curve: note
-F1 of the deterministic policy on validation pieces against world samples and wall time.
+F1 of the deterministic policy on validation pieces against world samples and wall time. With
+``keep_best`` (the default) the returned policy is the one of the best validation point (the
+validation split: model selection, never the test split); runs with a learned ear can learn
+and then collapse late (BENCHMARKS.md), so the best point is what a user wants.
 """
 from __future__ import annotations
 
@@ -267,12 +270,16 @@ def train(cfg: DiffConfig, progress: bool = True, threads: int | None = 1, log=N
             opt, lambda _: 0.5 * (1.0 + math.cos(math.pi * min(1.0, samples / cfg.samples))))
         bar = tqdm(total=cfg.samples, disable=not progress, desc=f"diff-{cfg.kind}", unit="sample")
 
+        best = {"note_f1": -1.0}
+
         def point():
             net.eval()
             m = evaluate_offline(policy, val)
             net.train()
             history.append({"samples": samples, "target_samples": data.target_samples,
                             "wall_s": time.perf_counter() - t_start, **m})
+            if cfg.keep_best and m["note_f1"] >= best["note_f1"]:  # ties: the later, more refined one
+                best.update(history[-1], state={k: v.detach().clone() for k, v in net.state_dict().items()})
             if log:
                 log(history[-1])
 
@@ -322,6 +329,10 @@ def train(cfg: DiffConfig, progress: bool = True, threads: int | None = 1, log=N
             point()
         report = {"samples": samples, "target_samples": data.target_samples, "steps": steps,
                   "wall_s": time.perf_counter() - t_start, "history": history}
+        if "state" in best:
+            net.load_state_dict(best.pop("state"))
+            report["best"] = best
+        net.eval()
         return policy, report
     finally:
         if threads:

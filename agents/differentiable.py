@@ -82,6 +82,7 @@ class DiffConfig:
     corpora: tuple = ("folk", "bach-chorales")
     eval_every: int = 2_048      # world samples between validation points (0: none)
     eval_pieces: int = 8
+    keep_best: bool = True       # return the policy of the best validation point (validation split)
 
     def check(self) -> "DiffConfig":
         from lmm_env.pairs import check_k
@@ -337,8 +338,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     cfg = DiffConfig(kind=args.kind, pairs=args.pairs, ear_synth=args.ear_synth,
                      target_synths=tuple(s for s in args.target_synths.split(",") if s), samples=args.samples,
-                     window=args.window, batch=args.batch, lr=args.lr, lm=args.lm, loudness=args.loudness, listen=args.listen,
-                     lookahead=args.lookahead, seed=args.seed, eval_every=args.eval_every)
+                     window=args.window, batch=args.batch, lr=args.lr, lm=args.lm, loudness=args.loudness,
+                     listen=args.listen, lookahead=args.lookahead, seed=args.seed, eval_every=args.eval_every)
     from lmm_env.agents.diff_train import train
 
     policy, report = train(cfg, threads=args.threads,
@@ -347,10 +348,12 @@ def main(argv=None) -> int:
     out = Path(args.out) if args.out else shipped_path(args.kind)
     cmd = "python -m lmm_env.agents.differentiable " + " ".join(argv if argv is not None else __import__("sys").argv[1:])
     policy.save(out, extra={"command": cmd, "samples": report["samples"], "target_samples": report["target_samples"],
-                            "wall_s": round(report["wall_s"], 1)})
+                            "wall_s": round(report["wall_s"], 1), "best": report.get("best")})
     out.with_suffix(".json").write_text(json.dumps({"config": dataclasses.asdict(cfg), "command": cmd, **report}, indent=1))
+    best = report.get("best")
     print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KB) after {report['samples']} world samples, "
-          f"{report['wall_s']:.0f} s")
+          f"{report['wall_s']:.0f} s" + (f"; kept the best validation point: note F1 {best['note_f1']:.3f} at "
+                                         f"{best['samples']} samples" if best else ""))
     return 0
 
 

@@ -80,6 +80,8 @@ def test_short_diff_g_run_learns_to_play_far_better_than_random(short_g):
     assert hist[0]["samples"] == 0 and hist[0]["note_f1"] < 0.1  # the untrained policy plays nothing
     assert report["samples"] >= 4096
     assert hist[-1]["note_f1"] > 0.5, hist
+    # the policy returned is the best validation point's (model selection on validation only)
+    assert report["best"]["note_f1"] == max(h["note_f1"] for h in hist)
 
 
 def test_diff_policy_round_trips_and_refuses_bad_files(short_g, tmp_path):

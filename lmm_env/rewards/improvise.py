@@ -17,6 +17,13 @@ judged on what was heard alone:
   last 8 s) and novelty (0 when the last 12 onset pitches repeat with a period of 1 to 8).
   Onsets here are keys heard for two frames in a row after a frame unheard, so the
   one-frame ghost pitches the ear reads at an attack do not count.
+- optionally (``key_weight`` > 0, default 0: off) the gate is also multiplied by
+  ``in_key ** key_weight``, where ``in_key`` is the share of the free-play onsets of the
+  last 8 s whose pitch class is in the scale of the prompt's key (`lmm_env.improv.key_of`
+  of the episode's notes; 1 while there are no onsets, or when no key can be estimated).
+- optionally (``max_pc_entropy`` set, default None: off) the gate is also multiplied by
+  ``min(1, exp((max_pc_entropy - H) / 0.25))``, where ``H`` is the entropy (bits) of the
+  pitch classes of the free-play onsets of the last 8 s (only once there are 8 of them).
 
 During the prompt (the episode's target frames), the step is judged by ``ear_match``
 against the prompt, as in LMMPiano-v0. Every part is in ``info["reward_terms"]``.
@@ -38,14 +45,15 @@ _PITCH_CLASS = (np.arange(21, 109)[:, None] % 12 == np.arange(12)[None]).astype(
 class ImproviseReward(RewardModel):
     """See the module docstring. Args: ``ear``, ``score_lm``, ``audio_lm`` (objects or names),
     weights of the two LM terms, their temperatures and references, ``stride``, ``window``,
-    ``min_notes_per_s``, ``max_notes_per_s``."""
+    ``min_notes_per_s``, ``max_notes_per_s``, ``key_weight`` (0: no key term), ``max_pc_entropy`` (None: no entropy term)."""
 
     name = "improvise"
 
     def __init__(self, ear="ear-analytic", score_lm="score", audio_lm="audio", score_weight: float = 0.5,
                  audio_weight: float = 0.5, score_ref: float = 3.0, score_temperature: float = 4.0,
                  audio_ref: float = 0.0, audio_temperature: float = 0.5, stride: int = 20, window: int = 64,
-                 min_notes_per_s: float = 0.5, max_notes_per_s: float = 12.0, threshold: float = 0.5):
+                 min_notes_per_s: float = 0.5, max_notes_per_s: float = 12.0, threshold: float = 0.5,
+                 key_weight: float = 0.0, max_pc_entropy: float | None = None):
         self.ear_reward = ear if isinstance(ear, EarMatchReward) else EarMatchReward(ear)
         self.ear = self.ear_reward.ear
         self.lm = _load(score_lm, "score")
@@ -60,6 +68,12 @@ class ImproviseReward(RewardModel):
         if not (0 <= min_notes_per_s < max_notes_per_s):
             raise ValueError(f"min_notes_per_s={min_notes_per_s!r} and max_notes_per_s={max_notes_per_s!r} "
                              "must satisfy 0 <= min < max")
+        if not (np.isfinite(key_weight) and key_weight >= 0):
+            raise ValueError(f"key_weight={key_weight!r} must be a number >= 0")
+        self.key_weight = float(key_weight)
+        if max_pc_entropy is not None and not (np.isfinite(max_pc_entropy) and 0 < max_pc_entropy <= np.log2(12)):
+            raise ValueError(f"max_pc_entropy={max_pc_entropy!r} must be None or a number of bits in (0, log2(12)]")
+        self.max_pc_entropy = None if max_pc_entropy is None else float(max_pc_entropy)
         self.score_weight, self.audio_weight = float(score_weight), float(audio_weight)
         self.score_ref, self.score_temperature = float(score_ref), float(score_temperature)
         self.audio_ref, self.audio_temperature = float(audio_ref), float(audio_temperature)
@@ -89,6 +103,7 @@ class ImproviseReward(RewardModel):
         self._loop = np.zeros(n, bool)  # do the last notes loop? (changes only when notes are pushed)
         self._since_run = np.zeros(n, np.int64)
         self._last_lm = np.zeros(n)
+        self._scale = np.ones((n, 12), bool)  # pitch classes of the prompt's key (all: no key term)
 
     def reset(self, episode: EpisodeContext, env_index: int = 0) -> None:
         self.ear_reward.reset(episode, env_index)
@@ -99,6 +114,22 @@ class ImproviseReward(RewardModel):
         self._forget_notes(np.array([i]))
         self._since_run[i] = 0
         self._last_lm[i] = 0.0
+        self._scale[i] = True
+        if self.key_weight > 0:
+            self._scale[i] = self._prompt_scale(episode)
+
+    @staticmethod
+    def _prompt_scale(episode: EpisodeContext) -> np.ndarray:
+        """(12,) bool: the scale of the key of the episode's notes (all True when there is none)."""
+        from lmm_env.improv import SCALES, key_of
+
+        try:
+            tonic, mode = key_of(episode.score)
+        except (ValueError, TypeError):
+            return np.ones(12, bool)
+        member = np.zeros(12, bool)
+        member[(tonic + np.asarray(SCALES[mode])) % 12] = True
+        return member
 
     def _forget_notes(self, rows: np.ndarray) -> None:
         self._counts[rows] = 0
@@ -189,6 +220,19 @@ class ImproviseReward(RewardModel):
             activity = np.clip(rate / max(self.min_notes, 1e-9), 0.0, 1.0) * np.clip(self.max_notes / np.maximum(rate, 1e-9), 0.0, 1.0)
             variety = np.minimum(np.count_nonzero(self._pc_sum[ids], axis=1) / 3.0, 1.0)
             gate = activity * variety * ~self._loop[ids]
+            if self.key_weight > 0:
+                pcs_recent = self._pc_sum[ids]
+                total = pcs_recent.sum(axis=1)
+                inside = (pcs_recent * self._scale[ids]).sum(axis=1)
+                in_key = np.where(total > 0, inside / np.maximum(total, 1), 1.0)
+                gate = gate * in_key ** self.key_weight
+            if self.max_pc_entropy is not None:
+                c = self._pc_sum[ids].astype(np.float64)
+                total = c.sum(axis=1)
+                q = c / np.maximum(total, 1)[:, None]
+                h = -(q * np.log2(np.where(q > 0, q, 1.0))).sum(axis=1)
+                over = np.where(total >= 8, h - self.max_pc_entropy, 0.0)
+                gate = gate * np.minimum(1.0, np.exp(-over / 0.25))
             history = ctx.feature_history[:, ctx.feature_history.shape[1] - self.context:]
             lp = self.audio_lm.log_prob(history, ctx.features)
             lm_a = np.exp(np.minimum(0.0, lp - self.audio_ref) / (self.n_mels * self.audio_temperature))
