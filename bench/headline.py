@@ -54,12 +54,16 @@ def train_all(args, out: Path) -> dict:
                     if path.is_file():
                         continue
                     cfg = DiffConfig(kind=kind, pairs=K, samples=args.samples, seed=seed,
-                                     lm=args.lm if variant == "lm" else 0.0, eval_every=0)
+                                     lm=args.lm if variant == "lm" else 0.0)
                     policy, report = train(cfg, progress=False)
-                    policy.save(path, extra={"samples": report["samples"], "wall_s": report["wall_s"]})
+                    best = report.get("best", {})
+                    policy.save(path, extra={"samples": report["samples"], "wall_s": report["wall_s"], "best": best})
                     with log.open("a") as f:
                         f.write(json.dumps({"kind": kind, "variant": variant, "K": K, "seed": seed,
-                                            "samples": report["samples"], "wall_s": round(report["wall_s"], 1)}) + "\n")
+                                            "samples": report["samples"], "wall_s": round(report["wall_s"], 1),
+                                            "best_samples": best.get("samples"), "best_val_f1": best.get("note_f1"),
+                                            "curve": [(r["samples"], round(r["note_f1"], 3)) for r in report["history"]]})
+                                + "\n")
                     print(f"trained {path.name} in {report['wall_s']:.0f} s", flush=True)
             path = out / "weights" / f"g-pairs-K{K}-s{seed}.safetensors"
             paths[("g", "pairs", K, seed)] = path
@@ -98,7 +102,10 @@ def specs(paths: dict, args) -> tuple[list, list]:
     g, h = [], []
     for variant in VARIANTS:
         for seed in args.seeds:
-            g.append((f"g:{variant}:s{seed}", AgentSpec(g_factory(variant, seed), ("LMMPiano-v0", "LMMDecipher-v0"),
+            # the pairs are score and audio: they say nothing of a hidden keyboard, so the pairs-only
+            # g has no way onto LMMDecipher-v0 (the closed-loop ones decipher it by ear)
+            g_tasks = ("LMMPiano-v0",) if variant == "pairs" else ("LMMPiano-v0", "LMMDecipher-v0")
+            g.append((f"g:{variant}:s{seed}", AgentSpec(g_factory(variant, seed), g_tasks,
                                                         False, f"g, {LABELS[variant]}, seed {seed}")))
             if variant == "pairs" and seed != args.seeds[0]:
                 continue  # the ear of K pairs is one model (seed 0): one row
