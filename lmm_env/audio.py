@@ -31,6 +31,17 @@ except ImportError:  # a private module: fall back to the public API if a scipy 
         return _scipy_rfft(x, axis=-1)
 
 
+def _mel_filters(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    """librosa's Slaney mel filterbank (n_mels, n_fft // 2 + 1); its empty-filter warning is checked by the caller."""
+    import warnings
+
+    import librosa.filters
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+
+
 class LogMel:
     """Log-mel feature extractor over non-overlapping blocks.
 
@@ -44,8 +55,6 @@ class LogMel:
 
     def __init__(self, sample_rate: int = 16000, block_size: int = 800, n_mels: int = 64,
                  fmin: float = 20.0, fmax: float | None = None, eps: float = 1e-8):
-        import librosa.filters  # librosa's filterbank: the library made for the job
-
         if int(n_mels) < 1:
             raise ValueError(f"n_mels={n_mels!r} must be >= 1")
         if int(block_size) < 16:
@@ -66,7 +75,16 @@ class LogMel:
         # Power normalization: a full-scale sine gives 0.25 in its bin.
         self.window = (window / window.sum()).astype(np.float32)
         fmax = self.sample_rate / 2 if fmax is None else float(fmax)
-        mel = librosa.filters.mel(sr=self.sample_rate, n_fft=self.n_fft, n_mels=self.n_mels, fmin=fmin, fmax=fmax)
+        mel = _mel_filters(self.sample_rate, self.n_fft, self.n_mels, fmin, fmax)
+        empty = np.flatnonzero(mel.max(axis=1) <= 0)
+        if empty.size:  # a band no FFT bin reaches: its feature would be log(0 / 0) = NaN
+            ok = max((n for n in range(1, self.n_mels) if _mel_filters(self.sample_rate, self.n_fft, n, fmin, fmax)
+                      .max(axis=1).min() > 0), default=0)
+            raise ValueError(
+                f"n_mels={self.n_mels} is not allowed with blocks of {self.block_size} samples at "
+                f"sample_rate={self.sample_rate} ({self.n_fft // 2 + 1} FFT bins): mel bands {empty.tolist()[:8]}"
+                f"{'...' if empty.size > 8 else ''} would contain no FFT bin and their features would be NaN. "
+                f"The most bands without an empty one here is n_mels={ok}; or use longer blocks (a lower frame_rate)")
         # Scale so that a sine's energy lands in the bands with unit gain at the peak.
         mel = mel / mel.max(axis=1, keepdims=True)
         self.mel_basis = np.ascontiguousarray(mel.T.astype(np.float32))  # (n_fft//2+1, n_mels)

@@ -1,0 +1,35 @@
+"""Reliability: accepted settings give a sane world; impossible ones are refused up front (issue 13)."""
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import lmm_env  # noqa: F401
+from lmm_env.audio import LogMel
+
+
+def test_mel_bands_without_fft_bins_are_refused_with_the_largest_count_that_works():
+    with pytest.raises(ValueError, match=r"n_mels=64 .*160 samples.*NaN.*n_mels=60"):
+        LogMel(16000, 160, 64)
+    feats = LogMel(16000, 160, 60)(np.random.default_rng(0).standard_normal(1600).astype(np.float32))
+    assert np.isfinite(feats).all()
+
+
+def test_100_fps_env_refuses_default_mel_bands_and_is_finite_with_fewer():
+    with pytest.raises(ValueError, match="n_mels=64"):
+        gym.make("LMMPiano-v0", frame_rate=100, reward="key_match")
+    for make in (lambda: gym.make("LMMPiano-v0", frame_rate=100, n_mels=60, reward="audio_match", max_seconds=2.0),):
+        env = make()
+        obs, _ = env.reset(seed=0)
+        for _ in range(50):
+            obs, r, term, trunc, _ = env.step(env.action_space.sample())
+            assert np.isfinite(r) and env.observation_space.contains(obs)
+            assert np.isfinite(obs["audio"]).all()
+            if term or trunc:
+                break
+        env.close()
+    venv = gym.make_vec("LMMPiano-v0", num_envs=3, frame_rate=100, n_mels=60, reward="audio_match", max_seconds=2.0)
+    obs, _ = venv.reset(seed=0)
+    for _ in range(20):
+        obs, r, *_ = venv.step(venv.action_space.sample())
+        assert np.isfinite(r).all() and np.isfinite(obs["audio"]).all()
+    venv.close()
