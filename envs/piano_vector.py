@@ -48,12 +48,33 @@ class PianoTaskVectorEnv(VectorEnv):
             seeds = list(seed)
             if len(seeds) != self.num_envs:
                 raise ValueError(f"reset got {len(seeds)} seeds for {self.num_envs} envs; give one per env")
+        per_env = self._per_env_options(options)
         for i, s in enumerate(seeds):
             if s is not None or not self._started:
                 self._rngs[i] = seeding.np_random(s)[0]
-            self.sim.reset_env(i, self._rngs[i])
+            self.sim.reset_env(i, self._rngs[i], *per_env[i])
         self._started = True
         return self.sim.observation(), {}
+
+    reset_options = ("score_index", "score")
+
+    def _per_env_options(self, options) -> list[tuple]:
+        """(score_index, score) for each env: one value for every env, or a list with one per env."""
+        options = options or {}
+        unknown = set(options) - set(self.reset_options)
+        if unknown:
+            raise ValueError(f"unknown reset options {sorted(unknown)}; allowed: {list(self.reset_options)}")
+        cols = []
+        for name in self.reset_options:
+            v = options.get(name)
+            if isinstance(v, (list, tuple)) and not (name == "score" and len(v) and isinstance(v[0], (int, float))):
+                if len(v) != self.num_envs:
+                    raise ValueError(f"reset option {name}= has {len(v)} entries for {self.num_envs} envs; give one "
+                                     "value for every env or one per env (None: drawn as usual)")
+                cols.append(list(v))
+            else:
+                cols.append([v] * self.num_envs)
+        return list(zip(*cols))
 
     def step(self, actions):
         if not self._started:

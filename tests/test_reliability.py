@@ -33,3 +33,20 @@ def test_100_fps_env_refuses_default_mel_bands_and_is_finite_with_fewer():
         obs, r, *_ = venv.step(venv.action_space.sample())
         assert np.isfinite(r).all() and np.isfinite(obs["audio"]).all()
     venv.close()
+
+
+def test_vector_env_honours_reset_options_like_the_single_env_and_refuses_unknown_ones():
+    single = gym.make("LMMPiano-v0", split="validation", max_seconds=2.0)
+    _, info = single.reset(seed=0, options={"score_index": 3})
+    venv = gym.make_vec("LMMPiano-v0", num_envs=2, split="validation", max_seconds=2.0)
+    venv.reset(seed=0, options={"score_index": 3})
+    assert venv.unwrapped.sim.names == [info["score_name"]] * 2
+    venv.reset(seed=0, options={"score_index": [3, None]})
+    assert venv.unwrapped.sim.names[0] == info["score_name"]
+    for env in (single, venv):
+        with pytest.raises(ValueError, match=r"unknown reset options \['scoreindex'\]"):
+            env.reset(seed=0, options={"scoreindex": 3})
+    with pytest.raises(ValueError, match="2 envs"):
+        venv.reset(seed=0, options={"score_index": [1, 2, 3]})
+    single.close()
+    venv.close()
