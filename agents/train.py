@@ -374,6 +374,21 @@ def _callbacks(config, logdir, eval_every, eval_episodes, checkpoint_every, eval
     return LMMCallback()
 
 
+def _warn_rollout(cls, hyperparams: dict, n_envs: int, total_steps: int, resume: bool) -> None:
+    """On-policy algorithms learn in whole rollouts of n_steps x n_envs: say so when that exceeds total_steps."""
+    import inspect
+    import warnings
+
+    param = inspect.signature(cls.__init__).parameters.get("n_steps")
+    if param is None or resume:
+        return
+    rollout = int(hyperparams.get("n_steps", param.default)) * n_envs
+    if total_steps < rollout:
+        warnings.warn(f"total_steps={total_steps} is less than one rollout of {cls.__name__} (n_steps x n_envs = "
+                      f"{rollout}): it will collect and train {rollout} steps; lower n_steps or n_envs for a shorter "
+                      "run", UserWarning, stacklevel=3)
+
+
 def train(env_id: str = "LMMPiano-v0", algo: str = "ppo", total_steps: int = 100_000, n_envs: int = 8,
           seed: int = 0, logdir: str | os.PathLike | None = None, env_kwargs: dict | None = None,
           hyperparams: dict | None = None, policy: str = "MultiInputPolicy", eval_every: int = 20_000,
@@ -408,6 +423,12 @@ def train(env_id: str = "LMMPiano-v0", algo: str = "ppo", total_steps: int = 100
     policy_obj = _policy(policy, algo)
     if not (isinstance(total_steps, int) and total_steps >= 1):
         raise ValueError(f"total_steps={total_steps!r} must be an int >= 1")
+    for name, v in (("eval_every", eval_every), ("checkpoint_every", checkpoint_every)):
+        if not (isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0):
+            raise ValueError(f"{name}={v!r} must be an int >= 0 (env steps between them; 0: never)")
+    if not (isinstance(eval_episodes, (int, np.integer)) and not isinstance(eval_episodes, bool) and eval_episodes >= 1):
+        raise ValueError(f"eval_episodes={eval_episodes!r} must be an int >= 1 (held-out pieces each evaluation plays)")
+    _warn_rollout(cls, hyperparams, int(n_envs), total_steps, resume)
     env = make_sb3_vec_env(int(n_envs), env_id=env_id, seed=int(seed), **env_kwargs)
     tb = str(logdir) if logdir else None
     if resume:

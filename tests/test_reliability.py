@@ -50,3 +50,21 @@ def test_vector_env_honours_reset_options_like_the_single_env_and_refuses_unknow
         venv.reset(seed=0, options={"score_index": [1, 2, 3]})
     single.close()
     venv.close()
+
+
+@pytest.mark.parametrize("kw, msg", [({"checkpoint_every": -1}, "checkpoint_every=-1"), ({"eval_every": -5}, "eval_every=-5"),
+                                     ({"eval_episodes": 0}, "eval_episodes=0"), ({"eval_every": 1.5}, "eval_every=1.5")])
+def test_train_refuses_negative_intervals_and_empty_evaluations_before_building_anything(kw, msg):
+    from lmm_env.agents import train
+
+    with pytest.raises(ValueError, match=msg):
+        train(total_steps=64, n_envs=1, progress=False, **kw)
+
+
+def test_train_says_when_one_rollout_is_longer_than_the_steps_asked_for():
+    from lmm_env.agents import train
+
+    with pytest.warns(UserWarning, match=r"total_steps=10 is less than one rollout of PPO \(n_steps x n_envs = 64\)"):
+        model = train(total_steps=10, n_envs=2, hyperparams={"n_steps": 32, "batch_size": 32, "n_epochs": 1},
+                      env_kwargs={"max_seconds": 2.0}, eval_every=0, checkpoint_every=0, progress=False)
+    assert model.num_timesteps == 64
