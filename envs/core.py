@@ -135,6 +135,8 @@ class PianoSim:
         self.max_seconds = max_seconds
         self.n_mels = _check_number("n_mels", n_mels, 1, 512, integer=True)
         self.split = split
+        if not isinstance(record_audio, (bool, np.bool_)):
+            raise ValueError(f"record_audio={record_audio!r} is not allowed; use True or False")
         self.record_audio = bool(record_audio)
         if relayout not in RELAYOUTS:
             raise ValueError(f"relayout={relayout!r} is not allowed; use one of {list(RELAYOUTS)}")

@@ -66,6 +66,10 @@ class Keyboard:
             raise ValueError(f"unknown layout {layout!r}; use one of {list(LAYOUTS)}")
         self.n_envs = int(n_envs)
         self.n_keys = self.hi - self.lo + 1
+        if not isinstance(pedal, (bool, np.bool_)):
+            raise ValueError(f"pedal={pedal!r} is not allowed; use True or False")
+        if isinstance(layout_seed, (bool, np.bool_)) or not isinstance(layout_seed, (int, np.integer)) or layout_seed < 0:
+            raise ValueError(f"layout_seed={layout_seed!r} is not allowed; use an int >= 0")
         self.pedal = bool(pedal)
         self.n_actions = self.n_keys + int(self.pedal)
         self.layout = layout

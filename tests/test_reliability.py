@@ -68,3 +68,13 @@ def test_train_says_when_one_rollout_is_longer_than_the_steps_asked_for():
         model = train(total_steps=10, n_envs=2, hyperparams={"n_steps": 32, "batch_size": 32, "n_epochs": 1},
                       env_kwargs={"max_seconds": 2.0}, eval_every=0, checkpoint_every=0, progress=False)
     assert model.num_timesteps == 64
+
+
+@pytest.mark.parametrize("kw, msg", [({"pedal": "no"}, "pedal='no'"), ({"record_audio": "False"}, "record_audio='False'"),
+                                     ({"layout_seed": -1}, "layout_seed=-1"), ({"layout_seed": 1.5}, "layout_seed=1.5"),
+                                     ({"reward": {"key_match": "x"}}, "weight 'x' of reward 'key_match'"),
+                                     ({"reward": {"key_match": None}}, "weight None of reward 'key_match'"),
+                                     ({"reward": {"key_match": 1e308}}, r"weight 1e\+308 of reward 'key_match'")])
+def test_loose_types_are_refused_naming_the_argument(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        gym.make("LMMPiano-v0", **kw)

@@ -231,6 +231,9 @@ def call_model(model: RewardModel, ctx: BatchStepContext) -> np.ndarray:
     return check_rewards(values, model, ctx)
 
 
+MAX_WEIGHT = 1e6  # bound on a composite part's |weight|: weighted sums of [0, 1] terms stay finite
+
+
 class CompositeReward(RewardModel):
     """A weighted sum of reward models; each one's value is reported by its name.
 
@@ -243,10 +246,12 @@ class CompositeReward(RewardModel):
     def __init__(self, parts: Mapping[str, tuple[RewardModel, float]]):
         if not parts:
             raise ValueError("a composite reward needs at least one part")
+        for n, (_, w) in parts.items():
+            ok = isinstance(w, (int, float, np.integer, np.floating)) and not isinstance(w, (bool, np.bool_))
+            if not (ok and np.isfinite(w) and abs(w) <= MAX_WEIGHT):
+                raise ValueError(f"weight {w!r} of reward {n!r} is not allowed; use a number with "
+                                 f"|weight| <= {MAX_WEIGHT:g} (each term is in [0, 1], so the sum stays finite)")
         self.parts = {n: (m, float(w)) for n, (m, w) in parts.items()}
-        for n, (_, w) in self.parts.items():
-            if not np.isfinite(w):
-                raise ValueError(f"weight {w!r} of reward {n!r} must be a finite number")
         models = [m for m, _ in self.parts.values()]
         self.uses_motion = any(m.uses_motion for m in models)
         self.history_blocks = max(m.history_blocks for m in models)
