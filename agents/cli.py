@@ -103,6 +103,8 @@ def _improvise_env(args, env_kwargs):
     if prompt.lower() == "none":
         value, stem = None, "improvisation"
     elif is_file:
+        if os.path.isdir(prompt):
+            raise SystemExit(f"lmm-env play: --prompt: {prompt!r} is a directory, not a MIDI file")
         if not os.path.isfile(prompt):
             raise SystemExit(f"lmm-env play: --prompt: MIDI file {prompt!r} does not exist")
         if not prompt.lower().endswith((".mid", ".midi")):
@@ -136,6 +138,8 @@ def cmd_play(args) -> int:
     else:
         if args.midi is None:
             raise SystemExit("lmm-env play: give a MIDI file to play (or --prompt for LMMImprovise-v0)")
+        if os.path.isdir(args.midi):
+            raise SystemExit(f"lmm-env play: {args.midi!r} is a directory, not a MIDI file")
         if not os.path.isfile(args.midi):
             raise SystemExit(f"lmm-env: MIDI file {args.midi!r} does not exist")
         env = gym.make(args.env or "LMMPiano-v0", score=args.midi, **env_kwargs)
@@ -330,7 +334,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
+        # a user-facing failure: the message names the bad value and what is allowed; the
+        # traceback of lmm_env's internals only hides it (LMM_ENV_TRACEBACK=1 shows it)
+        if os.environ.get("LMM_ENV_TRACEBACK"):
+            raise
+        print(f"lmm-env {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -196,8 +196,35 @@ def read_checkpoint(path) -> tuple[dict, dict, int]:
         raise ValueError(f"checkpoint {str(path)!r} is not a readable safetensors file: {exc}") from exc
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{str(path)!r} is not an lmm_env training checkpoint (format {CHECKPOINT_FORMAT})")
-    return json.loads(meta["config"]), {"tensors": tensors, "optimizers": json.loads(meta["optimizers"])}, \
-        int(meta["num_timesteps"])
+    try:
+        config = json.loads(meta["config"])
+        optimizers = json.loads(meta.get("optimizers", "[]"))
+        steps = int(meta["num_timesteps"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ValueError(f"checkpoint {str(path)!r} has broken metadata ({type(exc).__name__}: {exc}); "
+                         "it was not written by lmm_env.agents.train or was edited") from None
+    missing = [k for k in _CONFIG_KEYS if not isinstance(config, dict) or k not in config]
+    if missing:
+        raise ValueError(f"checkpoint {str(path)!r} has a config without {missing}; it was not written by "
+                         "lmm_env.agents.train or was edited")
+    bad = sorted(k for k, v in tensors.items() if v.is_floating_point() and not bool(v.isfinite().all()))
+    if bad:
+        raise ValueError(f"checkpoint {str(path)!r} holds non-finite (NaN or inf) weights in {bad[:5]}; "
+                         "the run diverged before it was saved: use an earlier checkpoint")
+    return config, {"tensors": tensors, "optimizers": optimizers}, steps
+
+
+_CONFIG_KEYS = ("algo", "env_id", "env_kwargs", "hyperparams", "policy", "n_envs", "seed")
+
+
+def _load_state(module, state: dict, path, what: str) -> None:
+    """``module.load_state_dict(state)`` with an error that names the file and what does not fit."""
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0][:300]
+        raise ValueError(f"checkpoint {str(path)!r}: its {what} does not fit the model its own config builds "
+                         f"({first}); the file is damaged or was edited") from None
 
 
 def load_trained(path, env=None):
@@ -214,7 +241,7 @@ def load_trained(path, env=None):
     model = cls(_policy(config["policy"], config["algo"]), env, seed=config["seed"], verbose=0, **config["hyperparams"])
     tensors = data["tensors"]
     policy_state = {k[len("policy."):]: v for k, v in tensors.items() if k.startswith("policy.")}
-    model.policy.load_state_dict(policy_state)
+    _load_state(model.policy, policy_state, path, "policy")
     if "sac.log_ent_coef" in tensors and torch.is_tensor(getattr(model, "log_ent_coef", None)):
         with torch.no_grad():
             model.log_ent_coef.copy_(tensors["sac.log_ent_coef"])
@@ -226,7 +253,7 @@ def load_trained(path, env=None):
             if k.startswith(prefix):
                 idx, name = k[len(prefix):].split(".", 1)
                 state.setdefault(int(idx), {})[name] = v
-        opts[oname].load_state_dict({"state": state, "param_groups": groups})
+        _load_state(opts[oname], {"state": state, "param_groups": groups}, path, f"optimizer {oname!r}")
     model.num_timesteps = steps
     return model
 
@@ -251,7 +278,7 @@ def load_policy(path):
                         **config["hyperparams"].get("policy_kwargs", {}))
     env.close()
     state = {k[len("policy."):]: v for k, v in data["tensors"].items() if k.startswith("policy.")}
-    policy.load_state_dict(state)
+    _load_state(policy, state, path, "policy")
     policy.set_training_mode(False)
     with torch.no_grad():
         return policy

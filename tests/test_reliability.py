@@ -78,3 +78,74 @@ def test_train_says_when_one_rollout_is_longer_than_the_steps_asked_for():
 def test_loose_types_are_refused_naming_the_argument(kw, msg):
     with pytest.raises(ValueError, match=msg):
         gym.make("LMMPiano-v0", **kw)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    from lmm_env.agents import train
+
+    logdir = tmp_path_factory.mktemp("ckpt")
+    train(total_steps=64, n_envs=2, hyperparams={"n_steps": 32, "batch_size": 32, "n_epochs": 1},
+          env_kwargs={"max_seconds": 2.0}, eval_every=0, checkpoint_every=0, logdir=logdir, progress=False)
+    return logdir / "checkpoints" / "last.safetensors"
+
+
+def _edited(src, dst, meta_edit=None, tensor_edit=None):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(src), "pt") as f:
+        meta = dict(f.metadata())
+    tensors = load_file(str(src))
+    if meta_edit:
+        meta_edit(meta)
+    if tensor_edit:
+        tensor_edit(tensors)
+    save_file(tensors, str(dst), metadata=meta)
+    return dst
+
+
+def _drop_first_policy_tensor(t):
+    del t[next(k for k in t if k.startswith("policy."))]
+
+
+def _reshape_first_policy_tensor(t):
+    k = next(k for k in t if k.startswith("policy.") and t[k].ndim >= 1)
+    t[k] = t[k].reshape(-1)[:-1].clone() if t[k].numel() > 1 else t[k].repeat(2)
+
+
+def _nan_first_policy_tensor(t):
+    k = next(k for k in t if k.startswith("policy.") and t[k].is_floating_point())
+    t[k] = t[k].clone()
+    t[k].view(-1)[0] = float("nan")
+
+
+@pytest.mark.parametrize("name, meta_edit, tensor_edit, msg", [
+    ("notjson", lambda m: m.update(config="{not json"), None, "broken metadata"),
+    ("noalgo", lambda m: m.update(config=__import__("json").dumps(
+        {k: v for k, v in __import__("json").loads(m["config"]).items() if k != "algo"})), None, r"without \['algo'\]"),
+    ("missing", None, _drop_first_policy_tensor, "policy does not fit"),
+    ("shape", None, _reshape_first_policy_tensor, "policy does not fit"),
+    ("nan", None, _nan_first_policy_tensor, "non-finite"),
+])
+def test_broken_checkpoints_are_refused_naming_the_file(checkpoint, tmp_path, name, meta_edit, tensor_edit, msg):
+    from lmm_env.agents import load_agent, load_trained
+
+    bad = _edited(checkpoint, tmp_path / f"{name}.safetensors", meta_edit, tensor_edit)
+    for load in (load_trained, load_agent):
+        with pytest.raises(ValueError, match=msg) as err:
+            load(bad)
+        assert f"{name}.safetensors" in str(err.value)
+    assert load_agent(checkpoint) is not None  # the untouched file still loads
+
+
+def test_cli_reports_user_errors_in_one_line_without_a_traceback(tmp_path, capsys):
+    from lmm_env.agents.cli import main
+
+    assert main(["train", "--steps", "10", "--eval-every", "-5", "--logdir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "eval_every=-5" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    d = tmp_path / "some_dir.mid"
+    d.mkdir()
+    with pytest.raises(SystemExit, match="is a directory, not a MIDI file"):
+        main(["play", str(d), "--out", str(tmp_path / "o")])
