@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -145,11 +146,26 @@ def _write_atomic(tensors: dict, path: Path, meta: dict) -> Path:
     """safetensors to ``path`` through a temporary file: a crash mid-write leaves the old file."""
     from safetensors.torch import save_file
 
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.chmod(tmp, 0o644)  # readable by everyone, like the package's other data
-    os.replace(tmp, path)
+    tmp = path.with_name(path.name + TMP_SUFFIX)
+    try:
+        save_file(tensors, str(tmp), metadata=meta)
+        os.chmod(tmp, 0o644)  # readable by everyone, like the package's other data
+        os.replace(tmp, path)
+    except BaseException:  # an interrupt or a full disk: leave no half-written file behind
+        tmp.unlink(missing_ok=True)
+        raise
     return path
+
+
+TMP_SUFFIX = ".tmp"
+
+
+def remove_stale_temporaries(folder) -> list[Path]:
+    """Delete checkpoint temporaries a killed process left in ``folder`` (a kill -9 mid-write); returns them."""
+    stale = sorted(Path(folder).glob(f"*.safetensors{TMP_SUFFIX}")) if Path(folder).is_dir() else []
+    for f in stale:
+        f.unlink(missing_ok=True)
+    return stale
 
 
 def _optimizers(model) -> dict:
@@ -404,7 +420,6 @@ def _callbacks(config, logdir, eval_every, eval_episodes, checkpoint_every, eval
 def _warn_rollout(cls, hyperparams: dict, n_envs: int, total_steps: int, resume: bool) -> None:
     """On-policy algorithms learn in whole rollouts of n_steps x n_envs: say so when that exceeds total_steps."""
     import inspect
-    import warnings
 
     param = inspect.signature(cls.__init__).parameters.get("n_steps")
     if param is None or resume:
@@ -458,6 +473,9 @@ def train(env_id: str = "LMMPiano-v0", algo: str = "ppo", total_steps: int = 100
     _warn_rollout(cls, hyperparams, int(n_envs), total_steps, resume)
     env = make_sb3_vec_env(int(n_envs), env_id=env_id, seed=int(seed), **env_kwargs)
     tb = str(logdir) if logdir else None
+    if logdir:
+        for f in remove_stale_temporaries(Path(logdir) / "checkpoints"):
+            warnings.warn(f"removed {f}, a checkpoint a killed run was writing", UserWarning, stacklevel=2)
     if resume:
         if not logdir:
             raise ValueError("resume=True needs the logdir of the run to continue")

@@ -149,3 +149,34 @@ def test_cli_reports_user_errors_in_one_line_without_a_traceback(tmp_path, capsy
     d.mkdir()
     with pytest.raises(SystemExit, match="is a directory, not a MIDI file"):
         main(["play", str(d), "--out", str(tmp_path / "o")])
+
+
+def test_a_checkpoint_temporary_left_by_a_killed_run_is_removed_at_the_next_start(tmp_path):
+    from lmm_env.agents import train
+
+    ck = tmp_path / "checkpoints"
+    ck.mkdir()
+    orphan = ck / "last.safetensors.tmp"
+    orphan.write_bytes(b"\0" * 1000)  # what a kill -9 during a write leaves
+    with pytest.warns(UserWarning, match="a killed run was writing"):
+        train(total_steps=32, n_envs=1, hyperparams={"n_steps": 32, "batch_size": 32, "n_epochs": 1},
+              env_kwargs={"max_seconds": 2.0}, eval_every=0, checkpoint_every=0, logdir=tmp_path, progress=False)
+    assert not orphan.exists() and not list(ck.glob("*.tmp"))
+
+
+def test_an_interrupted_checkpoint_write_leaves_no_temporary(tmp_path, monkeypatch):
+    import safetensors.torch
+    import torch
+
+    import importlib
+
+    train_mod = importlib.import_module("lmm_env.agents.train")
+
+    def boom(*a, **k):
+        open(a[1], "wb").write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(safetensors.torch, "save_file", boom)
+    with pytest.raises(KeyboardInterrupt):
+        train_mod._write_atomic({"x": torch.zeros(2)}, tmp_path / "last.safetensors", {})
+    assert list(tmp_path.iterdir()) == []
