@@ -50,9 +50,9 @@ def resolve_scores(score, split: str, keys, out_of_range: str) -> Sequence[Score
         if isinstance(item, (pretty_midi.PrettyMIDI, os.PathLike)) or (
             isinstance(item, str) and (os.sep in item or item.lower().endswith((".mid", ".midi")))
         ):
-            s = Score.from_midi(item)
-            return Score(s.pitches, s.onsets, s.offsets, s.velocities, name=s.name,
-                         out_of_range=out_of_range, keys=keys)
+            # the env's out_of_range policy applies to the file's own pitches (not to pitches
+            # already folded into the piano's range by a default policy)
+            return Score.from_midi(item, out_of_range=out_of_range, keys=keys)
         raise ValueError(
             f"score item {item!r} is not allowed; use a MIDI path, a PrettyMIDI, a lmm_env.score.Score, "
             f"or a corpus name ({', '.join(corpus_mod.names())})"

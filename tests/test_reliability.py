@@ -180,3 +180,27 @@ def test_an_interrupted_checkpoint_write_leaves_no_temporary(tmp_path, monkeypat
     with pytest.raises(KeyboardInterrupt):
         train_mod._write_atomic({"x": torch.zeros(2)}, tmp_path / "last.safetensors", {})
     assert list(tmp_path.iterdir()) == []
+
+
+def _midi_with_pitch_0(path):
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI()
+    inst = pretty_midi.Instrument(0)
+    inst.notes += [pretty_midi.Note(80, 0, 0.0, 0.5), pretty_midi.Note(80, 60, 0.5, 1.0),
+                   pretty_midi.Note(80, 64, 1.0, 1.5)]
+    pm.instruments.append(inst)
+    pm.write(str(path))
+    return pm
+
+
+@pytest.mark.parametrize("as_object", [False, True])
+def test_out_of_range_policy_applies_to_the_midi_files_own_pitches(tmp_path, as_object):
+    pm = _midi_with_pitch_0(tmp_path / "low.mid")
+    src = pm if as_object else str(tmp_path / "low.mid")
+    with pytest.raises(Exception, match=r"pitch(es)? .*\b0\b"):
+        gym.make("LMMPiano-v0", score=src, out_of_range="reject")
+    env = gym.make("LMMPiano-v0", score=src, out_of_range="drop")
+    env.reset(seed=0)
+    assert sorted(env.unwrapped.target_score().pitches.tolist()) == [60, 64]
+    env.close()
