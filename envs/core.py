@@ -388,7 +388,7 @@ class PianoSim:
             key_down=down if self.reward.uses_motion else None, audio_window=window,
         )
         if self._single_reward is not None:  # one reward at weight 1: skip the composite
-            rewards = call_model(self._single_reward, ctx)
+            rewards = call_model(self._single_reward, ctx, label=self._single_name)
             terms = dict(self._single_reward.terms() or {}, **{self._single_name: rewards})
         else:
             rewards = call_model(self.reward, ctx)

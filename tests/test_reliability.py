@@ -204,3 +204,50 @@ def test_out_of_range_policy_applies_to_the_midi_files_own_pitches(tmp_path, as_
     env.reset(seed=0)
     assert sorted(env.unwrapped.target_score().pitches.tolist()) == [60, 64]
     env.close()
+
+
+class _Returns:
+    """A plug-in reward with no ``name`` of its own: it returns ``value``, or raises."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def make(self):
+        from lmm_env.rewards import RewardModel
+
+        value = self.value
+
+        class Plugin(RewardModel):
+            def __call__(self, ctx):
+                if isinstance(value, Exception):
+                    raise value
+                return value
+
+        return Plugin()
+
+
+@pytest.mark.parametrize("value, msg", [
+    (ZeroDivisionError("boom"), r"reward 'my_plugin' \(Plugin\) raised at step 0 of env 0: ZeroDivisionError"),
+    (None, r"reward 'my_plugin' \(Plugin\) returned None at step 0 of env 0: None, not a number"),
+    ("0.5", r"returned '0.5' at step 0 of env 0: a str, not a number"),
+    (True, r"returned True at step 0 of env 0: a bool, not a number"),
+    (np.zeros(3), r"a sequence of shape \(3,\); __call__ must return one number"),
+    (float("nan"), r"reward 'my_plugin' \(Plugin\) returned nan at step 0 of env 0"),
+])
+@pytest.mark.parametrize("mix", [False, True])
+def test_failing_plugin_rewards_are_named_as_registered_with_step_and_env(value, msg, mix):
+    from lmm_env import rewards
+    from lmm_env.rewards import RewardError
+
+    rewards.register("my_plugin", _Returns(value).make, overwrite=True)
+    spec = {"key_match": 0.5, "my_plugin": 0.5} if mix else "my_plugin"
+    env = gym.make("LMMPiano-v0", reward=spec, max_seconds=2.0)
+    env.reset(seed=0)
+    with pytest.raises(RewardError, match=msg):
+        env.step(env.action_space.sample())
+    env.close()
+    venv = gym.make_vec("LMMPiano-v0", num_envs=2, reward=spec, max_seconds=2.0)
+    venv.reset(seed=0)
+    with pytest.raises(RewardError, match="my_plugin.*env 0"):
+        venv.step(venv.action_space.sample())
+    venv.close()

@@ -184,51 +184,112 @@ class RewardModel:
 
     def batch(self, ctx: BatchStepContext) -> np.ndarray:
         """Rewards for a batch of envs, shape (n,). Default: ``__call__`` per env."""
-        return np.array([self(ctx[i]) for i in range(len(ctx))], dtype=np.float64)
+        out = np.empty(len(ctx), dtype=np.float64)
+        for i in range(len(ctx)):
+            try:
+                value = self(ctx[i])
+            except Exception as exc:
+                raise _EnvFailure(i, exc) from exc
+            out[i] = _one_number(value, i)
+        return out
 
     def terms(self) -> dict[str, np.ndarray] | None:
         """Named parts of the last batch's rewards (for models made of several), else None."""
         return None
 
 
-def check_rewards(values, model: RewardModel, ctx: BatchStepContext) -> np.ndarray:
-    """The batch's rewards as float64 (n,), or a RewardError naming the model and the step."""
+class _EnvFailure(Exception):
+    """Raised inside a default ``batch``: which env's ``__call__`` failed, and how."""
+
+    def __init__(self, index: int, cause: BaseException):
+        super().__init__(index, cause)
+        self.index, self.cause = index, cause
+
+
+class _BadValue(Exception):
+    """A reward value that is not one real number (env ``index``; None: the whole batch)."""
+
+    def __init__(self, value, index: int | None, why: str):
+        super().__init__(value, index, why)
+        self.value, self.index, self.why = value, index, why
+
+
+def _one_number(value, index: int | None) -> float:
+    """``value`` as a float if it is one real number (not a bool, str, None or array)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise _BadValue(value, index, "a bool, not a number")
+    if isinstance(value, (numbers.Real, np.floating, np.integer)):
+        return float(value)
+    if isinstance(value, np.ndarray) and value.shape == ():
+        return _one_number(value.item(), index)
+    if isinstance(value, (np.ndarray, list, tuple)):
+        return _raise(_BadValue(value, index, f"a sequence of shape {np.shape(value)}; __call__ must return one "
+                                              "number for its env (batch returns shape (n,))"))
+    kind = "None" if value is None else f"a {type(value).__name__}"
+    raise _BadValue(value, index, f"{kind}, not a number")
+
+
+def _raise(exc):
+    raise exc
+
+
+def _label(model, label: str | None) -> str:
+    """How errors name a model: its registered name (or ``name``) and its class."""
+    return f"{label or getattr(model, 'name', None) or type(model).__name__!r} ({type(model).__name__})"
+
+
+def check_rewards(values, model: RewardModel, ctx: BatchStepContext, label: str | None = None) -> np.ndarray:
+    """The batch's rewards as float64 (n,), or a RewardError naming the model, the step and the env."""
     if type(values) is np.ndarray and values.dtype == np.float64 and values.shape == (len(ctx),):
         # the common case, checked cheaply
         if math.isfinite(values[0]) if len(values) == 1 else np.isfinite(values).all():
             return values
-    name = getattr(model, "name", type(model).__name__)
+    who, step = _label(model, label), int(ctx.step[0])
     try:
-        arr = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise RewardError(
-            f"reward model {name!r} returned {values!r} at step {int(ctx.step[0])}, which is not a number"
-        ) from exc
+        if isinstance(values, np.ndarray) and values.dtype.kind in "fiu":
+            arr = values.astype(np.float64)
+        elif isinstance(values, (np.ndarray, list, tuple)) and np.ndim(values) == 1:
+            arr = np.array([_one_number(v, i) for i, v in enumerate(values)], dtype=np.float64)
+        elif isinstance(values, np.ndarray) and values.dtype.kind == "b":
+            raise _BadValue(values, None, "bools, not numbers")
+        else:
+            arr = np.asarray(values)
+            if arr.dtype.kind not in "fiu":
+                raise _BadValue(values, None, f"{type(values).__name__} values, not numbers")
+            arr = arr.astype(np.float64)
+    except _BadValue as bad:
+        where = "" if bad.index is None else f" of env {int(ctx.env_ids[bad.index])}"
+        raise RewardError(f"reward {who} returned {bad.value!r} at step {step}{where}: {bad.why}") from None
     if arr.shape != (len(ctx),):
-        raise RewardError(
-            f"reward model {name!r} returned shape {arr.shape} at step {int(ctx.step[0])}; expected ({len(ctx)},)"
-        )
+        raise RewardError(f"reward {who} returned shape {arr.shape} at step {step} for {len(ctx)} envs; batch must "
+                          f"return shape ({len(ctx)},), one number per env")
     if not np.isfinite(arr).all():
         i = int(np.flatnonzero(~np.isfinite(arr))[0])
-        raise RewardError(
-            f"reward model {name!r} returned {arr[i]!r} at step {int(ctx.step[i])} of env {int(ctx.env_ids[i])}; "
-            "rewards must be finite numbers"
-        )
+        raise RewardError(f"reward {who} returned {float(arr[i])!r} at step {int(ctx.step[i])} of env "
+                          f"{int(ctx.env_ids[i])}; rewards must be finite numbers")
     return arr
 
 
-def call_model(model: RewardModel, ctx: BatchStepContext) -> np.ndarray:
-    """Run ``model.batch`` with errors that name the model and the step."""
+def call_model(model: RewardModel, ctx: BatchStepContext, label: str | None = None) -> np.ndarray:
+    """Run ``model.batch`` with errors that name the model (``label``: its registered name), the step and the env."""
+    who = _label(model, label)
     try:
         values = model.batch(ctx)
     except RewardError:
         raise
+    except _EnvFailure as f:
+        raise RewardError(f"reward {who} raised at step {int(ctx.step[f.index])} of env {int(ctx.env_ids[f.index])}: "
+                          f"{f.cause!r}") from f.cause
+    except _BadValue as bad:
+        raise RewardError(f"reward {who} returned {bad.value!r} at step {int(ctx.step[0])}"
+                          f"{'' if bad.index is None else f' of env {int(ctx.env_ids[bad.index])}'}: {bad.why}") from None
     except Exception as exc:
-        name = getattr(model, "name", type(model).__name__)
-        raise RewardError(f"reward model {name!r} raised at step {int(ctx.step[0])}: {exc!r}") from exc
-    if isinstance(values, numbers.Number):
+        envs = [int(e) for e in ctx.env_ids]
+        raise RewardError(f"reward {who} raised at step {int(ctx.step[0])} (batch of envs {envs[:8]}"
+                          f"{'...' if len(envs) > 8 else ''}): {exc!r}") from exc
+    if isinstance(values, (numbers.Real, np.floating, np.integer)) and not isinstance(values, (bool, np.bool_)):
         values = [values]
-    return check_rewards(values, model, ctx)
+    return check_rewards(values, model, ctx, label)
 
 
 MAX_WEIGHT = 1e6  # bound on a composite part's |weight|: weighted sums of [0, 1] terms stay finite
@@ -272,7 +333,7 @@ class CompositeReward(RewardModel):
         terms = {}
         for n, (m, w) in self.parts.items():
             sub_ctx = ctx if m.uses_motion or ctx.key_down is None else dataclasses.replace(ctx, key_down=None)
-            values = call_model(m, sub_ctx)
+            values = call_model(m, sub_ctx, label=n)
             sub_terms = m.terms()
             if sub_terms:
                 terms.update(sub_terms)
