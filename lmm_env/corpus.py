@@ -205,6 +205,11 @@ def _write_npz_atomic(path: Path, **arrays: Any) -> None:
         raise
 
 
+# Failures that say nothing about the piece (memory, I/O, a timeout or an interrupt turned
+# into an exception): they propagate and the piece is tried again next time.
+TRANSIENT_ERRORS = (MemoryError, OSError, RecursionError)
+
+
 def _load_cached(piece_id: str) -> Score | None:
     """Score of ``piece_id`` via the disk cache; None if the piece is bad (no notes, unparsable)."""
     path = _cache_path(piece_id)
@@ -218,6 +223,8 @@ def _load_cached(piece_id: str) -> Score | None:
         pass  # missing or unreadable cache entry: convert again
     try:
         score = _convert_music21(piece_id)
+    except TRANSIENT_ERRORS:
+        raise  # the machine's trouble, not the piece's: never cached as a bad piece
     except Exception as e:  # music21 raises many kinds on malformed tunes
         _write_npz_atomic(path, bad=np.array(True), error=np.array(f"{type(e).__name__}: {e}"))
         return None
@@ -229,6 +236,9 @@ def _load_cached(piece_id: str) -> Score | None:
 
 
 # --------------------------------------------------------------------------- Corpus
+
+
+KEYS_PROBE = 64  # pieces in a row outside ``keys`` (and none inside yet) after which a corpus gives up
 
 
 class Corpus(Sequence):
@@ -262,6 +272,7 @@ class Corpus(Sequence):
         self._out_of_range = out_of_range
         self._memo: dict[int, Score] = {}
         self._bad: set[int] = set()
+        self._outside: set[int] = set()  # the bad pieces that only fail for lack of notes inside keys
         self._resolved: dict[int, int] = {}
 
     def __len__(self) -> int:
@@ -284,9 +295,11 @@ class Corpus(Sequence):
                 if self._out_of_range == "reject":
                     raise
                 self._bad.add(i)
+                self._outside.add(i)
                 return None
             if len(score) == 0:
                 self._bad.add(i)
+                self._outside.add(i)
                 return None
         self._memo[i] = score
         return score
@@ -307,7 +320,16 @@ class Corpus(Sequence):
             if self._piece(j) is not None:
                 self._resolved[i] = j
                 return j
-        raise ScoreError(f"corpus {self.name!r} ({self.split}) holds no valid piece")
+            if not self._memo and len(self._outside) >= KEYS_PROBE:
+                # fail fast: converting thousands of pieces to find none inside keys takes minutes
+                raise ScoreError(
+                    f"corpus {self.name!r} ({self.split}): none of the {len(self._outside)} pieces tried has notes "
+                    f"inside keys={self._keys} with out_of_range={self._out_of_range!r} (e.g. "
+                    f"{self.ids[j]!r}); widen keys, or pick a corpus whose pieces fit")
+        raise ScoreError(
+            f"corpus {self.name!r} ({self.split}) holds no valid piece: {len(self._bad)} of {n} pieces are bad, "
+            f"{len(self._outside)} of them for lack of notes inside keys={self._keys} "
+            f"(out_of_range={self._out_of_range!r}), the rest unparsable or empty")
 
     def __getitem__(self, i):
         if isinstance(i, slice):

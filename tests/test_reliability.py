@@ -251,3 +251,32 @@ def test_failing_plugin_rewards_are_named_as_registered_with_step_and_env(value,
     with pytest.raises(RewardError, match="my_plugin.*env 0"):
         venv.step(venv.action_space.sample())
     venv.close()
+
+
+def test_a_corpus_with_no_piece_inside_keys_fails_fast_with_the_reason():
+    import time
+
+    from lmm_env.score import ScoreError
+
+    t0 = time.perf_counter()
+    with pytest.raises(ScoreError, match=r"none of the 64 pieces tried has notes inside keys=\(60, 60\)"):
+        gym.make("LMMPiano-v0", keys=(60, 60)).reset(seed=0)
+    assert time.perf_counter() - t0 < 60  # it converted 9,188 tunes (> 10 minutes) before
+
+
+def test_a_transient_error_while_converting_is_not_cached_as_a_bad_piece(monkeypatch, tmp_path):
+    from lmm_env import corpus
+
+    monkeypatch.setattr(corpus, "cache_dir", lambda: tmp_path)
+    piece = corpus.load("bach-chorales", "test").ids[0]
+
+    def flaky(piece_id):
+        raise TimeoutError("interrupted")
+
+    real = corpus._convert_music21
+    monkeypatch.setattr(corpus, "_convert_music21", flaky)
+    with pytest.raises(TimeoutError):
+        corpus._load_cached(piece)
+    assert not corpus._cache_path(piece).exists()
+    monkeypatch.setattr(corpus, "_convert_music21", real)
+    assert corpus._load_cached(piece) is not None  # converted for real the next time
