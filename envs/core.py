@@ -2,9 +2,12 @@
 
 One `PianoSim` runs ``n_envs`` pianos in lockstep: a `Keyboard` turns actions into key
 events, a synth player renders one block of audio per env, `LogMel` hears it, and a
-reward model judges it against the score. The single env is a `PianoSim` of one, so the
-two can never disagree. Per-step work is vectorized over envs; only episode starts and
-ends touch one env at a time.
+reward model judges it against the score. The single env is a `PianoSim` of one: env i of
+``make_vec(seed=s)`` and the single env seeded ``s + i`` play the same episodes, with the same
+keys, notes and metrics; their audio features and rewards agree to float32 rounding
+(``VECTOR_TOLERANCE``, tested), not bit for bit, because BLAS sums a batch of envs in another
+order than one. Per-step work is vectorized over envs; only episode starts and ends touch one
+env at a time.
 """
 from __future__ import annotations
 
@@ -75,6 +78,7 @@ def resolve_scores(score, split: str, keys, out_of_range: str) -> Sequence[Score
 
 
 RELAYOUTS = ("never", "episode")
+VECTOR_TOLERANCE = 1e-4  # |single - batched| bound on log-mel features and rewards (float32 rounding)
 
 
 @dataclasses.dataclass

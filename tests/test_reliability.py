@@ -280,3 +280,34 @@ def test_a_transient_error_while_converting_is_not_cached_as_a_bad_piece(monkeyp
     assert not corpus._cache_path(piece).exists()
     monkeypatch.setattr(corpus, "_convert_music21", real)
     assert corpus._load_cached(piece) is not None  # converted for real the next time
+
+
+def test_batched_env_i_matches_the_single_env_seeded_s_plus_i_within_the_stated_tolerance():
+    from lmm_env.envs.core import VECTOR_TOLERANCE
+
+    n, seed, steps = 3, 7, 60
+    rng = np.random.default_rng(0)
+    venv = gym.make_vec("LMMPiano-v0", num_envs=n, max_seconds=3.0)
+    obs_v, _ = venv.reset(seed=seed)
+    actions = [np.where(rng.random((n,) + venv.single_action_space.shape) < 0.05, 0.7, -1.0).astype(np.float32)
+               for _ in range(steps)]
+    vec_audio, vec_rew = [obs_v["audio"]], []
+    for a in actions:
+        obs_v, r, *_ = venv.step(a)
+        vec_audio.append(obs_v["audio"])
+        vec_rew.append(r)
+    venv.close()
+    for i in range(n):
+        env = gym.make("LMMPiano-v0", max_seconds=3.0)
+        obs, _ = env.reset(seed=seed + i)
+        audio, rew = [obs["audio"]], []
+        for a in actions:
+            obs, r, term, trunc, _ = env.step(a[i])
+            audio.append(obs["audio"])
+            rew.append(r)
+            if term or trunc:
+                break
+        k = len(rew)
+        np.testing.assert_allclose(np.array(audio), np.array(vec_audio)[: k + 1, i], atol=VECTOR_TOLERANCE, rtol=0)
+        np.testing.assert_allclose(np.array(rew), np.array(vec_rew)[:k, i], atol=VECTOR_TOLERANCE, rtol=0)
+        env.close()
