@@ -346,6 +346,9 @@ def _callbacks(config, logdir, eval_every, eval_episodes, checkpoint_every, eval
             self._best = None
             self._next_eval = self.num_timesteps + eval_every if eval_every else None
             self._next_ckpt = self.num_timesteps + checkpoint_every if checkpoint_every else None
+            from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+
+            self._on_policy = isinstance(self.model, OnPolicyAlgorithm)
 
         def _on_step(self) -> bool:
             for info in self.locals.get("infos", []):
@@ -354,13 +357,26 @@ def _callbacks(config, logdir, eval_every, eval_episodes, checkpoint_every, eval
                 for k, v in info.get("metrics", {}).items():
                     if isinstance(v, (int, float)) and np.isfinite(v):
                         self.logger.record_mean(f"episode/{k}", float(v))
+            if not self._on_policy:
+                self._due()
+            return True
+
+        def _on_rollout_start(self) -> None:
+            # on-policy: the steps of a rollout are learned from only after it ends, so evaluate
+            # and checkpoint between rollouts: a checkpoint's step count is then the steps its
+            # weights learned from, and a resumed run repeats no step nor skips one
+            if self._on_policy:
+                self._due()
+
+        def _due(self) -> None:
             if self._next_eval is not None and self.num_timesteps >= self._next_eval:
-                self._next_eval += eval_every
+                while self._next_eval <= self.num_timesteps:
+                    self._next_eval += eval_every
                 self.run_eval()
             if self._next_ckpt is not None and self.num_timesteps >= self._next_ckpt and logdir:
-                self._next_ckpt += checkpoint_every
+                while self._next_ckpt <= self.num_timesteps:
+                    self._next_ckpt += checkpoint_every
                 save_checkpoint(self.model, Path(logdir) / "checkpoints" / "last.safetensors", config)
-            return True
 
         def _on_rollout_end(self) -> None:
             for k, vals in self._terms.items():
@@ -382,6 +398,7 @@ def _callbacks(config, logdir, eval_every, eval_episodes, checkpoint_every, eval
             for k, v in means.items():
                 if np.isfinite(v):
                     self.logger.record(f"eval/{k}", v)
+            self.logger.dump(step=self.num_timesteps)  # at the step it measured, not at the next log dump
             if logdir:
                 # A learning curve anyone can plot, and the best policy so far (see
                 # `_selection_score`) beside the last one.
@@ -411,6 +428,8 @@ def _callbacks(config, logdir, eval_every, eval_episodes, checkpoint_every, eval
                 writer.flush()
 
         def _on_training_end(self) -> None:
+            if self._on_policy:  # what fell due during the last rollout, now that it was learned from
+                self._due()
             if logdir:
                 save_checkpoint(self.model, Path(logdir) / "checkpoints" / "last.safetensors", config)
 
@@ -487,6 +506,7 @@ def train(env_id: str = "LMMPiano-v0", algo: str = "ppo", total_steps: int = 100
             raise ValueError(f"the checkpoint at {ckpt} was made with {saved}, not {config}; resume with the same "
                              "arguments (or start a new logdir)")
         model = load_trained(ckpt, env)
+        print(f"lmm-env train: resuming from {ckpt} at step {model.num_timesteps:,} of {total_steps:,}", flush=True)
         if hasattr(model, "replay_buffer"):
             # the replay buffer is not in the checkpoint: refill it for learning_starts steps
             # before updating again, rather than training on a nearly empty one

@@ -311,3 +311,37 @@ def test_batched_env_i_matches_the_single_env_seeded_s_plus_i_within_the_stated_
         np.testing.assert_allclose(np.array(audio), np.array(vec_audio)[: k + 1, i], atol=VECTOR_TOLERANCE, rtol=0)
         np.testing.assert_allclose(np.array(rew), np.array(vec_rew)[:k, i], atol=VECTOR_TOLERANCE, rtol=0)
         env.close()
+
+
+def test_on_policy_checkpoints_count_only_the_steps_their_weights_learned_from(tmp_path, monkeypatch):
+    import importlib
+
+    train_mod = importlib.import_module("lmm_env.agents.train")
+    saved = []
+    real = train_mod.save_checkpoint
+
+    def spy(model, path, config):
+        saved.append((model.num_timesteps, model._n_updates))
+        return real(model, path, config)
+
+    monkeypatch.setattr(train_mod, "save_checkpoint", spy)
+    # rollouts of 32 x 2 = 64 steps; a checkpoint is due every 16 steps, i.e. inside rollouts
+    train_mod.train(total_steps=192, n_envs=2, hyperparams={"n_steps": 32, "batch_size": 64, "n_epochs": 1},
+                    env_kwargs={"max_seconds": 2.0}, eval_every=0, checkpoint_every=16, logdir=tmp_path,
+                    progress=False)
+    assert len(saved) >= 3
+    for steps, updates in saved:  # one update a rollout (n_epochs 1, one batch)
+        assert steps == 64 * updates, saved
+
+
+def test_resume_says_where_it_resumes_and_continues_the_step_count(tmp_path, capsys):
+    from lmm_env.agents import train
+
+    kw = dict(n_envs=2, hyperparams={"n_steps": 32, "batch_size": 64, "n_epochs": 1}, env_kwargs={"max_seconds": 2.0},
+              eval_every=0, checkpoint_every=64, logdir=tmp_path, progress=False)
+    train(total_steps=128, **kw)
+    capsys.readouterr()
+    model = train(total_steps=256, resume=True, **kw)
+    out = capsys.readouterr().out
+    assert "resuming from" in out and "last.safetensors at step 128 of 256" in out, out
+    assert model.num_timesteps == 256 and model._n_updates == 2  # two more rollouts learned from, none skipped
