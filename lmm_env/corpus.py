@@ -36,6 +36,7 @@ import os
 import re
 import tempfile
 import warnings
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Callable
@@ -238,6 +239,7 @@ def _load_cached(piece_id: str) -> Score | None:
 # --------------------------------------------------------------------------- Corpus
 
 
+MEMO_SIZE = 256  # pieces a Corpus keeps in memory (least recently used first out; the disk cache has all)
 KEYS_PROBE = 64  # pieces in a row outside ``keys`` (and none inside yet) after which a corpus gives up
 
 
@@ -245,8 +247,9 @@ class Corpus(Sequence):
     """A lazy, read-only ``Sequence[Score]`` of one corpus split.
 
     ``len`` is cheap; ``corpus[i]`` builds piece ``i`` on first use (music21 conversion cached
-    on disk, or generation for exercises) and keeps it in memory. A piece that cannot be
-    converted is replaced by the next valid one (see the module docstring).
+    on disk, or generation for exercises) and keeps the ``MEMO_SIZE`` most recently used in
+    memory. A piece that cannot be converted is replaced by the next valid one (see the
+    module docstring).
 
     Attributes:
         name: the corpus name given to :func:`load`.
@@ -270,7 +273,7 @@ class Corpus(Sequence):
         self._build = build
         self._keys = keys
         self._out_of_range = out_of_range
-        self._memo: dict[int, Score] = {}
+        self._memo: OrderedDict[int, Score] = OrderedDict()  # LRU of at most MEMO_SIZE pieces
         self._bad: set[int] = set()
         self._outside: set[int] = set()  # the bad pieces that only fail for lack of notes inside keys
         self._resolved: dict[int, int] = {}
@@ -280,6 +283,7 @@ class Corpus(Sequence):
 
     def _piece(self, i: int) -> Score | None:
         if i in self._memo:
+            self._memo.move_to_end(i)
             return self._memo[i]
         if i in self._bad:
             return None
@@ -302,6 +306,8 @@ class Corpus(Sequence):
                 self._outside.add(i)
                 return None
         self._memo[i] = score
+        while len(self._memo) > MEMO_SIZE:  # a pool of thousands of pieces must not grow without end
+            self._memo.popitem(last=False)
         return score
 
     def resolve(self, i: int) -> int:
@@ -334,7 +340,9 @@ class Corpus(Sequence):
     def __getitem__(self, i):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
-        return self._memo[self.resolve(i)]
+        j = self.resolve(i)
+        score = self._memo.get(j)
+        return score if score is not None else self._piece(j)
 
     def __repr__(self) -> str:
         return f"Corpus(name={self.name!r}, split={self.split!r}, {len(self)} pieces)"

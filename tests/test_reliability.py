@@ -345,3 +345,15 @@ def test_resume_says_where_it_resumes_and_continues_the_step_count(tmp_path, cap
     out = capsys.readouterr().out
     assert "resuming from" in out and "last.safetensors at step 128 of 256" in out, out
     assert model.num_timesteps == 256 and model._n_updates == 2  # two more rollouts learned from, none skipped
+
+
+def test_a_corpus_keeps_a_bounded_number_of_pieces_in_memory(monkeypatch):
+    from lmm_env import corpus
+
+    monkeypatch.setattr(corpus, "MEMO_SIZE", 8)
+    c = corpus.load("exercises-scale", "train", n=40)
+    first = c[0]
+    for i in range(40):
+        c[i]
+    assert len(c._memo) == 8
+    assert c[0] == first  # an evicted piece comes back the same
