@@ -297,6 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--no-progress", action="store_true")
     pl.set_defaults(func=cmd_play)
 
+    d = sub.add_parser("doctor", help="what this installation can do (packages, synths, models, threads)",
+                       description="Check every package, synth and shipped model lmm_env uses, and say what to do "
+                                   "about anything missing. Exit status 1 if a default path does not work.")
+    d.set_defaults(func=lambda args: __import__("lmm_env.doctor", fromlist=["main"]).main())
+
     b = sub.add_parser("bench", help="time env steps (per reward) against CartPole-v1",
                        description="Time single and batched env steps with ScoreReaderAgent actions, per reward, "
                                    "against CartPole-v1 in the same run. bench/*.py hold the full benchmarks.")

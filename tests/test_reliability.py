@@ -357,3 +357,20 @@ def test_a_corpus_keeps_a_bounded_number_of_pieces_in_memory(monkeypatch):
         c[i]
     assert len(c._memo) == 8
     assert c[0] == first  # an evicted piece comes back the same
+
+
+def test_doctor_checks_every_default_path_and_fails_only_on_required_ones(monkeypatch, capsys):
+    from lmm_env import doctor
+    from lmm_env.agents.cli import main
+
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    for what in ("package torch", "synth piano (built-in)", "model ear", "env LMMPiano-v0", "threads"):
+        assert what in out
+    real = doctor._version
+    monkeypatch.setattr(doctor, "_version", lambda d: None if d == "tinysoundfont" else real(d))
+    assert doctor.main() == 0  # the SoundFont piano is optional: a warning
+    assert "[warn] package tinysoundfont" in capsys.readouterr().out
+    monkeypatch.setattr(doctor, "_version", lambda d: None if d == "music21" else real(d))
+    assert doctor.main() == 1
+    assert "[FAIL] package music21" in capsys.readouterr().out
