@@ -374,3 +374,51 @@ def test_doctor_checks_every_default_path_and_fails_only_on_required_ones(monkey
     monkeypatch.setattr(doctor, "_version", lambda d: None if d == "music21" else real(d))
     assert doctor.main() == 1
     assert "[FAIL] package music21" in capsys.readouterr().out
+
+
+def test_a_pickled_env_is_small_and_steps_like_the_original():
+    import pickle
+
+    env = gym.make("LMMPiano-v0", max_seconds=3.0)
+    env.reset(seed=0)
+    blob = pickle.dumps(env.unwrapped)
+    assert len(blob) < 5e6  # it was 69 MB with the synth's tables; workers rebuild them
+    copy = pickle.loads(blob)
+    a = np.where(np.random.default_rng(0).random(88) < 0.05, 0.7, -1.0).astype(np.float32)
+    for _ in range(5):
+        o1, r1, *_ = env.step(a)
+        o2, r2, *_ = copy.step(a)
+        np.testing.assert_array_equal(o1["audio"], o2["audio"])
+        assert r1 == r2
+    env.close()
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
+def test_sb3_subprocess_vec_env_runs_the_env_under_every_start_method(method):
+    import functools
+
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    make = functools.partial(gym.make, "lmm_env:LMMPiano-v0", max_seconds=1.0, reward="key_match")
+    venv = SubprocVecEnv([make, make], start_method=method)
+    try:
+        obs = venv.reset()
+        for _ in range(5):
+            obs, r, done, info = venv.step(np.stack([venv.action_space.sample() for _ in range(2)]))
+            assert np.isfinite(r).all() and np.isfinite(obs["audio"]).all()
+    finally:
+        venv.close()
+
+
+def test_gymnasium_async_vector_env_runs_the_env():
+    import functools
+
+    make = functools.partial(gym.make, "lmm_env:LMMPiano-v0", max_seconds=1.0, reward="key_match")
+    venv = gym.vector.AsyncVectorEnv([make, make])
+    try:
+        obs, _ = venv.reset(seed=0)
+        for _ in range(5):
+            obs, r, *_ = venv.step(venv.action_space.sample())
+            assert np.isfinite(r).all() and np.isfinite(obs["audio"]).all()
+    finally:
+        venv.close()

@@ -32,8 +32,21 @@ class PianoSynth(Synth):
 
     def __init__(self, sample_rate: int = 16000, table_seconds: float = model.TABLE_SECONDS):
         self.sample_rate = int(sample_rate)
-        self.tables = model.build_tables(self.sample_rate, float(table_seconds))
+        self.table_seconds = float(table_seconds)
+        self._build()
+
+    def _build(self) -> None:
+        self.tables = model.build_tables(self.sample_rate, self.table_seconds)  # cached per process
         self.release = model.release_envelope(self.sample_rate)
+
+    # Pickled without its tables (34 MB at 16 kHz): a subprocess worker rebuilds them (cached
+    # per process), so SubprocVecEnv / AsyncVectorEnv do not ship them to every worker.
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k not in ("tables", "release")}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._build()
 
     def player(self, n_envs: int, block_size: int) -> "PianoPlayer":
         return PianoPlayer(self, n_envs, block_size)
@@ -82,6 +95,12 @@ class PianoPlayer(BlockPlayer):
         self.block_size = b = int(block_size)
         self.sample_rate = synth.sample_rate
         self.slots = model.voice_slots(synth.sample_rate, b)
+        self._layout_tables()
+        # Voice state, flat over (env, key, slot) so that one index addresses a voice.
+        self._init_voices()
+
+    def _layout_tables(self) -> None:
+        synth, b = self.synth, self.block_size
         # Voices start on block boundaries, so a voice always reads whole blocks of its
         # table: tables reshaped to (key, block, sample) make the gather a row copy.
         table_len = synth.tables.shape[2]
@@ -99,7 +118,17 @@ class PianoPlayer(BlockPlayer):
         # released voices share one gather and no branch.
         release[n_rel_blocks * b :] = 1.0
         self._release = release.reshape(n_rel_blocks + 1, b)
-        # Voice state, flat over (env, key, slot) so that one index addresses a voice.
+
+    # Pickled without its table copies (rebuilt from the synth's, see PianoSynth.__getstate__).
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k not in ("_soft", "_bright", "_release")}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._layout_tables()
+
+    def _init_voices(self) -> None:
+        n_blocks, b = self.n_table_blocks, self.block_size
         n_voices = self.n_envs * N_KEYS * self.slots
         self._voices_per_env = N_KEYS * self.slots
         self.active = np.zeros(n_voices, dtype=bool)
