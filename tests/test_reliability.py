@@ -422,3 +422,45 @@ def test_gymnasium_async_vector_env_runs_the_env():
             assert np.isfinite(r).all() and np.isfinite(obs["audio"]).all()
     finally:
         venv.close()
+
+
+def test_training_killed_with_sigkill_resumes_from_its_last_good_checkpoint(tmp_path):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from lmm_env.agents import load_agent, train
+    from lmm_env.agents.train import read_checkpoint
+
+    hp = {"n_steps": 32, "batch_size": 64, "n_epochs": 1}
+    kw = {"max_seconds": 2.0, "reward": "key_match"}
+    cmd = [sys.executable, "-m", "lmm_env.agents.cli", "train", "--steps", "1000000", "--n-envs", "2",
+           "--logdir", str(tmp_path), "--hyperparams", json.dumps(hp), "--env-kwargs", json.dumps(kw),
+           "--eval-every", "0", "--checkpoint-every", "64", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    ckpt = tmp_path / "checkpoints" / "last.safetensors"
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (ckpt.is_file() and read_checkpoint(ckpt)[2] >= 256):
+            time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    _, _, steps = read_checkpoint(ckpt)  # the last good checkpoint loads
+    assert steps >= 256 and steps % 64 == 0
+    model = train(total_steps=steps + 128, n_envs=2, hyperparams=hp, env_kwargs=kw, eval_every=0,
+                  checkpoint_every=64, logdir=tmp_path, resume=True, progress=False)
+    assert model.num_timesteps == steps + 128 and not list(ckpt.parent.glob("*.tmp"))
+    agent = load_agent(ckpt)
+    env = gym.make("LMMPiano-v0", **kw)
+    obs, _ = env.reset(seed=0)
+    action, _ = agent.predict(obs, deterministic=True)
+    assert env.action_space.contains(action)
+    env.close()
