@@ -35,6 +35,7 @@ setup(
         "safetensors>=0.4",
         "threadpoolctl>=3",
         "pyyaml>=5.1",
+        "imageio-ffmpeg>=0.4",  # a bundled ffmpeg for videos with sound (no system package)
         # tinysoundfont (the SoundFont instrument) is installed by the Makefile with
         # --no-deps: its wheel declares pyaudio, which needs the system PortAudio library,
         # and lmm_env never plays audio in real time.

@@ -146,12 +146,17 @@ def cmd_play(args) -> int:
         stem = os.path.splitext(os.path.basename(args.midi))[0]
     agent = _agent(args.agent, env, seed=args.seed)
     obs, info = env.reset(seed=args.seed)
+    from lmm_env.envs.render import render_frame
+
+    frames = [render_frame(env.unwrapped.sim, 0)] if args.video else None
     with tqdm(total=info["n_steps"], desc="play", unit="step", disable=args.no_progress) as bar:
         while True:
             action, _ = agent.predict(obs, deterministic=True)
             if np.ndim(action) == 2:  # an SB3 model trained on a vector env answers in batches
                 action = action[0]
             obs, _, terminated, truncated, info = env.step(action)
+            if frames is not None:
+                frames.append(render_frame(env.unwrapped.sim, 0))
             bar.update()
             if terminated or truncated:
                 break
@@ -173,7 +178,14 @@ def cmd_play(args) -> int:
               f"{m['note_density']:.2f} notes/s, repetition {m['repetition']:.3f}, in key {m['in_key_share']:.3f}")
     else:
         print(f"{stem}: note F1 {m['note_f1']:.3f}, frame F1 {m['frame_f1']:.3f}, velocity error {m['velocity_error']:.2f}")
-    print(f"wrote {args.out}/{stem}_performance.mid, {stem}_performance.wav, {stem}_piano_roll.png")
+    written = f"{args.out}/{stem}_performance.mid, {stem}_performance.wav, {stem}_piano_roll.png"
+    if frames is not None:
+        from lmm_env.envs.video import write_video
+
+        write_video(frames, audio, u.sim.sample_rate, u.sim.frame_rate,
+                    os.path.join(args.out, f"{stem}_performance.mp4"))
+        written += f", {stem}_performance.mp4"
+    print(f"wrote {written}")
     return 0
 
 
@@ -295,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--env-kwargs", default="{}", help="JSON of env arguments (e.g. synth)")
     pl.add_argument("--seed", type=int, default=0)
     pl.add_argument("--no-progress", action="store_true")
+    pl.add_argument("--video", action="store_true",
+                    help="also write an MP4 of the keyboard and piano roll with the audio the agent heard")
     pl.set_defaults(func=cmd_play)
 
     d = sub.add_parser("doctor", help="what this installation can do (packages, synths, models, threads)",

@@ -10,7 +10,8 @@ return and writes to --out:
     performance.mid            what the score reader played
     performance.wav            the audio the env heard (built-in piano synth)
     performance_soundfont.wav  the same performance through the SoundFont piano (TimGM6mb)
-    piano_roll.png             target vs played piano rolls
+    piano_roll.png             target vs the score reader's and the learned policy's piano rolls
+    performance.mp4            the learned policy (ppo-closed-loop) playing: keyboard, roll and its sound
 
 Then one metrics row per task of the LMM challenge, each played by its learned agent (shipped
 weights): diff-g on LMMPiano-v0 (g learned through the differentiable piano), decipher-closed-loop
@@ -33,6 +34,8 @@ from tqdm import tqdm  # noqa: E402
 
 import lmm_env  # noqa: E402,F401  (registers LMMPiano-v0)
 from lmm_env.agents import RandomAgent, ScoreReaderAgent, load_agent  # noqa: E402
+from lmm_env.envs.render import render_frame  # noqa: E402
+from lmm_env.envs.video import write_video  # noqa: E402
 from lmm_env.synth import SoundFontSynth  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -46,13 +49,17 @@ os.makedirs(args.out, exist_ok=True)
 env = gym.make("LMMPiano-v0", score=args.corpus, split="test", max_seconds=args.max_seconds)
 
 
-def run_episode(agent, label):
+def run_episode(agent, label, frames=None):
     obs, info = env.reset(seed=args.seed)
     total, terms, done = 0.0, {}, False
+    if frames is not None:
+        frames.append(render_frame(env.unwrapped.sim, 0))
     with tqdm(total=info["n_steps"], desc=f"{label:>12}", unit="step", leave=False) as bar:
         while not done:
             action, _ = agent.predict(obs, deterministic=True)
             obs, reward, terminated, truncated, info = env.step(action)
+            if frames is not None:
+                frames.append(render_frame(env.unwrapped.sim, 0))
             total += reward
             for k, v in info["reward_terms"].items():
                 terms[k] = terms.get(k, 0.0) + v
@@ -65,9 +72,15 @@ rows = {}
 # ppo-closed-loop: the shipped PPO policy, trained on the closed-loop reward alone (it never saw key_match).
 agents = [("random", RandomAgent(env, seed=args.seed)), ("ppo-closed-loop", load_agent("ppo-closed-loop")),
           ("score-reader", ScoreReaderAgent(env))]
+learned_frames = []
 for label, agent in agents:
-    metrics, ret, terms = run_episode(agent, label)
+    learned = label == "ppo-closed-loop"
+    metrics, ret, terms = run_episode(agent, label, learned_frames if learned else None)
     rows[label] = dict(metrics, episode_return=ret, **{k: terms[k] for k in ("ear_match", "score_lm", "audio_lm")})
+    if learned:  # the learned policy's episode: a video with the sound it made, and its roll
+        write_video(learned_frames, env.unwrapped.episode_audio(), env.unwrapped.sim.sample_rate,
+                    env.unwrapped.sim.frame_rate, os.path.join(args.out, "performance.mp4"))
+        learned_played = env.unwrapped.performance_score()
 
 piece = env.unwrapped.target_score()
 print(f"piece: {piece.name} ({len(piece)} notes, {piece.duration:.1f} s, test split of {args.corpus!r})")
@@ -95,19 +108,23 @@ played = unwrapped.performance_score().frames(fr)
 n = max(target.T, played.T)
 pitches = np.flatnonzero(target.held.any(0) | (played.held.any(0) if played.T else False))
 lo, hi = (pitches.min() - 2, pitches.max() + 3) if len(pitches) else (30, 60)
-fig, axes = plt.subplots(2, 1, figsize=(12, 6), sharex=True)
-for ax, fs, title in [(axes[0], target, "target (score)"), (axes[1], played, "played (score-reader)")]:
+learned = learned_played.frames(fr)
+n = max(n, learned.T)
+fig, axes = plt.subplots(3, 1, figsize=(12, 8), sharex=True)
+for ax, fs, title in [(axes[0], target, "target (score)"), (axes[1], played, "played (score-reader)"),
+                      (axes[2], learned, "played (ppo-closed-loop, learned from the closed-loop reward)")]:
     roll = np.zeros((n, 88))
     roll[: fs.T] = fs.velocity
     ax.imshow(roll[:, lo:hi].T, origin="lower", aspect="auto", cmap="magma", vmin=0, vmax=127,
               extent=(0, n / fr, lo + 21 - 0.5, hi + 21 - 0.5))
     ax.set_ylabel("MIDI pitch")
     ax.set_title(title)
-axes[1].set_xlabel("time (s)")
+axes[-1].set_xlabel("time (s)")
 fig.suptitle(f"{piece.name}: note F1 {rows['score-reader']['note_f1']:.3f}")
 fig.tight_layout()
 fig.savefig(os.path.join(args.out, "piano_roll.png"), dpi=100)
-print(f"wrote {args.out}/performance.mid, performance.wav, performance_soundfont.wav, piano_roll.png")
+print(f"wrote {args.out}/performance.mid, performance.wav, performance_soundfont.wav, piano_roll.png, "
+      "performance.mp4")
 
 
 # ---------------------------------------------------------------------------------------------

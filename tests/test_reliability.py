@@ -464,3 +464,39 @@ def test_training_killed_with_sigkill_resumes_from_its_last_good_checkpoint(tmp_
     action, _ = agent.predict(obs, deterministic=True)
     assert env.action_space.contains(action)
     env.close()
+
+
+def test_episode_videos_have_a_video_and_an_audio_stream_of_the_episodes_length(tmp_path):
+    from lmm_env.agents import ScoreReaderAgent
+    from lmm_env.envs import RecordEpisodeVideo
+    from lmm_env.envs.video import streams
+
+    env = RecordEpisodeVideo(gym.make("LMMPiano-v0", render_mode="rgb_array", max_seconds=2.0), tmp_path)
+    agent = ScoreReaderAgent(env.unwrapped)
+    obs, _ = env.reset(seed=0)
+    steps, done = 0, False
+    while not done:
+        obs, _, term, trunc, _ = env.step(agent.predict(obs)[0])
+        steps, done = steps + 1, term or trunc
+    (path,) = env.paths
+    s = streams(path)
+    seconds = steps / env.unwrapped.sim.frame_rate
+    assert s["video"] == pytest.approx(seconds, abs=0.15) and s["audio"] == pytest.approx(seconds, abs=0.15)
+    with pytest.raises(ValueError, match="render_mode='rgb_array'"):
+        RecordEpisodeVideo(gym.make("LMMPiano-v0"), tmp_path)
+
+
+def test_play_writes_a_video_with_sound(tmp_path):
+    import pretty_midi
+
+    from lmm_env.agents.cli import main
+    from lmm_env.envs.video import streams
+
+    pm = pretty_midi.PrettyMIDI()
+    inst = pretty_midi.Instrument(0)
+    inst.notes += [pretty_midi.Note(80, p, 0.25 * i, 0.25 * i + 0.2) for i, p in enumerate((60, 62, 64, 65))]
+    pm.instruments.append(inst)
+    pm.write(str(tmp_path / "tune.mid"))
+    assert main(["play", str(tmp_path / "tune.mid"), "--out", str(tmp_path / "o"), "--video", "--no-progress"]) == 0
+    s = streams(tmp_path / "o" / "tune_performance.mp4")
+    assert s["video"] and s["audio"]
