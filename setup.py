@@ -41,6 +41,6 @@ setup(
         # and lmm_env never plays audio in real time.
     ],
     # rl_zoo3 is only needed to run the zoo's own train script on our env (tested).
-    extras_require={"test": ["pytest>=7", "scikit-learn>=1.2", "rl_zoo3>=2.3"]},
+    extras_require={"test": ["pytest>=7", "scikit-learn>=1.2", "rl_zoo3>=2.3", "hypothesis>=6"]},
     entry_points={"console_scripts": ["lmm-env=lmm_env.agents.cli:main"]},
 )
