@@ -100,8 +100,10 @@ def main(argv=None) -> int:
         mark = "ok  " if ok else ("FAIL" if required else "warn")
         print(f"[{mark}] {what:<{width}}  {detail}")
     failed = [r for r in rows if not r[1] and r[3]]
-    print(f"\n{len(rows) - len(failed)} of {len(rows)} checks passed" +
-          ("" if not failed else f"; fix the FAIL lines above ({len(failed)})"))
+    warned = [r for r in rows if not r[1] and not r[3]]
+    print(f"\n{sum(r[1] for r in rows)} of {len(rows)} checks passed" +
+          (f"; {len(warned)} optional part(s) missing (warn)" if warned else "") +
+          (f"; fix the FAIL lines above ({len(failed)})" if failed else ""))
     return 1 if failed else 0
 
 
