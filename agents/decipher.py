@@ -6,6 +6,23 @@ import numpy as np
 _SILENT = -1.0
 
 
+def listening_sim(env, who: str, velocity: int):
+    """The sim of an lmm_env task that records its audio, for an agent that decodes keys by ear."""
+    sim = getattr(env.unwrapped, "sim", None)
+    if sim is None:
+        raise TypeError(f"{env!r} is not an lmm_env task (it has no .sim); {who} plays LMMDecipher-v0")
+    if not sim.record_audio:
+        raise ValueError(f"{who} listens to the episode's audio; make the env with record_audio=True")
+    if not (isinstance(velocity, int) and 1 <= velocity <= 127):
+        raise ValueError(f"velocity={velocity!r} must be an int in [1, 127]")
+    return sim
+
+
+def ear_synth(sim) -> str:
+    """Whose K pairs the ear is fitted on: the world's instrument when pairs exist for it, else the piano."""
+    return sim.synth.name if sim.synth.name in ("piano", "soundfont") else "piano"
+
+
 class BabbleAgent:
     """Works out a hidden keyboard by ear, then plays the score through the map it inferred.
 
@@ -27,20 +44,14 @@ class BabbleAgent:
     def __init__(self, env, pairs=0, velocity: int = 100):
         from lmm_env import pairs as pairs_mod
 
-        sim = getattr(env.unwrapped, "sim", None)
-        if sim is None:
-            raise TypeError(f"{env!r} is not an lmm_env task (it has no .sim); BabbleAgent plays LMMDecipher-v0")
-        if not sim.record_audio:
-            raise ValueError("BabbleAgent listens to the episode's audio; make the env with record_audio=True")
-        if not (isinstance(velocity, int) and 1 <= velocity <= 127):
-            raise ValueError(f"velocity={velocity!r} must be an int in [1, 127]")
+        sim = listening_sim(env, "BabbleAgent", velocity)
         self.env = env
         self.sim = sim
         self.n_keys = sim.keyboard.n_keys
         self.n_actions = sim.keyboard.n_actions
         self.lo = sim.keyboard.lo
         self.every_episode = sim.relayout == "episode"
-        self.ear = pairs_mod.ear_for(pairs, synth=sim.synth.name if sim.synth.name in ("piano", "soundfont") else "piano")
+        self.ear = pairs_mod.ear_for(pairs, synth=ear_synth(sim))
         self.pairs = pairs
         self.velocity = velocity
         self.pitch_of_action: np.ndarray | None = None

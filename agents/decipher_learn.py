@@ -84,13 +84,9 @@ class ListeningDecipherAgent:
                  evidence: str | None = None, actor=None):
         from lmm_env import pairs as pairs_mod
 
-        sim = getattr(env.unwrapped, "sim", None)
-        if sim is None:
-            raise TypeError(f"{env!r} is not an lmm_env task (it has no .sim); this agent plays LMMDecipher-v0")
-        if not sim.record_audio:
-            raise ValueError("ListeningDecipherAgent listens to the episode's audio; make the env with record_audio=True")
-        if not (isinstance(velocity, int) and 1 <= velocity <= 127):
-            raise ValueError(f"velocity={velocity!r} must be an int in [1, 127]")
+        from lmm_env.agents.decipher import ear_synth, listening_sim
+
+        sim = listening_sim(env, "ListeningDecipherAgent", velocity)
         if explore not in ("needed", "quiet", "always"):
             raise ValueError(f"explore={explore!r}: use 'needed', 'quiet' or 'always'")
         self.env = env
@@ -98,8 +94,7 @@ class ListeningDecipherAgent:
         kb = sim.keyboard
         self.n_keys, self.n_actions, self.lo = kb.n_keys, kb.n_actions, kb.lo
         self.every_episode = sim.relayout == "episode"
-        synth = sim.synth.name if sim.synth.name in ("piano", "soundfont") else "piano"
-        self.ear = pairs_mod.ear_for(pairs, synth=synth)
+        self.ear = pairs_mod.ear_for(pairs, synth=ear_synth(sim))
         self.pairs = pairs
         analytic = type(self.ear).__name__ == "AnalyticEar"
         self.group_size = int(group_size) if group_size is not None else (4 if analytic and self.n_keys >= 64 else 1)

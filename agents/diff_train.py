@@ -50,6 +50,15 @@ def frame_loudness(audio: torch.Tensor, hop: int) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- data
 
+def render_frames(fs: FrameScore, synth, hop: int) -> np.ndarray:
+    """``fs`` played by ``synth``, exactly ``fs.T`` blocks of ``hop`` samples (cut or zero-padded)."""
+    audio = synth.render(fs.to_score(), tail=0.0)
+    out = np.zeros(fs.T * hop, np.float32)
+    n = min(len(out), len(audio))
+    out[:n] = audio[:n]
+    return out
+
+
 class _Windows:
     """Random training windows from corpus pieces, their target audio and the ear's reading of it."""
 
@@ -86,11 +95,7 @@ class _Windows:
         raise RuntimeError(f"no playable piece found in corpora {list(self.cfg.corpora)}")
 
     def render(self, fs: FrameScore, synth) -> np.ndarray:
-        audio = synth.render(fs.to_score(), tail=0.0)
-        out = np.zeros(fs.T * self.hop, np.float32)
-        n = min(len(out), len(audio))
-        out[:n] = audio[:n]
-        return out
+        return render_frames(fs, synth, self.hop)
 
     def batch(self):
         """(inputs (B, T, C, 88), target audio (B, T hop), target ear (B, T, 88))."""
@@ -220,8 +225,7 @@ def _validation(cfg: DiffConfig, ear, frame_rate: float, sample_rate: int, split
         if cfg.kind == "g":
             x = g_inputs(fs.held, fs.onset, fs.velocity, cfg.lookahead)
         else:
-            audio = synth.render(fs.to_score(), tail=0.0)[: fs.T * hop]
-            audio = np.pad(audio, (0, fs.T * hop - len(audio)))
+            audio = render_frames(fs, synth, hop)
             x = h_inputs(ear.activations(_frames(audio, ear.window, ear.block_size)), cfg.lookahead)
         out.append((x, fs.to_score()))
     return out

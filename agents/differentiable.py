@@ -253,14 +253,9 @@ class DiffAgent:
                                          synth=ear_synth or cfg.ear_synth, progress=False)
             self.column_of_action = np.asarray(kb.pitch_of_action) - LOWEST_PITCH
             self._heard = None
-        self.cols_pitch = np.arange(kb.lo, kb.hi + 1) - LOWEST_PITCH
         self.n_actions = kb.n_actions
-        self._down = np.zeros(kb.n_keys, bool)
-        self._t = 0
 
     def reset(self) -> None:
-        self._t = 0
-        self._down[:] = False
         if self.policy.cfg.kind == "h":
             self._heard = None
 
@@ -293,7 +288,6 @@ class DiffAgent:
         keys = action[: len(p)]
         down = p > 0.5
         keys[down] = np.maximum((np.clip(np.rint(v[down]), 1, 127) - 1.0) / 126.0, 1e-4)
-        self._t += 1
         return action, state
 
 

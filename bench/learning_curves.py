@@ -43,6 +43,25 @@ def _ppo(path):
     return xs, ys, ws
 
 
+def _plot(path: Path, curves, xlabel: str, ylabel: str, title: str, symlog: bool = False) -> None:
+    """One learning-curve figure: ``curves`` as (x, y, style, label), the 0.9 target dotted."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for x, y, style, label in curves:
+        ax.plot(x, y, style, label=label)
+    if symlog:
+        ax.set_xscale("symlog", linthresh=2048)
+    ax.axhline(0.9, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ppo-csv", default=None, help="eval.csv of an lmm-env train run on LMMPiano-v0")
@@ -51,36 +70,18 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    fig, ax = plt.subplots(figsize=(7, 4))
     x, y, w, cmd = _history("diff-g")
-    ax.plot(x, y, "o-", label=f"diff-g (backprop through the world; {w[-1]:.0f} s)")
+    curves = [(x, y, "o-", f"diff-g (backprop through the world; {w[-1]:.0f} s)")]
     if args.ppo_csv:
         px, py, pw = _ppo(args.ppo_csv)
-        ax.plot(px, py, "s--", label=f"PPO, closed-loop reward ({pw[-1]:.0f} s)")
-        ax.set_xscale("symlog", linthresh=2048)
-    ax.axhline(0.9, color="grey", lw=0.8, ls=":")
-    ax.set_xlabel("world samples (env steps / rendered frames)")
-    ax.set_ylabel("note F1, validation folk")
-    ax.set_title("g on LMMPiano-v0", fontsize=10)
-    ax.set_ylim(-0.02, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "piano.png", dpi=110)
+        curves.append((px, py, "s--", f"PPO, closed-loop reward ({pw[-1]:.0f} s)"))
+    _plot(out / "piano.png", curves, "world samples (env steps / rendered frames)", "note F1, validation folk",
+          "g on LMMPiano-v0", symlog=bool(args.ppo_csv))
     print(f"wrote {out / 'piano.png'} ({cmd})")
 
-    fig, ax = plt.subplots(figsize=(7, 4))
     x, y, w, cmd = _history("diff-h")
-    ax.plot(x, y, "o-", label=f"diff-h, ear of 16 pairs, piano targets ({w[-1]:.0f} s)")
-    ax.axhline(0.9, color="grey", lw=0.8, ls=":")
-    ax.set_xlabel("world samples (rendered frames)")
-    ax.set_ylabel("note F1, validation folk (piano targets)")
-    ax.set_title("h on LMMByEar-v0", fontsize=10)
-    ax.set_ylim(-0.02, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "by_ear.png", dpi=110)
+    _plot(out / "by_ear.png", [(x, y, "o-", f"diff-h, ear of 16 pairs, piano targets ({w[-1]:.0f} s)")],
+          "world samples (rendered frames)", "note F1, validation folk (piano targets)", "h on LMMByEar-v0")
     print(f"wrote {out / 'by_ear.png'} ({cmd})")
     return 0
 

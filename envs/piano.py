@@ -15,6 +15,15 @@ def make_spaces(sim: PianoSim):
     return sim.spaces()
 
 
+def check_reset_options(options, allowed) -> dict:
+    """``options`` (None: {}) if every key is one of ``allowed``, else a ValueError listing them."""
+    options = options or {}
+    unknown = set(options) - set(allowed)
+    if unknown:
+        raise ValueError(f"unknown reset options {sorted(unknown)}; allowed: {list(allowed)}")
+    return options
+
+
 class PianoTaskEnv(gym.Env):
     """What every lmm_env task shares: reset, step, results. A subclass builds ``self.sim``.
 
@@ -52,11 +61,7 @@ class PianoTaskEnv(gym.Env):
         return self.sim.pairs
 
     def _check_options(self, options):
-        options = options or {}
-        unknown = set(options) - set(self.reset_options)
-        if unknown:
-            raise ValueError(f"unknown reset options {sorted(unknown)}; allowed: {list(self.reset_options)}")
-        return options
+        return check_reset_options(options, self.reset_options)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)

@@ -17,7 +17,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from lmm_env.envs.core import PianoSim
-from lmm_env.envs.piano import make_spaces
+from lmm_env.envs.piano import PianoTaskEnv, check_reset_options, make_spaces
 
 
 class PianoTaskVectorEnv(VectorEnv):
@@ -56,14 +56,11 @@ class PianoTaskVectorEnv(VectorEnv):
         self._started = True
         return self.sim.observation(), {}
 
-    reset_options = ("score_index", "score")
+    reset_options = PianoTaskEnv.reset_options
 
     def _per_env_options(self, options) -> list[tuple]:
         """(score_index, score) for each env: one value for every env, or a list with one per env."""
-        options = options or {}
-        unknown = set(options) - set(self.reset_options)
-        if unknown:
-            raise ValueError(f"unknown reset options {sorted(unknown)}; allowed: {list(self.reset_options)}")
+        options = check_reset_options(options, self.reset_options)
         cols = []
         for name in self.reset_options:
             v = options.get(name)
