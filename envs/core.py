@@ -157,6 +157,8 @@ class PianoSim:
         limit_blas_threads()  # numpy's BLAS pool would fight torch's for the cores (see _threads)
         self.pairs, self.ear = self._resolve_ear(pairs, ear, synth)
         self.reward = rewards_mod.make(reward, ear=self.ear)
+        # refuse models trained at another timing now, not at the first reset
+        self.reward.check_world(self.sample_rate, self.block_size, self.frame_rate, self.n_mels)
         self.reward.bind(self.n_envs)
         self._single_reward = self._single_name = None
         parts = getattr(self.reward, "parts", None)

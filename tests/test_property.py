@@ -51,22 +51,18 @@ def _episode(env, rng, vector):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 @given(kw=settings_(), num_envs=st.sampled_from([1, 3]))
 def test_every_accepted_setting_gives_a_sane_world(kw, num_envs):
-    from lmm_env.rewards import RewardError
-
     rng = np.random.default_rng(0)
     try:
         env = (gym.make("LMMPiano-v0", **kw) if num_envs == 1
                else gym.make_vec("LMMPiano-v0", num_envs=num_envs, **kw))
-        # a reward whose models were trained at another sample rate or frame rate refuses at
-        # the first reset, before any step, naming both
-        env.reset(seed=0)
-    except (ValueError, ScoreError, RewardError) as exc:
+    except (ValueError, ScoreError) as exc:
         text = str(exc)
         assert "=" in text or "not allowed" in text or "must" in text, text  # it names the bad value
         hypothesis.event(f"refused: {type(exc).__name__}")
         return
     hypothesis.event("played an episode")
     try:
+        env.reset(seed=0)  # a reward trained at another timing was refused above, not here
         env.action_space.seed(0)
         _episode(env, rng, num_envs > 1)
     finally:

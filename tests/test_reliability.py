@@ -466,6 +466,74 @@ def test_training_killed_with_sigkill_resumes_from_its_last_good_checkpoint(tmp_
     env.close()
 
 
+_BLOCK_THE_THIRD_WRITE = """
+import os, sys, time
+import safetensors.torch as st
+real, calls = st.save_file, [0]
+def save_file(tensors, filename, metadata=None):
+    calls[0] += 1
+    real(tensors, filename, metadata=metadata)
+    if calls[0] == 3:  # half of the third checkpoint is on disk; wait here for the kill
+        size = os.path.getsize(filename)
+        with open(filename, "r+b") as f:
+            f.truncate(size // 2)
+        open(os.environ["LMM_TEST_MARKER"], "w").close()
+        time.sleep(600)
+st.save_file = save_file
+from lmm_env.agents.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_training_killed_with_sigkill_during_a_checkpoint_write_resumes_from_the_previous_one(tmp_path):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from lmm_env.agents import load_agent, train
+    from lmm_env.agents.train import read_checkpoint
+
+    hp = {"n_steps": 32, "batch_size": 64, "n_epochs": 1}
+    kw = {"max_seconds": 2.0, "reward": "key_match"}
+    marker = tmp_path / "writing"
+    cmd = [sys.executable, "-c", _BLOCK_THE_THIRD_WRITE, "train", "--steps", "1000000", "--n-envs", "2",
+           "--logdir", str(tmp_path), "--hyperparams", json.dumps(hp), "--env-kwargs", json.dumps(kw),
+           "--eval-every", "0", "--checkpoint-every", "64", "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=dict(os.environ, OMP_NUM_THREADS="1", LMM_TEST_MARKER=str(marker)))
+    ckpt = tmp_path / "checkpoints" / "last.safetensors"
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not marker.exists() and proc.poll() is None:
+            time.sleep(0.1)
+        assert marker.exists(), proc.stderr.read().decode()[-2000:] if proc.poll() is not None else "timed out"
+        os.kill(proc.pid, signal.SIGKILL)  # mid-write: the temporary holds half a checkpoint
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    temporaries = list(ckpt.parent.glob("*.tmp"))
+    assert temporaries, "the kill should have left the half-written temporary"
+    _, _, steps = read_checkpoint(ckpt)  # the previous checkpoint is whole and loads
+    assert steps == 128  # writes at 64 (1), 128 (2); the third, at 192, was killed
+    with pytest.warns(UserWarning, match="a killed run was writing"):
+        model = train(total_steps=steps + 128, n_envs=2, hyperparams=hp, env_kwargs=kw, eval_every=0,
+                      checkpoint_every=64, logdir=tmp_path, resume=True, progress=False)
+    assert model.num_timesteps == steps + 128 and not list(ckpt.parent.glob("*.tmp"))
+    assert read_checkpoint(ckpt)[2] == steps + 128
+    agent = load_agent(ckpt)
+    env = gym.make("LMMPiano-v0", **kw)
+    obs, _ = env.reset(seed=0)
+    action, _ = agent.predict(obs, deterministic=True)
+    assert env.action_space.contains(action)
+    env.close()
+
+
 def test_episode_videos_have_a_video_and_an_audio_stream_of_the_episodes_length(tmp_path):
     from lmm_env.agents import ScoreReaderAgent
     from lmm_env.envs import RecordEpisodeVideo
@@ -500,3 +568,31 @@ def test_play_writes_a_video_with_sound(tmp_path):
     assert main(["play", str(tmp_path / "tune.mid"), "--out", str(tmp_path / "o"), "--video", "--no-progress"]) == 0
     s = streams(tmp_path / "o" / "tune_performance.mp4")
     assert s["video"] and s["audio"]
+
+
+@pytest.mark.parametrize("kw, names", [
+    (dict(frame_rate=40, reward="ear_match"), ["ear_match", "frame_rate=40", "frame_rate=20"]),
+    (dict(frame_rate=40), ["closed_loop", "ear_match", "frame_rate=20"]),
+    (dict(n_mels=32), ["audio_lm", "n_mels=32", "n_mels=64"]),
+    (dict(n_mels=32, reward={"key_match": 0.5, "audio_lm": 0.5}), ["audio_lm", "n_mels=64"]),
+    (dict(sample_rate=22050, frame_rate=25, reward="score_lm"), ["score_lm", "sample_rate=16000"]),
+])
+def test_a_reward_trained_at_another_timing_is_refused_at_construction(kw, names):
+    for make in (lambda: gym.make("LMMPiano-v0", **kw), lambda: gym.make_vec("LMMPiano-v0", num_envs=2, **kw)):
+        with pytest.raises(ValueError) as err:
+            make()  # not at the first reset: before any piece is loaded
+        for name in names:
+            assert name in str(err.value)
+
+
+def test_the_improvise_task_refuses_another_frame_rate_at_construction():
+    with pytest.raises(ValueError, match="improvise.*frame_rate=20"):
+        gym.make("LMMImprovise-v0", frame_rate=40)
+
+
+def test_a_reward_that_fits_any_timing_still_plays_at_another_frame_rate():
+    env = gym.make("LMMPiano-v0", frame_rate=40, reward="key_match", max_seconds=1.0)
+    env.reset(seed=0)
+    _, r, *_ = env.step(env.action_space.sample())
+    assert np.isfinite(r)
+    env.close()

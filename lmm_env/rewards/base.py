@@ -176,6 +176,11 @@ class RewardModel:
         """Called once by the env, before any reset, with the number of envs it serves."""
         self.n_envs = int(n_envs)
 
+    def check_world(self, sample_rate: int, block_size: int, frame_rate: float, n_mels: int) -> None:
+        """Called once by the env at construction: raise ValueError if the model cannot serve
+        a world with this timing (a model trained at another sample or frame rate), so the
+        env refuses up front instead of at the first reset. Default: any world."""
+
     def reset(self, episode: EpisodeContext, env_index: int = 0) -> None:
         """Start an episode in env ``env_index``."""
 
@@ -323,6 +328,13 @@ class CompositeReward(RewardModel):
         super().bind(n_envs)
         for m, _ in self.parts.values():
             m.bind(n_envs)
+
+    def check_world(self, sample_rate: int, block_size: int, frame_rate: float, n_mels: int) -> None:
+        for n, (m, _) in self.parts.items():
+            try:
+                m.check_world(sample_rate, block_size, frame_rate, n_mels)
+            except ValueError as exc:
+                raise ValueError(f"reward {n!r}: {exc}") from None
 
     def reset(self, episode: EpisodeContext, env_index: int = 0) -> None:
         for m, _ in self.parts.values():

@@ -45,17 +45,29 @@ def _load(model, expect: str):
     return model
 
 
-def _check_timing(model, episode: EpisodeContext, what: str) -> None:
+def timing_error(model, sample_rate: int, block_size: int, frame_rate: float, what: str) -> str | None:
+    """Why ``model`` (trained at its own sample rate and block) cannot serve this timing, or None."""
     sr, block = getattr(model, "sample_rate", None), getattr(model, "block_size", None)
     if sr is None:
         sr, block = model.config.get("sample_rate"), model.config.get("block_size")
-    if (sr, block) != (episode.sample_rate, episode.block_size):
-        raise RewardError(
-            f"the {what} was trained at sample_rate={sr}, {block} samples per step, but the env runs at "
-            f"sample_rate={episode.sample_rate}, {episode.block_size} samples per step "
-            f"(frame_rate={episode.frame_rate:g}); use sample_rate={sr}, frame_rate={sr / block:g}, "
-            "or retrain the model with `python -m lmm_env.lm.train`"
-        )
+    if (sr, block) == (sample_rate, block_size):
+        return None
+    return (f"the {what} was trained at sample_rate={sr}, {block} samples per step, but the env runs at "
+            f"sample_rate={sample_rate}, {block_size} samples per step (frame_rate={frame_rate:g}); "
+            f"use sample_rate={sr}, frame_rate={sr / block:g}, or retrain the model with "
+            "`python -m lmm_env.lm.train`")
+
+
+def _check_timing(model, episode: EpisodeContext, what: str) -> None:
+    why = timing_error(model, episode.sample_rate, episode.block_size, episode.frame_rate, what)
+    if why:
+        raise RewardError(why)
+
+
+def _refuse_timing(model, sample_rate, block_size, frame_rate, what: str) -> None:
+    why = timing_error(model, sample_rate, block_size, frame_rate, what)
+    if why:
+        raise ValueError(why)
 
 
 class _PerEnvSteps:
@@ -126,6 +138,9 @@ class EarMatchReward(RewardModel):
     def bind(self, n_envs: int) -> None:
         super().bind(n_envs)
         self._levels.bind(n_envs)
+
+    def check_world(self, sample_rate, block_size, frame_rate, n_mels) -> None:
+        _refuse_timing(self.ear, sample_rate, block_size, frame_rate, "ear")
 
     def reset(self, episode: EpisodeContext, env_index: int = 0) -> None:
         _check_timing(self.ear, episode, "ear")
@@ -213,6 +228,13 @@ class ScoreLMReward(RewardModel):
         if self._ear_reward.__dict__.get("n_envs") != n_envs:
             self._ear_reward.bind(n_envs)
 
+    def check_world(self, sample_rate, block_size, frame_rate, n_mels) -> None:
+        self._ear_reward.check_world(sample_rate, block_size, frame_rate, n_mels)
+        fr = float(self.lm.config.get("frame_rate", frame_rate))
+        if abs(fr - frame_rate) > 1e-6:
+            raise ValueError(f"the score LM models frames at {fr:g} per second, but the env steps at "
+                             f"frame_rate={frame_rate:g}; use frame_rate={fr:g} or retrain it")
+
     def reset(self, episode: EpisodeContext, env_index: int = 0) -> None:
         _check_timing(self._ear_reward.ear, episode, "ear")
         fr = float(self.lm.config.get("frame_rate", episode.frame_rate))
@@ -282,6 +304,12 @@ class AudioLMReward(RewardModel):
     def bind(self, n_envs: int) -> None:
         super().bind(n_envs)
         self._target_lp.bind(n_envs)
+
+    def check_world(self, sample_rate, block_size, frame_rate, n_mels) -> None:
+        _refuse_timing(self.lm, sample_rate, block_size, frame_rate, "audio LM")
+        if n_mels != self.n_mels:
+            raise ValueError(f"the audio LM models {self.n_mels} mel bands, but the env computes "
+                             f"n_mels={n_mels}; use n_mels={self.n_mels}")
 
     def reset(self, episode: EpisodeContext, env_index: int = 0) -> None:
         _check_timing(self.lm, episode, "audio LM")
