@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from lmm_env.synth import model
+from lmm_env.synth._voices import render_notes, step_voices
 from lmm_env.synth.base import N_KEYS, BlockPlayer, Synth
 
 
@@ -61,24 +62,17 @@ class PianoSynth(Synth):
         offsets = np.maximum(np.round(score.offsets * sr).astype(np.int64), onsets + 1)
         # A new strike of the same key damps the older voice (see model docstring).
         releases = offsets.copy()
-        for p in np.unique(score.pitches):
-            idx = np.flatnonzero(score.pitches == p)
-            idx = idx[np.argsort(onsets[idx], kind="stable")]
-            releases[idx[:-1]] = np.minimum(releases[idx[:-1]], np.maximum(onsets[idx[1:]], onsets[idx[:-1]]))
+        order = np.lexsort((onsets, score.pitches))  # by pitch, then onset (stable)
+        same = score.pitches[order[1:]] == score.pitches[order[:-1]]
+        cur, nxt = order[:-1][same], order[1:][same]  # each note and the next strike of its key
+        releases[cur] = np.minimum(releases[cur], np.maximum(onsets[nxt], onsets[cur]))
         total = int(offsets.max() + round(tail * sr)) if len(score) else int(round(tail * sr))
         out = np.zeros(total + table_len + n_rel, dtype=np.float32)
         soft, bright = model.layer_gains(score.velocities.astype(np.float32))
         soft = soft.astype(np.float32)
         bright = bright.astype(np.float32)
         keys = score.pitches.astype(np.int64) - model.LOWEST_PITCH
-        for i in range(len(score)):
-            r = int(releases[i] - onsets[i])
-            length = min(table_len, r + n_rel)
-            k = keys[i]
-            wave = soft[i] * self.tables[0, k, :length] + bright[i] * self.tables[1, k, :length]
-            if length > r:
-                wave[r:] *= rel[: length - r]
-            out[onsets[i] : onsets[i] + length] += wave
+        render_notes(keys, onsets, (releases - onsets).astype(np.int64), soft, bright, self.tables, rel, out)
         return out[:total]
 
 
@@ -108,42 +102,34 @@ class PianoPlayer(BlockPlayer):
         self.n_table_blocks = n_blocks
         blocks = np.zeros((2, N_KEYS, n_blocks * b), dtype=np.float32)
         blocks[:, :, :table_len] = synth.tables
-        self._soft = blocks[0].reshape(N_KEYS * n_blocks, b)
-        self._bright = blocks[1].reshape(N_KEYS * n_blocks, b)
+        # (key * block index, [soft, bright], sample): a voice's two rows are adjacent.
+        self._rows = np.ascontiguousarray(blocks.reshape(2, N_KEYS * n_blocks, b).transpose(1, 0, 2))
         n_rel_blocks = -(-len(synth.release) // b)
         self.n_release_blocks = n_rel_blocks
-        release = np.zeros((n_rel_blocks + 1) * b, dtype=np.float32)
+        release = np.zeros(n_rel_blocks * b, dtype=np.float32)
         release[: len(synth.release)] = synth.release
-        # The extra last row is all ones: a held voice (rel = -1) reads it, so held and
-        # released voices share one gather and no branch.
-        release[n_rel_blocks * b :] = 1.0
-        self._release = release.reshape(n_rel_blocks + 1, b)
+        self._release = release.reshape(n_rel_blocks, b)
 
     # Pickled without its table copies (rebuilt from the synth's, see PianoSynth.__getstate__).
     def __getstate__(self):
-        return {k: v for k, v in self.__dict__.items() if k not in ("_soft", "_bright", "_release")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_rows", "_release")}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._layout_tables()
 
     def _init_voices(self) -> None:
-        n_blocks, b = self.n_table_blocks, self.block_size
         n_voices = self.n_envs * N_KEYS * self.slots
-        self._voices_per_env = N_KEYS * self.slots
         self.active = np.zeros(n_voices, dtype=bool)
         self.pos = np.zeros(n_voices, dtype=np.int64)  # blocks since onset
         self.rel = np.full(n_voices, -1, dtype=np.int64)  # blocks since release, -1 = held
         self.gain_soft = np.zeros(n_voices, dtype=np.float32)
         self.gain_bright = np.zeros(n_voices, dtype=np.float32)
         self.next_slot = np.zeros(self.n_envs * N_KEYS, dtype=np.int64)  # flat (env, key)
-        key_of_voice = np.broadcast_to(np.arange(N_KEYS)[None, :, None], (self.n_envs, N_KEYS, self.slots))
-        self._key_row = key_of_voice.reshape(-1) * n_blocks  # each voice's first table block
         velocities = np.arange(128, dtype=np.float32)
         self._soft_of_velocity, self._bright_of_velocity = (
             g.astype(np.float32) for g in model.layer_gains(velocities)
         )
-        self._out = np.zeros((self.n_envs, b), dtype=np.float32)
 
     def reset(self, env_ids=None) -> None:
         if env_ids is None:
@@ -155,69 +141,12 @@ class PianoPlayer(BlockPlayer):
             self.next_slot.reshape(self.n_envs, -1)[ids] = 0
 
     def step(self, onset: np.ndarray, velocity: np.ndarray, damped: np.ndarray) -> np.ndarray:
-        slots = self.slots
-        active, rel, pos = self.active, self.rel, self.pos  # flat (n_envs * 88 * slots,)
-        idx = np.flatnonzero(active)
-        if idx.size:
-            # Damped keys and re-struck keys release their sounding voices now.
-            stop = (damped | onset).reshape(-1)[idx // slots]
-            stop &= rel[idx] < 0
-            rel[idx[stop]] = 0
-        if onset.any():
-            flat_key = np.flatnonzero(onset)
-            slot = self.next_slot[flat_key]
-            self.next_slot[flat_key] = (slot + 1) % slots
-            v = flat_key * slots + slot
-            vel = velocity.reshape(-1)[flat_key]
-            active[v] = True
-            pos[v] = 0
-            rel[v] = -1
-            self.gain_soft[v] = self._soft_of_velocity[vel]
-            self.gain_bright[v] = self._bright_of_velocity[vel]
-            idx = np.flatnonzero(active)
-        out = self._out
-        if not idx.size:
-            out.fill(0.0)
-            return out.copy()
-        p = pos[idx]
-        r = rel[idx]
-        rows = self._key_row[idx] + p
-        soft = self._soft[rows]
-        bright = self._bright[rows]
-        if self.n_envs == 1:
-            envelope = self._release[r]  # r = -1 (held) reads the all-ones row
-            soft *= envelope
-            bright *= envelope
-            # A gain-weighted sum over voices is a matrix-vector product.
-            out = self.gain_soft[idx] @ soft
-            out += self.gain_bright[idx] @ bright
-            out = out[None]
-        else:
-            soft *= self.gain_soft[idx, None]
-            bright *= self.gain_bright[idx, None]
-            soft += bright
-            released = r >= 0  # held voices' envelope row (r = -1) is all ones: skip them
-            if released.all():
-                soft *= self._release[r]
-            elif released.any():
-                soft[released] *= self._release[r[released]]
-            # Sum voices into their envs. torch's index_add_ is ~20x faster than numpy's
-            # reduceat/add.at on hundreds of voices; voices are in env order either way.
-            out = np.zeros((self.n_envs, self.block_size), np.float32)
-            envs = idx // self._voices_per_env
-            if len(idx) >= 32:
-                import torch
-
-                torch.from_numpy(out).index_add_(0, torch.from_numpy(envs), torch.from_numpy(soft))
-            else:
-                starts = np.flatnonzero(np.r_[True, envs[1:] != envs[:-1]])
-                out[envs[starts]] = np.add.reduceat(soft, starts, axis=0)
-        # Advance, and retire voices whose damper or table has run out.
-        p += 1
-        pos[idx] = p
-        r[r >= 0] += 1
-        rel[idx] = r
-        done = (r >= self.n_release_blocks) | (p >= self.n_table_blocks)
-        if done.any():
-            active[idx[done]] = False
+        n = self.n_envs * N_KEYS
+        out = np.zeros((self.n_envs, self.block_size), np.float32)
+        step_voices(
+            np.ascontiguousarray(onset, bool).reshape(n), np.ascontiguousarray(velocity).reshape(n),
+            np.ascontiguousarray(damped, bool).reshape(n), self.active, self.pos, self.rel,
+            self.gain_soft, self.gain_bright, self.next_slot, self._soft_of_velocity, self._bright_of_velocity,
+            self._rows, self._release, self.slots, self.n_table_blocks, self.n_release_blocks, out,
+        )
         return out
