@@ -18,7 +18,7 @@ def _register() -> None:
     from gymnasium.envs.registration import register, registry
 
     tasks = {
-        "LMMPiano-v0": ("piano", "LMMPianoEnv", "piano_vector", "LMMPianoVectorEnv"),
+        "LMMPiano-v0": ("piano", "LMMPianoEnv", "torch_vector", "make_vector_env"),
         "LMMDecipher-v0": ("decipher", "LMMDecipherEnv", "decipher", "LMMDecipherVectorEnv"),
         "LMMByEar-v0": ("by_ear", "LMMByEarEnv", "by_ear", "LMMByEarVectorEnv"),
         "LMMImprovise-v0": ("improvise", "LMMImproviseEnv", "improvise", "LMMImproviseVectorEnv"),
