@@ -214,3 +214,31 @@ def test_episode_metrics_combines_both():
     assert m["note_precision"] == 1.0 and m["note_recall"] == 0.5
     assert m["note_f1"] == pytest.approx(2 / 3)
     assert m["velocity_error"] == 10.0
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_note_metrics_match_mir_eval_on_dense_play_on_the_frame_grid(seed):
+    # what a random policy plays: thousands of notes on the 20 fps grid, many exactly 50 ms
+    # (the tolerance) from a reference onset; only notes with a possible partner go to
+    # mir_eval, and the matching (so the velocity error) must be mir_eval's own
+    import mir_eval.transcription
+    import mir_eval.util
+
+    rng = np.random.default_rng(seed)
+
+    def grid_score(n, keys):
+        on = rng.integers(0, 400, n) / 20.0
+        p = rng.integers(keys[0], keys[1], n)
+        return Score(p, on, on + rng.integers(1, 6, n) / 20.0, rng.integers(1, 128, n))
+
+    ref, est = grid_score(150, (55, 80)), grid_score(2500, (21, 109))
+    m = note_metrics(ref, est)
+    ri = np.stack([ref.onsets, np.maximum(ref.offsets, ref.onsets + 1e-3)], 1)
+    ei = np.stack([est.onsets, np.maximum(est.offsets, est.onsets + 1e-3)], 1)
+    matching = mir_eval.transcription.match_notes(ri, mir_eval.util.midi_to_hz(ref.pitches.astype(float)), ei,
+                                                  mir_eval.util.midi_to_hz(est.pitches.astype(float)),
+                                                  onset_tolerance=0.05, offset_ratio=None)
+    assert m["n_matched"] == len(matching) > 10
+    expect = np.mean([abs(float(est.velocities[j]) - float(ref.velocities[i])) for i, j in matching])
+    assert m["velocity_error"] == expect
+    assert (m["n_ref"], m["n_est"]) == (150, 2500)
