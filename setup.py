@@ -36,11 +36,15 @@ setup(
         "threadpoolctl>=3",
         "pyyaml>=5.1",
         "imageio-ffmpeg>=0.4",  # a bundled ffmpeg for videos with sound (no system package)
+        "numba>=0.57",  # the synth's voice loop (librosa needs it too)
         # tinysoundfont (the SoundFont instrument) is installed by the Makefile with
         # --no-deps: its wheel declares pyaudio, which needs the system PortAudio library,
         # and lmm_env never plays audio in real time.
     ],
     # rl_zoo3 is only needed to run the zoo's own train script on our env (tested).
-    extras_require={"test": ["pytest>=7", "scikit-learn>=1.2", "rl_zoo3>=2.3", "hypothesis>=6"]},
+    # rllib: Ray RLlib's new API stack (lmm_env.agents.rllib, examples/rllib_ppo.py); Ray pins its
+    # own gymnasium, which lmm_env supports (>= 1.0).
+    extras_require={"test": ["pytest>=7", "scikit-learn>=1.2", "rl_zoo3>=2.3", "hypothesis>=6"],
+                    "rllib": ["ray[rllib]>=2.40"]},
     entry_points={"console_scripts": ["lmm-env=lmm_env.agents.cli:main"]},
 )

@@ -6,6 +6,8 @@
   samples (the shipped run, ``agents/weights/diff-g.json``), and, with ``--ppo-csv``, a PPO
   run's validation note F1 against env steps (``lmm-env train`` writes ``eval.csv``).
 * docs/learning_curves/by_ear.png: diff-h's against world samples (``agents/weights/diff-h.json``).
+* docs/learning_curves/rllib_ppo.png, with ``--rllib-csv``: an ``examples/rllib_ppo.py`` run's
+  validation note and frame F1 against env steps (its ``eval.csv``, copied beside the PNG).
 
 LMMDecipher-v0 (bench/learn_decipher.py) and LMMImprovise-v0 (bench/plot_improvise_curve.py)
 draw their own. Each x axis is the samples the method took from the world: one rendered (or
@@ -65,10 +67,26 @@ def _plot(path: Path, curves, xlabel: str, ylabel: str, title: str, symlog: bool
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ppo-csv", default=None, help="eval.csv of an lmm-env train run on LMMPiano-v0")
+    ap.add_argument("--rllib-csv", default=None, help="eval.csv of an examples/rllib_ppo.py run")
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+
+    if args.rllib_csv:
+        import shutil
+
+        with open(args.rllib_csv) as f:
+            rows = list(csv.DictReader(f))
+        steps = [float(r["steps"]) for r in rows]
+        _plot(out / "rllib_ppo.png",
+              [(steps, [float(r["note_f1"]) for r in rows], "o-", "note F1"),
+               (steps, [float(r["frame_f1"]) for r in rows], "s--", "frame F1")],
+              "env steps", "validation folk (8 tunes)",
+              f"RLlib PPO on LMMPiano-v0, 1 EnvRunner x 8 envs ({float(rows[-1]['wall_seconds']):.0f} s)")
+        if Path(args.rllib_csv).resolve() != (out / "rllib_ppo_eval.csv").resolve():
+            shutil.copyfile(args.rllib_csv, out / "rllib_ppo_eval.csv")
+        print(f"wrote {out / 'rllib_ppo.png'}")
 
     x, y, w, cmd = _history("diff-g")
     curves = [(x, y, "o-", f"diff-g (backprop through the world; {w[-1]:.0f} s)")]
