@@ -48,10 +48,10 @@ def time_single(env, actions, repeats=3):
     return best
 
 
-def run_vector(n_envs, steps, score, agent_kind="score-reader", reward="audio_match", warmup=5):
+def run_vector(n_envs, steps, score, agent_kind="score-reader", reward="audio_match", warmup=5, synth_threads=1):
     """(seconds in steps, seconds of those in episode resets) over ``steps`` batched steps,
     the agent's time excluded."""
-    venv = gym.make_vec("LMMPiano-v0", num_envs=n_envs, score=score, reward=reward)
+    venv = gym.make_vec("LMMPiano-v0", num_envs=n_envs, score=score, reward=reward, synth_threads=synth_threads)
     timer = _ResetTimer(venv.unwrapped.sim)
     obs, _ = venv.reset(seed=0)
     agent = ScoreReaderAgent(venv) if agent_kind == "score-reader" else RandomAgent(venv, seed=0)
@@ -68,16 +68,18 @@ def run_vector(n_envs, steps, score, agent_kind="score-reader", reward="audio_ma
     return time.perf_counter() - t0 - t_agent, timer.seconds
 
 
-def time_vector(n_envs, steps, score, agent_kind, reward="audio_match", warmup=100):
+def time_vector(n_envs, steps, score, agent_kind, reward="audio_match", warmup=100, synth_threads=1):
     """Env-steps per second of the batched env (resets included), after ``warmup`` batched
     steps (as the single env is timed warm: its per-episode buffers have grown already)."""
-    return n_envs * steps / run_vector(n_envs, steps, score, agent_kind, reward, warmup=warmup)[0]
+    return n_envs * steps / run_vector(n_envs, steps, score, agent_kind, reward, warmup=warmup,
+                                       synth_threads=synth_threads)[0]
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=2000, help="single-env steps timed (best of 3)")
     p.add_argument("--score", default="folk", help="corpus the env draws from")
     p.add_argument("--reward", default="audio_match", help="reward of the env-step and batched tables")
+    p.add_argument("--synth-threads", type=int, default=1, help="the batched env's synth_threads (N > 1 envs)")
     p.add_argument("--vector-steps", type=int, default=200, help="batched steps timed per size")
     p.add_argument("--reward-steps", type=int, default=4000, help="single-env steps per reward (cost table)")
     p.add_argument("--reward-vector-steps", type=int, default=1000,
@@ -118,7 +120,7 @@ def env_tables(args, t_cart, t_piano, t_random):
         row = []
         for kind in ("score-reader", "random"):
             sps = time_vector(n, max(20, args.vector_steps if n > 1 else 5 * args.vector_steps), args.score, kind,
-                              args.reward)
+                              args.reward, synth_threads=args.synth_threads if n > 1 else 1)
             base.setdefault(kind, sps)
             row += [f"{sps:,.0f}", f"{sps / base[kind]:.1f}"]
         print(f"| {n} | " + " | ".join(row) + " |")

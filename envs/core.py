@@ -120,7 +120,7 @@ class PianoSim:
                  layout_seed: int = 0, pedal: bool = False, synth="piano", reward="closed_loop",
                  n_mels: int = 64, tail: float = 0.5, max_seconds: float | None = None,
                  out_of_range: str = "transpose", history_blocks: int | None = None, record_audio: bool = True,
-                 relayout: str = "never", seal_layout: bool = False, pairs=None, ear=None):
+                 relayout: str = "never", seal_layout: bool = False, pairs=None, ear=None, synth_threads: int = 1):
         self.n_envs = _check_number("n_envs", n_envs, 1, 1 << 20, integer=True)
         self.frame_rate = _check_number("frame_rate", frame_rate, 1, 1000)
         self.sample_rate = _check_number("sample_rate", sample_rate, 8000, 96000, integer=True)
@@ -153,6 +153,11 @@ class PianoSim:
         self.keyboard.sealed = bool(seal_layout)
         self.synth = make_synth(synth, self.sample_rate)
         self.player = self.synth.player(self.n_envs, self.block_size)
+        if synth_threads != 1:
+            if not hasattr(self.player, "threads"):
+                raise ValueError(f"synth_threads={synth_threads!r}: the {getattr(self.synth, 'name', 'given')!r} synth "
+                                 "renders on one thread; use synth_threads=1, or synth='piano'")
+            self.player.threads = synth_threads  # checks the value
         self.features = LogMel(self.sample_rate, self.block_size, self.n_mels)
         limit_blas_threads()  # numpy's BLAS pool would fight torch's for the cores (see _threads)
         self.pairs, self.ear = self._resolve_ear(pairs, ear, synth)

@@ -117,8 +117,12 @@ class LMMPianoVectorEnv(PianoTaskVectorEnv):
     final one is in ``infos["final_obs"]`` (as SB3 expects). Every env keeps stepping in
     lockstep, with no wasted step per episode.
 
-    Extra argument:
+    Extra arguments:
         record_audio: keep each env's episode audio (default False: it costs memory).
+        synth_threads: threads the piano's voice loop splits the envs over (default 1;
+            numba's thread pool). Worth it with dense play on idle cores (2 threads: +25%
+            env-steps/s at 256 envs of random play on 2 cores, BENCHMARKS.md "Dense play");
+            each env's sound is the same for any value.
 
     ``infos`` follow gymnasium's vector convention: ``infos["reward_terms"][name]`` is an
     array over envs; ``infos["metrics"][name]`` with mask ``infos["_metrics"]`` holds the

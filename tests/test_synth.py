@@ -348,3 +348,45 @@ def test_strike_on_every_block_cuts_no_voice():
     want = DifferentiablePianoSynth(16000, 20)(torch.tensor(onset, dtype=torch.float32),
                                                torch.tensor(vel, dtype=torch.float32), torch.tensor(held))
     assert np.abs(got - want.numpy()).max() < 1e-5
+
+
+def test_threaded_player_sounds_exactly_like_the_serial_one(piano):
+    rng = np.random.default_rng(3)
+    rolls = [random_rolls(rng, T=40, n_keys=12, long_key=False) for _ in range(5)]
+    onset, velocity, held = (np.stack([r[i] for r in rolls], axis=1) for i in range(3))  # (T, 5, 88)
+    serial = play(piano.player(5, HOP), onset, velocity, held)
+    threaded_player = piano.player(5, HOP)
+    threaded_player.threads = 2
+    threaded = play(threaded_player, onset, velocity, held)
+    assert np.abs(serial).max() > 0.01
+    assert np.array_equal(serial, threaded)  # envs are split, never the sum inside one env
+
+
+def test_player_refuses_bad_threads_and_velocities(piano):
+    player = piano.player(2, HOP)
+    for bad in (0, 1.5, True, 10_000):
+        with pytest.raises(ValueError, match=r"threads=.* is not allowed; use an int in \[1, "):
+            player.threads = bad
+    onset = np.zeros((2, 88), bool)
+    onset[0, 40] = True
+    velocity = np.full((2, 88), 64)
+    velocity[0, 40] = 200
+    with pytest.raises(ValueError, match=r"velocities must be MIDI velocities in 0..127, got 64..200"):
+        player.step(onset, velocity, ~onset)
+
+
+def test_batched_env_synth_threads_change_nothing_but_speed():
+    import gymnasium as gym
+
+    import lmm_env  # noqa: F401
+
+    kw = dict(num_envs=3, reward="audio_match", score="exercises-mixed", max_seconds=2.0)
+    envs = [gym.make_vec("LMMPiano-v0", synth_threads=t, **kw) for t in (1, 2)]
+    outs = [e.reset(seed=4)[0] for e in envs]
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        a = rng.uniform(-1, 1, envs[0].action_space.shape).astype(np.float32)
+        (o1, r1, *_), (o2, r2, *_) = (e.step(a) for e in envs)
+        assert np.array_equal(o1["audio"], o2["audio"]) and np.array_equal(r1, r2)
+    with pytest.raises(ValueError, match="synth_threads=2: the 'soundfont' synth renders on one thread"):
+        gym.make_vec("LMMPiano-v0", synth="soundfont", synth_threads=2, **kw)

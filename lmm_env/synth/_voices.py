@@ -12,11 +12,10 @@ slot) order, in float32, so the result is the same for one env and for env i of 
 """
 from __future__ import annotations
 
-from numba import njit
+from numba import njit, prange
 
 
-@njit(cache=True, nogil=True)
-def step_voices(onset, velocity, damped, active, pos, rel, gain_soft, gain_bright, next_slot,
+def _step_voices(onset, velocity, damped, active, pos, rel, gain_soft, gain_bright, next_slot,
                 soft_of_velocity, bright_of_velocity, tables, release, slots, n_table_blocks,
                 n_release_blocks, out):  # pragma: no cover - compiled
     """One block of every env's voices into ``out`` (n_envs, block), which must be zero.
@@ -27,7 +26,7 @@ def step_voices(onset, velocity, damped, active, pos, rel, gain_soft, gain_brigh
     """
     n_envs, block = out.shape
     n_keys = onset.shape[0] // n_envs
-    for e in range(n_envs):
+    for e in prange(n_envs):  # envs are independent: threads split them (see step_voices_threaded)
         o = out[e]
         for k in range(n_keys):
             fk = e * n_keys + k
@@ -44,9 +43,7 @@ def step_voices(onset, velocity, damped, active, pos, rel, gain_soft, gain_brigh
                 active[v] = True
                 pos[v] = 0
                 rel[v] = -1
-                vel = velocity[fk]
-                if vel < 0 or vel >= soft_of_velocity.shape[0]:
-                    raise ValueError("a struck key's velocity is outside 0..127")
+                vel = velocity[fk]  # checked to be in 0..127 by the caller
                 gain_soft[v] = soft_of_velocity[vel]
                 gain_bright[v] = bright_of_velocity[vel]
             for s in range(slots):
@@ -73,6 +70,13 @@ def step_voices(onset, velocity, damped, active, pos, rel, gain_soft, gain_brigh
                 pos[v] = p
                 if r >= n_release_blocks or p >= n_table_blocks:  # damper or table ran out
                     active[v] = False
+
+
+# One source, two builds: serial (prange runs as range) and split over envs on numba's threads.
+# Only the serial one is cached on disk: numba's cache is keyed by the function's name, which
+# the two share (the threaded one compiles on first use, a few seconds, in processes that ask).
+step_voices = njit(cache=True, nogil=True)(_step_voices)
+step_voices_threaded = njit(nogil=True, parallel=True)(_step_voices)
 
 
 @njit(cache=True, nogil=True)

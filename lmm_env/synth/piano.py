@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from lmm_env.synth import model
-from lmm_env.synth._voices import render_notes, step_voices
+from lmm_env.synth._voices import render_notes, step_voices, step_voices_threaded
 from lmm_env.synth.base import N_KEYS, BlockPlayer, Synth
 
 
@@ -89,6 +89,7 @@ class PianoPlayer(BlockPlayer):
         self.block_size = b = int(block_size)
         self.sample_rate = synth.sample_rate
         self.slots = model.voice_slots(synth.sample_rate, b)
+        self._threads = 1
         self._layout_tables()
         # Voice state, flat over (env, key, slot) so that one index addresses a voice.
         self._init_voices()
@@ -140,11 +141,34 @@ class PianoPlayer(BlockPlayer):
             self.active.reshape(self.n_envs, -1)[ids] = False
             self.next_slot.reshape(self.n_envs, -1)[ids] = 0
 
+    @property
+    def threads(self) -> int:
+        """Threads the voice loop splits the envs over (default 1; numba's thread pool)."""
+        return self._threads
+
+    @threads.setter
+    def threads(self, n: int) -> None:
+        import numba
+
+        limit = numba.config.NUMBA_NUM_THREADS
+        if not (isinstance(n, (int, np.integer)) and not isinstance(n, bool) and 1 <= n <= limit):
+            raise ValueError(f"threads={n!r} is not allowed; use an int in [1, {limit}] (numba's thread pool)")
+        self._threads = int(n)
+
     def step(self, onset: np.ndarray, velocity: np.ndarray, damped: np.ndarray) -> np.ndarray:
         n = self.n_envs * N_KEYS
+        velocity = np.ascontiguousarray(velocity).reshape(n)
+        if velocity.size and (velocity.min() < 0 or velocity.max() > 127):
+            raise ValueError(f"velocities must be MIDI velocities in 0..127, got {velocity.min()}..{velocity.max()}")
         out = np.zeros((self.n_envs, self.block_size), np.float32)
-        step_voices(
-            np.ascontiguousarray(onset, bool).reshape(n), np.ascontiguousarray(velocity).reshape(n),
+        kernel = step_voices
+        if self._threads > 1 and self.n_envs > 1:
+            import numba
+
+            numba.set_num_threads(self._threads)
+            kernel = step_voices_threaded
+        kernel(
+            np.ascontiguousarray(onset, bool).reshape(n), velocity,
             np.ascontiguousarray(damped, bool).reshape(n), self.active, self.pos, self.rel,
             self.gain_soft, self.gain_bright, self.next_slot, self._soft_of_velocity, self._bright_of_velocity,
             self._rows, self._release, self.slots, self.n_table_blocks, self.n_release_blocks, out,
