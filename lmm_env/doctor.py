@@ -14,10 +14,11 @@ import importlib.metadata
 import sys
 
 REQUIRED = ("numpy", "scipy", "torch", "gymnasium", "stable-baselines3", "pretty_midi", "music21", "librosa",
-            "soundfile", "mir_eval", "safetensors", "matplotlib", "tensorboard")
+            "soundfile", "mir_eval", "safetensors", "matplotlib", "tensorboard", "numba")
 OPTIONAL = {"tinysoundfont": "the SoundFont piano (synth='soundfont'): `pip install --no-deps tinysoundfont` "
                              "(its wheel declares pyaudio, which needs the system PortAudio library; lmm_env never "
-                             "plays live audio, so --no-deps is enough)"}
+                             "plays live audio, so --no-deps is enough)",
+            "ray": "Ray RLlib training (lmm_env.agents.rllib, examples/rllib_ppo.py): pip install 'lmm_env[rllib]'"}
 
 
 def _version(dist: str) -> str | None:
