@@ -189,7 +189,9 @@ class PianoSim:
         self.names: list[str] = [""] * n
         self.reference_held: list[np.ndarray | None] = [None] * n
         self._cap = 0
-        self._alloc(256)
+        # Episodes of trimmed pieces never need more than this: reserve it once (no growth
+        # copies, no doubling's overshoot); untrimmed pools start at 256 steps and grow.
+        self._alloc(256 if max_seconds is None else int(math.ceil((max_seconds + self.tail) * self.frame_rate)) + 2)
         # History rings: the last L = history_blocks + 1 blocks (and log-mel frames) are kept
         # twice over, so the window ending at the current step is always one contiguous slice
         # (a view, no shifting or concatenation per step).

@@ -596,3 +596,17 @@ def test_a_reward_that_fits_any_timing_still_plays_at_another_frame_rate():
     _, r, *_ = env.step(env.action_space.sample())
     assert np.isfinite(r)
     env.close()
+
+
+def test_trimmed_pieces_reserve_their_episode_buffers_once():
+    # max_seconds bounds every episode: the batched env reserves exactly that (no doubling
+    # overshoot, no growth copies mid-run, which stall 256 envs for most of a second)
+    venv = gym.make_vec("LMMPiano-v0", num_envs=4, reward="key_match", max_seconds=2.0, tail=0.5)
+    venv.reset(seed=0)
+    cap = venv.unwrapped.sim._cap
+    assert cap == 52  # (2.0 + 0.5) s x 20 fps + 2
+    rng = np.random.default_rng(0)
+    for _ in range(200):  # several episodes per env
+        venv.step(rng.uniform(-1, 1, venv.action_space.shape).astype(np.float32))
+    assert venv.unwrapped.sim._cap == cap
+    venv.close()
