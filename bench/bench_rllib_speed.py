@@ -14,8 +14,6 @@ import argparse
 import os
 import time
 
-import numpy as np
-
 
 def sb3_speed(steps: int) -> float:
     from stable_baselines3 import PPO
@@ -72,5 +70,4 @@ def main():
 
 
 if __name__ == "__main__":
-    np.set_printoptions(precision=3)
     main()

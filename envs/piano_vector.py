@@ -40,6 +40,12 @@ class PianoTaskVectorEnv(VectorEnv):
         self._started = False
 
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
+        self._reset_envs(seed, options)
+        return self.sim.observation(), {}
+
+    def _reset_envs(self, seed, options) -> None:
+        """Start every env's episode in ``self.sim``: env i seeded ``seed + i`` (or ``seed[i]``;
+        None keeps its generator), with its share of the reset ``options``."""
         if seed is None:
             seeds = [None] * self.num_envs
         elif isinstance(seed, (int, np.integer)):
@@ -54,7 +60,6 @@ class PianoTaskVectorEnv(VectorEnv):
                 self._rngs[i] = seeding.np_random(s)[0]
             self.sim.reset_env(i, self._rngs[i], *per_env[i])
         self._started = True
-        return self.sim.observation(), {}
 
     reset_options = PianoTaskEnv.reset_options
 
@@ -83,23 +88,28 @@ class PianoTaskVectorEnv(VectorEnv):
         ended = np.flatnonzero(truncated)
         if not len(ended):
             return sim.observation(), rewards, terminations, truncated, infos
+        # SAME_STEP autoreset: ended envs start their next episode now.
+        self._end_episodes(infos, ended, truncated, sim.observation())
+        return sim.observation(), rewards, terminations, truncated, infos
+
+    def _end_episodes(self, infos: dict, ended: np.ndarray, truncated: np.ndarray, final_obs: dict) -> None:
+        """Put the ended envs' metrics and final observations into ``infos`` (gymnasium's vector
+        convention) and start their next episodes in ``self.sim``."""
+        sim = self.sim
         per_env = {int(i): sim.episode_metrics(int(i)) for i in ended}
         names = next(iter(per_env.values())).keys()
         infos["metrics"] = {n: np.array([per_env[i][n] if i in per_env else 0.0 for i in range(self.num_envs)])
                             for n in names}
         infos["_metrics"] = truncated.copy()
-        # SAME_STEP autoreset: ended envs start their next episode now.
-        final_obs = sim.observation()
-        infos["final_obs"] = np.array(
-            [{k: v[i] for k, v in final_obs.items()} if truncated[i] else None for i in range(self.num_envs)],
-            dtype=object,
-        )
+        final = np.empty(self.num_envs, dtype=object)
+        for i in ended:
+            final[i] = {k: v[i] for k, v in final_obs.items()}
+        infos["final_obs"] = final
         infos["_final_obs"] = truncated.copy()
         infos["final_info"] = {"metrics": infos["metrics"], "_metrics": truncated.copy()}
         infos["_final_info"] = truncated.copy()
         for i in ended:
             sim.reset_env(int(i), self._rngs[i])
-        return sim.observation(), rewards, terminations, truncated, infos
 
     def performance(self, i: int):
         """Env ``i``'s performance so far as PrettyMIDI."""

@@ -69,8 +69,11 @@ class LMMPianoTorchVectorEnv(VectorEnv):
     """
 
     metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.SAME_STEP}
+    # the numpy twin's episode bookkeeping, on the same PianoSim (self.sim)
     reset_options = PianoTaskVectorEnv.reset_options
     _per_env_options = PianoTaskVectorEnv._per_env_options
+    _reset_envs = PianoTaskVectorEnv._reset_envs
+    _end_episodes = PianoTaskVectorEnv._end_episodes
 
     def __init__(self, num_envs: int = 1, device="cpu", as_numpy: bool = False,
                  validate_actions: bool | None = None, render_mode: str | None = None, **kwargs: Any):
@@ -96,21 +99,8 @@ class LMMPianoTorchVectorEnv(VectorEnv):
         return obs
 
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
-        if seed is None:
-            seeds = [None] * self.num_envs
-        elif isinstance(seed, (int, np.integer)):
-            seeds = [int(seed) + i for i in range(self.num_envs)]
-        else:
-            seeds = list(seed)
-            if len(seeds) != self.num_envs:
-                raise ValueError(f"reset got {len(seeds)} seeds for {self.num_envs} envs; give one per env")
-        per_env = self._per_env_options(options)
-        for i, s in enumerate(seeds):
-            if s is not None or not self._started:
-                self._rngs[i] = seeding.np_random(s)[0]
-            self.sim.reset_env(i, self._rngs[i], *per_env[i])
+        self._reset_envs(seed, options)
         self.world.upload(np.arange(self.num_envs))
-        self._started = True
         return self._out(self.world.observation()), {}
 
     def step(self, actions):
@@ -120,24 +110,9 @@ class LMMPianoTorchVectorEnv(VectorEnv):
         rewards, truncated, terms = world.step(actions)
         ended = np.flatnonzero(truncated)
         infos: dict[str, Any] = {"reward_terms": self._values(terms)}
-        obs = None
         if len(ended):
-            world.download_history(ended)
-            per_env = {int(i): self.sim.episode_metrics(int(i)) for i in ended}
-            names = next(iter(per_env.values())).keys()
-            infos["metrics"] = {n: np.array([per_env[i][n] if i in per_env else 0.0 for i in range(self.num_envs)])
-                                for n in names}
-            infos["_metrics"] = truncated.copy()
-            final_obs = self._out(world.observation())  # SAME_STEP: ended envs start anew below
-            final = np.empty(self.num_envs, dtype=object)
-            for i in ended:
-                final[i] = {k: v[i] for k, v in final_obs.items()}
-            infos["final_obs"] = final
-            infos["_final_obs"] = truncated.copy()
-            infos["final_info"] = {"metrics": infos["metrics"], "_metrics": truncated.copy()}
-            infos["_final_info"] = truncated.copy()
-            for i in ended:
-                self.sim.reset_env(int(i), self._rngs[i])
+            world.download_history(ended)  # the metrics read the ended envs' key history
+            self._end_episodes(infos, ended, truncated, self._out(world.observation()))  # SAME_STEP autoreset
             world.upload(ended)
         obs = self._out(world.observation())
         terminations = np.zeros(self.num_envs, dtype=bool)

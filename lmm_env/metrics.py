@@ -132,17 +132,16 @@ def _candidates(rp, ron, ep, eon, tol):
     if max(np.abs(ron).max(), np.abs(eon).max()) > 1e5:  # keys below need onsets << 1e6 s
         return every
     w = tol + 1e-3
-    rk = np.sort(rp.astype(np.float64) * 1e6 + ron)  # pitch-major keys: pitches 1e6 apart
-    ek = np.sort(ep.astype(np.float64) * 1e6 + eon)
+    rk, ek = rp * 1e6 + ron, ep * 1e6 + eon  # pitch-major keys: pitches 1e6 apart
 
-    def near(keys, sorted_other):
-        i = np.searchsorted(sorted_other, keys - w)
-        ok = i < len(sorted_other)
-        ok[ok] = sorted_other[i[ok]] <= keys[ok] + w
+    def near(keys, other):
+        other = np.sort(other)
+        i = np.searchsorted(other, keys - w)
+        ok = i < len(other)
+        ok[ok] = other[i[ok]] <= keys[ok] + w
         return ok
 
-    return (np.flatnonzero(near(rp.astype(np.float64) * 1e6 + ron, ek)),
-            np.flatnonzero(near(ep.astype(np.float64) * 1e6 + eon, rk)))
+    return np.flatnonzero(near(rk, ek)), np.flatnonzero(near(ek, rk))
 
 
 def note_metrics(reference: Any, estimate: Any, onset_tolerance: float = 0.05) -> dict[str, Any]:

@@ -424,22 +424,48 @@ def test_gymnasium_async_vector_env_runs_the_env():
         venv.close()
 
 
-def test_training_killed_with_sigkill_resumes_from_its_last_good_checkpoint(tmp_path):
+# What the two kill tests train: PPO on 2 envs, a 64-step rollout and a checkpoint each rollout.
+_KILL_HP = {"n_steps": 32, "batch_size": 64, "n_epochs": 1}
+_KILL_KW = {"max_seconds": 2.0, "reward": "key_match"}
+
+
+def _train_argv(tmp_path) -> list[str]:
     import json
+
+    return ["train", "--steps", "1000000", "--n-envs", "2", "--logdir", str(tmp_path),
+            "--hyperparams", json.dumps(_KILL_HP), "--env-kwargs", json.dumps(_KILL_KW),
+            "--eval-every", "0", "--checkpoint-every", "64", "--no-progress"]
+
+
+def _resume(tmp_path, steps):
+    """Resume the killed run for 128 more steps (the checks are the callers')."""
+    from lmm_env.agents import train
+
+    return train(total_steps=steps + 128, n_envs=2, hyperparams=_KILL_HP, env_kwargs=_KILL_KW, eval_every=0,
+                 checkpoint_every=64, logdir=tmp_path, resume=True, progress=False)
+
+
+def _plays(ckpt) -> bool:
+    from lmm_env.agents import load_agent
+
+    agent = load_agent(ckpt)
+    env = gym.make("LMMPiano-v0", **_KILL_KW)
+    obs, _ = env.reset(seed=0)
+    action, _ = agent.predict(obs, deterministic=True)
+    env.close()
+    return env.action_space.contains(action)
+
+
+def test_training_killed_with_sigkill_resumes_from_its_last_good_checkpoint(tmp_path):
     import os
     import signal
     import subprocess
     import sys
     import time
 
-    from lmm_env.agents import load_agent, train
     from lmm_env.agents.train import read_checkpoint
 
-    hp = {"n_steps": 32, "batch_size": 64, "n_epochs": 1}
-    kw = {"max_seconds": 2.0, "reward": "key_match"}
-    cmd = [sys.executable, "-m", "lmm_env.agents.cli", "train", "--steps", "1000000", "--n-envs", "2",
-           "--logdir", str(tmp_path), "--hyperparams", json.dumps(hp), "--env-kwargs", json.dumps(kw),
-           "--eval-every", "0", "--checkpoint-every", "64", "--no-progress"]
+    cmd = [sys.executable, "-m", "lmm_env.agents.cli"] + _train_argv(tmp_path)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=dict(os.environ, OMP_NUM_THREADS="1"))
     ckpt = tmp_path / "checkpoints" / "last.safetensors"
@@ -455,15 +481,9 @@ def test_training_killed_with_sigkill_resumes_from_its_last_good_checkpoint(tmp_
     assert proc.returncode == -signal.SIGKILL
     _, _, steps = read_checkpoint(ckpt)  # the last good checkpoint loads
     assert steps >= 256 and steps % 64 == 0
-    model = train(total_steps=steps + 128, n_envs=2, hyperparams=hp, env_kwargs=kw, eval_every=0,
-                  checkpoint_every=64, logdir=tmp_path, resume=True, progress=False)
+    model = _resume(tmp_path, steps)
     assert model.num_timesteps == steps + 128 and not list(ckpt.parent.glob("*.tmp"))
-    agent = load_agent(ckpt)
-    env = gym.make("LMMPiano-v0", **kw)
-    obs, _ = env.reset(seed=0)
-    action, _ = agent.predict(obs, deterministic=True)
-    assert env.action_space.contains(action)
-    env.close()
+    assert _plays(ckpt)
 
 
 _BLOCK_THE_THIRD_WRITE = """
@@ -486,22 +506,16 @@ main(sys.argv[1:])
 
 
 def test_training_killed_with_sigkill_during_a_checkpoint_write_resumes_from_the_previous_one(tmp_path):
-    import json
     import os
     import signal
     import subprocess
     import sys
     import time
 
-    from lmm_env.agents import load_agent, train
     from lmm_env.agents.train import read_checkpoint
 
-    hp = {"n_steps": 32, "batch_size": 64, "n_epochs": 1}
-    kw = {"max_seconds": 2.0, "reward": "key_match"}
     marker = tmp_path / "writing"
-    cmd = [sys.executable, "-c", _BLOCK_THE_THIRD_WRITE, "train", "--steps", "1000000", "--n-envs", "2",
-           "--logdir", str(tmp_path), "--hyperparams", json.dumps(hp), "--env-kwargs", json.dumps(kw),
-           "--eval-every", "0", "--checkpoint-every", "64", "--no-progress"]
+    cmd = [sys.executable, "-c", _BLOCK_THE_THIRD_WRITE] + _train_argv(tmp_path)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env=dict(os.environ, OMP_NUM_THREADS="1", LMM_TEST_MARKER=str(marker)))
     ckpt = tmp_path / "checkpoints" / "last.safetensors"
@@ -522,16 +536,10 @@ def test_training_killed_with_sigkill_during_a_checkpoint_write_resumes_from_the
     _, _, steps = read_checkpoint(ckpt)  # the previous checkpoint is whole and loads
     assert steps == 128  # writes at 64 (1), 128 (2); the third, at 192, was killed
     with pytest.warns(UserWarning, match="a killed run was writing"):
-        model = train(total_steps=steps + 128, n_envs=2, hyperparams=hp, env_kwargs=kw, eval_every=0,
-                      checkpoint_every=64, logdir=tmp_path, resume=True, progress=False)
+        model = _resume(tmp_path, steps)
     assert model.num_timesteps == steps + 128 and not list(ckpt.parent.glob("*.tmp"))
     assert read_checkpoint(ckpt)[2] == steps + 128
-    agent = load_agent(ckpt)
-    env = gym.make("LMMPiano-v0", **kw)
-    obs, _ = env.reset(seed=0)
-    action, _ = agent.predict(obs, deterministic=True)
-    assert env.action_space.contains(action)
-    env.close()
+    assert _plays(ckpt)
 
 
 def test_episode_videos_have_a_video_and_an_audio_stream_of_the_episodes_length(tmp_path):

@@ -106,17 +106,11 @@ class ImproviseReward(RewardModel):
         self._scale = np.ones((n, 12), bool)  # pitch classes of the prompt's key (all: no key term)
 
     def check_world(self, sample_rate, block_size, frame_rate, n_mels) -> None:
-        from lmm_env.rewards.lm import _refuse_timing
+        from lmm_env.rewards.lm import refuse_audio_lm_world, refuse_score_lm_rate
 
         self.ear_reward.check_world(sample_rate, block_size, frame_rate, n_mels)
-        _refuse_timing(self.audio_lm, sample_rate, block_size, frame_rate, "audio LM")
-        fr = float(self.lm.config.get("frame_rate", frame_rate))
-        if abs(fr - frame_rate) > 1e-6:
-            raise ValueError(f"the score LM models frames at {fr:g} per second, but the env steps at "
-                             f"frame_rate={frame_rate:g}; use frame_rate={fr:g} or retrain it")
-        if n_mels != self.n_mels:
-            raise ValueError(f"the audio LM models {self.n_mels} mel bands, but the env computes "
-                             f"n_mels={n_mels}; use n_mels={self.n_mels}")
+        refuse_audio_lm_world(self.audio_lm, sample_rate, block_size, frame_rate, n_mels)
+        refuse_score_lm_rate(self.lm, frame_rate)
 
     def reset(self, episode: EpisodeContext, env_index: int = 0) -> None:
         self.ear_reward.reset(episode, env_index)

@@ -45,29 +45,33 @@ def _load(model, expect: str):
     return model
 
 
-def timing_error(model, sample_rate: int, block_size: int, frame_rate: float, what: str) -> str | None:
-    """Why ``model`` (trained at its own sample rate and block) cannot serve this timing, or None."""
+def refuse_timing(model, sample_rate: int, block_size: int, frame_rate: float, what: str) -> None:
+    """ValueError unless ``model`` (trained at its own sample rate and block) serves this timing."""
     sr, block = getattr(model, "sample_rate", None), getattr(model, "block_size", None)
     if sr is None:
         sr, block = model.config.get("sample_rate"), model.config.get("block_size")
-    if (sr, block) == (sample_rate, block_size):
-        return None
-    return (f"the {what} was trained at sample_rate={sr}, {block} samples per step, but the env runs at "
+    if (sr, block) != (sample_rate, block_size):
+        raise ValueError(
+            f"the {what} was trained at sample_rate={sr}, {block} samples per step, but the env runs at "
             f"sample_rate={sample_rate}, {block_size} samples per step (frame_rate={frame_rate:g}); "
-            f"use sample_rate={sr}, frame_rate={sr / block:g}, or retrain the model with "
-            "`python -m lmm_env.lm.train`")
+            f"use sample_rate={sr}, frame_rate={sr / block:g}, or retrain the model with `python -m lmm_env.lm.train`")
 
 
-def _check_timing(model, episode: EpisodeContext, what: str) -> None:
-    why = timing_error(model, episode.sample_rate, episode.block_size, episode.frame_rate, what)
-    if why:
-        raise RewardError(why)
+def refuse_score_lm_rate(lm, frame_rate: float) -> None:
+    """ValueError unless the score LM models frames at the env's ``frame_rate``."""
+    fr = float(lm.config.get("frame_rate", frame_rate))
+    if abs(fr - frame_rate) > 1e-6:
+        raise ValueError(f"the score LM models frames at {fr:g} per second, but the env steps at "
+                         f"frame_rate={frame_rate:g}; use frame_rate={fr:g} or retrain it")
 
 
-def _refuse_timing(model, sample_rate, block_size, frame_rate, what: str) -> None:
-    why = timing_error(model, sample_rate, block_size, frame_rate, what)
-    if why:
-        raise ValueError(why)
+def refuse_audio_lm_world(lm, sample_rate: int, block_size: int, frame_rate: float, n_mels: int) -> None:
+    """ValueError unless the audio LM was trained at this timing and mel count."""
+    refuse_timing(lm, sample_rate, block_size, frame_rate, "audio LM")
+    want = int(lm.config["n_mels"])
+    if n_mels != want:
+        raise ValueError(f"the audio LM models {want} mel bands, but the env computes n_mels={n_mels}; "
+                         f"use n_mels={want}")
 
 
 class _PerEnvSteps:
@@ -140,10 +144,9 @@ class EarMatchReward(RewardModel):
         self._levels.bind(n_envs)
 
     def check_world(self, sample_rate, block_size, frame_rate, n_mels) -> None:
-        _refuse_timing(self.ear, sample_rate, block_size, frame_rate, "ear")
+        refuse_timing(self.ear, sample_rate, block_size, frame_rate, "ear")
 
     def reset(self, episode: EpisodeContext, env_index: int = 0) -> None:
-        _check_timing(self.ear, episode, "ear")
         blocks = episode.target_audio().reshape(episode.n_steps, episode.block_size)
         self._levels.set(env_index, self._level(blocks))
 
@@ -230,17 +233,9 @@ class ScoreLMReward(RewardModel):
 
     def check_world(self, sample_rate, block_size, frame_rate, n_mels) -> None:
         self._ear_reward.check_world(sample_rate, block_size, frame_rate, n_mels)
-        fr = float(self.lm.config.get("frame_rate", frame_rate))
-        if abs(fr - frame_rate) > 1e-6:
-            raise ValueError(f"the score LM models frames at {fr:g} per second, but the env steps at "
-                             f"frame_rate={frame_rate:g}; use frame_rate={fr:g} or retrain it")
+        refuse_score_lm_rate(self.lm, frame_rate)
 
     def reset(self, episode: EpisodeContext, env_index: int = 0) -> None:
-        _check_timing(self._ear_reward.ear, episode, "ear")
-        fr = float(self.lm.config.get("frame_rate", episode.frame_rate))
-        if abs(fr - episode.frame_rate) > 1e-6:
-            raise RewardError(f"the score LM models frames at {fr:g} per second, but the env steps at "
-                              f"frame_rate={episode.frame_rate:g}; use frame_rate={fr:g} or retrain it")
         frames = episode.frames
         held = np.zeros((episode.n_steps, 88), bool)
         onset = np.zeros((episode.n_steps, 88), bool)
@@ -306,17 +301,10 @@ class AudioLMReward(RewardModel):
         self._target_lp.bind(n_envs)
 
     def check_world(self, sample_rate, block_size, frame_rate, n_mels) -> None:
-        _refuse_timing(self.lm, sample_rate, block_size, frame_rate, "audio LM")
-        if n_mels != self.n_mels:
-            raise ValueError(f"the audio LM models {self.n_mels} mel bands, but the env computes "
-                             f"n_mels={n_mels}; use n_mels={self.n_mels}")
+        refuse_audio_lm_world(self.lm, sample_rate, block_size, frame_rate, n_mels)
 
     def reset(self, episode: EpisodeContext, env_index: int = 0) -> None:
-        _check_timing(self.lm, episode, "audio LM")
         feats = episode.target_features()
-        if feats.shape[1] != self.n_mels:
-            raise RewardError(f"the audio LM models {self.n_mels} mel bands, but the env computes "
-                              f"{feats.shape[1]}; use n_mels={self.n_mels}")
         self._target_lp.set(env_index, self.lm.log_prob_sequence(feats))
 
     def batch(self, ctx: BatchStepContext) -> np.ndarray:

@@ -1,7 +1,7 @@
 """The inner loop of `PianoPlayer.step`, compiled with numba.
 
 With dense play (half the keys down and re-struck every few steps: what an untrained policy
-does) a block mixes ~130 voices per env. As numpy array operations that is six passes over
+does) a block mixes ~88 voice renders per env (44 held, 44 in their damper blocks). As numpy array operations that is six passes over
 (voices, block) temporaries and the step is memory-bound: 256 batched envs ran no faster
 per env than one (BENCHMARKS.md, "Dense play"). Here each voice's two table rows are read
 once and summed straight into its env's output row, which stays in L1.
