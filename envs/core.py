@@ -29,6 +29,8 @@ from lmm_env.score import FrameScore, Score
 from lmm_env.synth import make_synth
 from lmm_env.synth.base import LOWEST_PITCH, N_KEYS
 
+from .tapes import EpisodeTapes
+
 _ONSET_BIT = 128  # tape code: velocity (1..127) on held frames, + 128 on onset frames
 
 
@@ -188,10 +190,11 @@ class PianoSim:
         self.references: list[Score | None] = [None] * n
         self.names: list[str] = [""] * n
         self.reference_held: list[np.ndarray | None] = [None] * n
-        self._cap = 0
-        # Episodes of trimmed pieces never need more than this: reserve it once (no growth
-        # copies, no doubling's overshoot); untrimmed pools start at 256 steps and grow.
-        self._alloc(256 if max_seconds is None else int(math.ceil((max_seconds + self.tail) * self.frame_rate)) + 2)
+        # Episodes of trimmed pieces never need more than this: reserve it once (no allocation
+        # after construction); untrimmed pools start at 256 steps and take longer regions from
+        # the shared pool (envs/tapes.py) as pieces need them.
+        reserve = 256 if max_seconds is None else int(math.ceil((max_seconds + self.tail) * self.frame_rate)) + 2
+        self.tapes = EpisodeTapes(n, self.pad, reserve)
         # History rings: the last L = history_blocks + 1 blocks (and log-mel frames) are kept
         # twice over, so the window ending at the current step is always one contiguous slice
         # (a view, no shifting or concatenation per step).
@@ -206,20 +209,14 @@ class PianoSim:
         self._ctx = np.arange(-self.score_context, self.score_context + 1)
 
     # ------------------------------------------------------------------ storage
-    def _alloc(self, cap: int) -> None:
-        """(Re)allocate per-env episode tapes to hold ``cap`` steps."""
-        n, old = self.n_envs, self._cap
-        pad = self.pad
-        tape = np.zeros((n, pad + cap + pad, N_KEYS), np.uint8)  # target codes, padded both sides
-        down = np.zeros((n, cap, N_KEYS), bool)  # keys down per played step (pitch order)
-        vel = np.zeros((n, cap, N_KEYS), np.uint8)  # strike velocities per played step
-        pedal = np.zeros((n, cap), bool)
-        if old:
-            tape[:, : pad + old + pad] = self.tape
-            down[:, :old] = self.down_hist
-            vel[:, :old] = self.vel_hist
-            pedal[:, :old] = self.pedal_hist
-        self.tape, self.down_hist, self.vel_hist, self.pedal_hist, self._cap = tape, down, vel, pedal, cap
+    def tape_rows(self, env_ids, t) -> np.ndarray:
+        """Pool rows of step ``t`` on the target tapes of ``env_ids`` (see envs/tapes.py)."""
+        return self.tapes.off[env_ids] + self.pad + t
+
+    def history(self, i: int, steps: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(keys down, strike velocities, pedal) of env ``i``'s first ``steps`` played steps
+        (default: all so far), as views (steps, 88), (steps, 88), (steps,)."""
+        return self.tapes.history(i, int(self.t[i]) if steps is None else steps)
 
     # ------------------------------------------------------------------ episodes
     def resolve_pool(self, score, split):
@@ -279,17 +276,11 @@ class PianoSim:
     def begin(self, i: int, episode: Episode, rng: np.random.Generator) -> None:
         """Lay out env ``i``'s episode: target tape, keyboard, synth, rings, reward."""
         frames, n_steps = episode.frames, int(episode.n_steps)
-        if n_steps > self._cap:
-            self._alloc(max(n_steps, 2 * self._cap))
-        pad = self.pad
         code = frames.velocity.copy()
         code[frames.onset] |= _ONSET_BIT
         T = min(frames.T, n_steps)
-        self.tape[i] = 0
-        self.tape[i, pad : pad + T] = code[:T]
-        self.down_hist[i] = False
-        self.vel_hist[i] = 0
-        self.pedal_hist[i] = False
+        self.tapes.begin(i, n_steps)  # a cleared region: tape and histories
+        self.tapes.episode_tape(i)[self.pad : self.pad + T] = code[:T]
         self.t[i] = 0
         self.n_steps[i] = n_steps
         self.scores[i] = frames.to_score()
@@ -336,16 +327,16 @@ class PianoSim:
 
     def score_window(self, env_ids, t, offsets):
         """Target (held, onset, velocity) frames ``t + offsets`` for each env, 88 columns."""
-        codes = self.tape[np.asarray(env_ids)[:, None], self.pad + t[:, None] + offsets]
+        codes = self.tapes.tape[self.tape_rows(np.asarray(env_ids), t)[:, None] + offsets]
         return codes > 0, codes >= _ONSET_BIT, codes & 0x7F
 
     def observation(self) -> dict[str, np.ndarray]:
+        tape = self.tapes.tape
         if self.n_envs == 1:  # a slice is several times cheaper than a fancy index
-            t0 = self.pad + int(self.t[0])
-            codes = self.tape[:, t0 : t0 + self.lookahead + 1, self.lo_col : self.hi_col]
+            r0 = int(self.tapes.off[0]) + self.pad + int(self.t[0])
+            codes = tape[None, r0 : r0 + self.lookahead + 1, self.lo_col : self.hi_col]
         else:
-            codes = self.tape[self._arange_n[:, None], self.pad + self.t[:, None] + self._look,
-                              self.lo_col : self.hi_col]
+            codes = tape[self.tape_rows(self._arange_n, self.t)[:, None] + self._look, self.lo_col : self.hi_col]
         score = np.empty((self.n_envs, 3) + codes.shape[1:], np.float32)
         score[:, 0] = codes > 0
         score[:, 1] = codes >= _ONSET_BIT
@@ -365,18 +356,20 @@ class PianoSim:
         feats = self.features.block(audio)
         t = self.t
         ar = self._arange_n
+        tapes = self.tapes
         if self.n_envs == 1:
-            t0 = t[0]
-            self.down_hist[0, t0] = down[0]
-            self.vel_hist[0, t0] = velocity[0] * onset[0]
-            self.pedal_hist[0, t0] = self.keyboard.pedal_down[0]
+            h0 = int(tapes.off[0] + t[0])
+            tapes.down[h0] = down[0]
+            tapes.vel[h0] = velocity[0] * onset[0]
+            tapes.pedal[h0] = self.keyboard.pedal_down[0]
         else:
-            self.down_hist[ar, t] = down
-            self.vel_hist[ar, t] = velocity * onset
-            self.pedal_hist[ar, t] = self.keyboard.pedal_down
+            rows = tapes.off + t
+            tapes.down[rows] = down
+            tapes.vel[rows] = velocity * onset
+            tapes.pedal[rows] = self.keyboard.pedal_down
         if self.n_envs == 1:
-            t0 = self.pad + int(t[0])
-            codes = self.tape[:, t0 - self.score_context : t0 + self.score_context + 1]
+            r0 = int(tapes.off[0]) + self.pad + int(t[0])
+            codes = tapes.tape[None, r0 - self.score_context : r0 + self.score_context + 1]
             held, ons, vel = codes > 0, codes >= _ONSET_BIT, codes & 0x7F
         else:
             held, ons, vel = self.score_window(ar, t, self._ctx)
@@ -418,14 +411,14 @@ class PianoSim:
     def performance_score(self, i: int) -> Score:
         """What env ``i`` played so far, as a Score on the frame grid (key-down times)."""
         steps = int(self.t[i])
-        fs = FrameScore(self.frame_rate, self.down_hist[i, :steps],
-                        self.vel_hist[i, :steps] > 0, self._held_velocity(i, steps))
+        down, vel, _ = self.history(i, steps)
+        fs = FrameScore(self.frame_rate, down, vel > 0, self._held_velocity(i, steps))
         return fs.to_score()
 
     def _held_velocity(self, i: int, steps: int) -> np.ndarray:
         """Velocity of each played note carried over its held frames (for FrameScore)."""
-        down = self.down_hist[i, :steps]
-        vel = self.vel_hist[i, :steps].astype(np.int64)
+        down, vel, _ = self.history(i, steps)
+        vel = vel.astype(np.int64)
         # Forward-fill strike velocities along time while the key stays down.
         idx = np.where(vel > 0, np.arange(steps)[:, None], 0)
         np.maximum.accumulate(idx, axis=0, out=idx)
@@ -438,8 +431,7 @@ class PianoSim:
 
         pm = self.performance_score(i).to_pretty_midi()
         if self.keyboard.pedal:
-            steps = int(self.t[i])
-            ped = self.pedal_hist[i, :steps]
+            ped = self.history(i)[2]
             change = np.flatnonzero(np.diff(np.r_[False, ped, False].astype(np.int8)))
             for j, c in enumerate(change):
                 pm.instruments[0].control_changes.append(
@@ -467,5 +459,5 @@ class PianoSim:
         n = min(steps, len(ref_held))
         target_held[:n] = ref_held[:n]
         return metrics_mod.episode_metrics(
-            self.down_hist[i, :steps], target_held, performance, reference, duration=duration,
+            self.history(i, steps)[0], target_held, performance, reference, duration=duration,
         )

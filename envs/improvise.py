@@ -86,7 +86,7 @@ class ImproviseSim(PianoSim):
             in_prompt = self.t < self.prompt_len
             if in_prompt.any():  # the world plays the prompt as written; the agent's keys are ignored
                 a = self.keyboard.check_action(action).copy()
-                codes = self.tape[np.flatnonzero(in_prompt), self.pad + self.t[in_prompt]][:, self.lo_col: self.hi_col]
+                codes = self.tapes.tape[self.tape_rows(np.flatnonzero(in_prompt), self.t[in_prompt]), self.lo_col : self.hi_col]
                 vel = (codes & 0x7F).astype(np.float32)
                 keys = np.where(codes > 0, np.maximum((vel - 1.0) / 126.0, 1e-4), -1.0)
                 # a re-struck note needs one step up: release keys whose onset is now but are still down

@@ -30,12 +30,13 @@ def render_frame(sim, i: int) -> np.ndarray:
     roll = np.empty((rows, n, 3), np.uint8)
     roll[:] = BG
     # Future target frames (top, farthest first).
-    fut = sim.tape[i, pad + t : pad + t + ahead, cols] > 0
+    tape = sim.tapes.episode_tape(i)
+    fut = tape[pad + t : pad + t + ahead, cols] > 0
     roll[:ahead][fut[::-1]] = AHEAD
     # Past frames: target vs played (bottom, most recent last).
     start = max(0, t - ROLL_ROWS)
-    past_t = sim.tape[i, pad + start : pad + t, cols] > 0
-    past_p = sim.down_hist[i, start:t, cols]
+    past_t = tape[pad + start : pad + t, cols] > 0
+    past_p = sim.history(i, t)[0][start:t, cols]
     block = roll[rows - (t - start) :]
     block[past_t & ~past_p] = TARGET
     block[past_p & ~past_t] = PLAYED

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from lmm_env.envs.core import _ONSET_BIT, PianoSim
-from lmm_env.envs.torch_rewards import SUPPORTED, TorchStepContext, make_torch_reward, mirror_rows
+from lmm_env.envs.torch_rewards import SUPPORTED, TorchStepContext, make_torch_reward
 from lmm_env.synth import model as synth_model
 from lmm_env.synth.base import LOWEST_PITCH, N_KEYS
 from lmm_env.synth.piano import PianoSynth
@@ -241,12 +241,24 @@ class TorchPianoSim:
             return
         sim, dev = self.sim, self.device
         ids = torch.from_numpy(np_ids).to(dev)
-        self.tape = mirror_rows(self.tape, sim.tape, ids, np_ids, dev)
-        cap = sim._cap
-        if self.hist.shape[1] != cap:  # the host tapes grew: grow the key history likewise
-            grown = torch.zeros(self.n_envs, cap, N_KEYS, dtype=torch.uint8, device=dev)
+        # The device keeps a dense (n, rows, 88) tape, as wide as the longest episode started so
+        # far; each new episode's rows come from the host pool (envs/tapes.py).
+        width = max(int(sim.tapes.used.max()), 0 if self.tape is None else self.tape.shape[1])
+        if self.tape is None or self.tape.shape[1] < width:
+            grown = torch.zeros(self.n_envs, width, N_KEYS, dtype=torch.uint8, device=dev)
+            if self.tape is not None:
+                grown[:, : self.tape.shape[1]] = self.tape
+            self.tape = grown
+        rows = np.zeros((len(np_ids), width, N_KEYS), np.uint8)
+        for k, i in enumerate(np_ids):
+            episode = sim.tapes.episode_tape(int(i))
+            rows[k, : len(episode)] = episode
+        self.tape[ids] = torch.from_numpy(rows).to(dev)
+        steps = max(int(sim.n_steps.max()), self.hist.shape[1])
+        if self.hist.shape[1] < steps:  # a longer episode: grow the key history likewise
+            grown = torch.zeros(self.n_envs, steps, N_KEYS, dtype=torch.uint8, device=dev)
             grown[:, : self.hist.shape[1]] = self.hist
-            pgrown = torch.zeros(self.n_envs, cap, dtype=torch.bool, device=dev)
+            pgrown = torch.zeros(self.n_envs, steps, dtype=torch.bool, device=dev)
             pgrown[:, : self.pedal_hist.shape[1]] = self.pedal_hist
             self.hist, self.pedal_hist = grown, pgrown
         if sim.relayout == "episode":
@@ -271,9 +283,12 @@ class TorchPianoSim:
         ids = torch.from_numpy(np_ids).to(self.device)
         codes = self.hist[ids, :steps].cpu().numpy()
         pedal = self.pedal_hist[ids, :steps].cpu().numpy()
-        sim.down_hist[np_ids, :steps] = codes >= _ONSET_BIT
-        sim.vel_hist[np_ids, :steps] = codes & 0x7F
-        sim.pedal_hist[np_ids, :steps] = pedal
+        for k, i in enumerate(np_ids):
+            down, vel, ped = sim.history(int(i))  # views of the host pool, t[i] steps
+            n = len(down)
+            down[:] = codes[k, :n] >= _ONSET_BIT
+            vel[:] = codes[k, :n] & 0x7F
+            ped[:] = pedal[k, :n]
 
     # ------------------------------------------------------------------ observations
     @torch.no_grad()

@@ -5,6 +5,7 @@ import pytest
 
 import lmm_env  # noqa: F401
 from lmm_env.audio import LogMel
+from lmm_env.score import Score
 
 
 def test_mel_bands_without_fft_bins_are_refused_with_the_largest_count_that_works():
@@ -607,14 +608,82 @@ def test_a_reward_that_fits_any_timing_still_plays_at_another_frame_rate():
 
 
 def test_trimmed_pieces_reserve_their_episode_buffers_once():
-    # max_seconds bounds every episode: the batched env reserves exactly that (no doubling
-    # overshoot, no growth copies mid-run, which stall 256 envs for most of a second)
+    # max_seconds bounds every episode: the batched env reserves exactly that per env and never
+    # allocates or copies episode storage again (a copy stalls 256 envs for most of a second)
     venv = gym.make_vec("LMMPiano-v0", num_envs=4, reward="key_match", max_seconds=2.0, tail=0.5)
     venv.reset(seed=0)
-    cap = venv.unwrapped.sim._cap
-    assert cap == 52  # (2.0 + 0.5) s x 20 fps + 2
+    tapes = venv.unwrapped.sim.tapes
+    assert tapes.reserve == 52  # (2.0 + 0.5) s x 20 fps + 2
+    pool, off = tapes.tape, tapes.off.copy()
     rng = np.random.default_rng(0)
     for _ in range(200):  # several episodes per env
         venv.step(rng.uniform(-1, 1, venv.action_space.shape).astype(np.float32))
-    assert venv.unwrapped.sim._cap == cap
+    assert tapes.tape is pool and np.array_equal(tapes.off, off) and tapes.compactions == 0
     venv.close()
+
+
+def test_episode_storage_follows_the_pieces_played_not_the_longest_times_the_batch():
+    # Untrimmed pieces of very different lengths: storage grows by compacting live episodes,
+    # which must carry every running env's tape and history over unchanged, and stays
+    # proportional to the episodes being played (not n_envs x the longest piece ever drawn).
+    long = Score.from_notes([(60 + (k % 12), 0.25 * k, 0.25 * k + 0.2, 80) for k in range(400)], name="long")
+    short = Score.from_notes([(62, 0.0, 0.5, 80), (64, 0.5, 1.0, 80)], name="short")
+    n = 8
+    kw = dict(reward="key_match", score=[short] * 7 + [long], tail=0.0)
+    venv = gym.make_vec("LMMPiano-v0", num_envs=n, **kw)
+    sim = venv.unwrapped.sim
+    venv.reset(seed=0)
+    singles = [gym.make("LMMPiano-v0", **kw) for _ in range(n)]
+    for i, env in enumerate(singles):
+        env.reset(seed=i)
+    rng = np.random.default_rng(1)
+    longest = peak_live = 0
+    for _ in range(700):
+        a = rng.uniform(-1, 1, venv.action_space.shape).astype(np.float32)
+        obs, _, _, trunc, infos = venv.step(a)
+        for i, env in enumerate(singles):
+            o, _, _, tr, info = env.step(a[i])
+            assert tr == trunc[i]
+            if tr:  # the batch resets in the same step: its final observation is in the info
+                final = infos["final_obs"][i]
+                assert np.array_equal(o["score"], final["score"]) and np.array_equal(o["key_state"], final["key_state"])
+                assert info["metrics"]["note_f1"] == infos["metrics"]["note_f1"][i]
+                assert info["metrics"]["frame_f1"] == infos["metrics"]["frame_f1"][i]
+                o, _ = env.reset()
+            assert np.array_equal(o["score"], obs["score"][i]) and np.array_equal(o["key_state"], obs["key_state"][i])
+        longest = max(longest, int(sim.n_steps.max()))
+        peak_live = max(peak_live, int(sim.tapes.used.sum()))
+    assert sim.tapes.compactions > 0  # the long piece outgrew the 256-step reservation
+    assert sim.tapes.rows <= max(2 * peak_live, sim.tapes.MIN_ROWS)
+    venv.close()
+
+
+def test_one_long_episode_costs_its_own_rows_not_the_whole_batch():
+    from lmm_env.envs.tapes import EpisodeTapes
+
+    n, pad = 8, 3
+    tapes = EpisodeTapes(n, pad, reserve=10)
+    rng = np.random.default_rng(0)
+    marks = {}
+
+    def begin(i, steps):
+        tapes.begin(i, steps)
+        assert not tapes.episode_tape(i).any() and not tapes.history(i, steps)[0].any()  # cleared
+        marks[i] = rng.integers(1, 255, (2 * pad + steps, 88), dtype=np.uint8)
+        tapes.episode_tape(i)[:] = marks[i]
+        tapes.history(i, steps)[1][:] = marks[i][:steps]
+
+    for i in range(n):
+        begin(i, 10)
+    begin(0, 5000)  # one very long piece: outgrows the pool, compacts the others
+    peak = int(tapes.used.sum())
+    for _ in range(20):
+        for i in range(1, n):
+            begin(i, int(rng.integers(5, 40)))
+            peak = max(peak, int(tapes.used.sum()))
+            for j in range(n):  # every other env's episode survives allocation and compaction
+                assert np.array_equal(tapes.episode_tape(j), marks[j])
+                steps = len(marks[j]) - 2 * pad
+                assert np.array_equal(tapes.history(j, steps)[1], marks[j][:steps])
+    assert tapes.compactions >= 1
+    assert tapes.rows <= max(2 * peak, tapes.MIN_ROWS) < n * (2 * pad + 5000) / 2
