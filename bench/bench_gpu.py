@@ -5,6 +5,10 @@
     python bench/bench_gpu.py --device cpu --sizes 1024 4096 --numpy --no-ppo   # vs the numpy world
     python bench/bench_gpu.py --mix dense                       # the sync-free voice mix
 
+It first converts the folk train split into the disk cache on every core (`lmm_env.corpus.warm`;
+instant when cached, ``--no-warm`` skips it): a fresh machine would otherwise convert a tune
+with music21 (~0.04 s) at every first draw, inside the timed resets of thousands of envs.
+
 Prints one markdown table (device name from ``torch.cuda.get_device_name``). Rows:
 
 * env-steps/s of `LMMPianoTorchVectorEnv` (``reward``, default key_match) under two action
@@ -106,7 +110,19 @@ def main(argv=None):
     p.add_argument("--ppo-steps", type=int, default=3, help="PPO iterations timed per size")
     p.add_argument("--ppo-rollout", type=int, default=16)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--no-warm", action="store_true",
+                   help="skip converting the folk train split into the disk cache first (on a fresh machine the "
+                        "first resets of thousands of envs would otherwise convert ~9,000 tunes inside the timed steps, ~6 min on one core)")
     args = p.parse_args(argv)
+    warm_note = ""
+    if not args.no_warm:
+        from lmm_env import corpus
+
+        t0 = time.perf_counter()
+        done = corpus.warm("folk", "train")  # every core; instant once cached
+        warm_note = (f"; corpus warm-up {time.perf_counter() - t0:.0f} s ({done['converted']} of {done['pieces']} "
+                     f"folk train tunes converted on {os.cpu_count()} cores, not timed below)")
+        print(f"# {warm_note[2:]}", file=sys.stderr, flush=True)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     sizes = args.sizes or ([1024, 4096, 16384] if device.type == "cuda" else [64])
@@ -131,7 +147,7 @@ def main(argv=None):
             torch.cuda.empty_cache()
     cols = [c for c in rows[0] if c != "n"]
     print(f"device: {device_name(device)}; torch {torch.__version__}; reward {args.reward}; mix {args.mix}; "
-          f"pieces trimmed to {args.max_seconds:g} s; {args.steps} timed steps")
+          f"pieces trimmed to {args.max_seconds:g} s; {args.steps} timed steps{warm_note}")
     print()
     print("| num_envs | " + " | ".join(f"{c} (steps/s)" for c in cols) + " |")
     print("|---:|" + "---:|" * len(cols))

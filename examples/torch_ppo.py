@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lmm_env import corpus
 from lmm_env.envs.torch_vector import make_vector_env
 
 
@@ -89,6 +90,9 @@ def train(args) -> dict:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if args.score in corpus.names() and not args.score.startswith("exercises-"):
+        # thousands of first resets would otherwise convert the pieces one by one with music21
+        corpus.warm(args.score, "train")
     envs = make_vector_env(args.num_envs, backend="torch", device=device, reward=args.reward, score=args.score,
                            max_seconds=args.max_seconds, mix=args.mix)
     agent = Agent(envs.single_observation_space["score"].shape[1], envs.single_observation_space["audio"].shape[0])

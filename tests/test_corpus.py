@@ -168,3 +168,32 @@ def test_load_exercises_splits_differ():
     assert not set(tr.ids) & set(va.ids)
     assert tr[0] != corpus.load("exercises-mixed", "test")[0]
     assert corpus.load("exercises-scale", "train", n=3)[2] == corpus.exercises("scale", n=3)[2]
+
+
+def test_warm_converts_a_corpus_in_parallel_once_and_loads_never_convert_again(cache, monkeypatch, capsys):
+    result = corpus.warm("bach-chorales", "test", workers=2, progress=False)
+    assert result == {"pieces": 45, "cached": 0, "converted": 45, "bad": 0}
+    assert len(list(cache.rglob("*.npz"))) == 45
+    assert corpus.warm("bach-chorales", ["test"], workers=2, progress=False)["cached"] == 45  # nothing left to do
+
+    def no_music21(piece_id):
+        raise AssertionError(f"{piece_id} was converted again")
+
+    monkeypatch.setattr(corpus, "_convert_music21", no_music21)
+    c = corpus.load("bach-chorales", "test")
+    assert all(len(c[i]) > 0 for i in range(len(c)))
+    from lmm_env.agents.cli import main
+
+    assert main(["warm", "bach-chorales", "--split", "test", "--workers", "1", "--no-progress"]) == 0
+    assert "45 pieces, 45 were cached, 0 converted now" in capsys.readouterr().out
+
+
+def test_warm_refuses_what_it_cannot_convert(cache):
+    with pytest.raises(ValueError, match="exercises-scale.*real corpus: bach-chorales, folk"):
+        corpus.warm("exercises-scale")
+    with pytest.raises(ValueError, match="split"):
+        corpus.warm("folk", "dev")
+    with pytest.raises(ValueError, match=r"workers=0 .*int >= 1"):
+        corpus.warm("folk", workers=0)
+    with pytest.raises(ValueError, match="empty"):
+        corpus.warm("folk", [])
