@@ -71,6 +71,8 @@ def main(argv=None) -> int:
     print("| env | record_audio | env steps | RSS start MB | RSS end MB | MB per 100k steps after 100k | env-steps/s |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for n, steps in ((args.num_envs, args.vec_steps), (1, args.single_steps)):
+        if steps <= 0:  # --vec-steps 0 / --single-steps 0: skip those rows
+            continue
         for rec in (False, True):
             r = soak(n, steps, rec)
             print(f"| {'make_vec(' + str(n) + ')' if n > 1 else 'one env'} | {rec} | {steps:,} | {r['rss_start']:.0f} | "
