@@ -26,8 +26,8 @@ class EpisodeTapes:
     Args:
         n_envs: envs in the batch.
         pad: rows of silence before and after each piece (lookahead / score context reach).
-        reserve: steps every env's first region holds; an episode of at most this many steps
-            reuses its env's region forever (trimmed pieces: no allocation after construction).
+        reserve: steps every env's region holds at least; while episodes fit in it, an env
+            reuses its region (trimmed pieces: no allocation after construction).
     """
 
     MIN_ROWS = 1024
@@ -56,14 +56,16 @@ class EpisodeTapes:
     def begin(self, i: int, n_steps: int) -> None:
         """Give env ``i`` a cleared region for an episode of ``n_steps`` steps."""
         need = 2 * self.pad + int(n_steps)
-        size = int(self.size[i])
-        # Reuse the region when it fits and is not wastefully large (a region that once held a
-        # 497 s tune goes back to the pool instead of pinning its rows for short pieces).
-        if not (need <= size and (size <= 2 * need or size <= 2 * self.pad + self.reserve)):
-            if self.top + need > self.rows:
-                self._compact(i, need)
-            self.off[i], self.size[i] = self.top, need
-            self.top += need
+        size, reserved = int(self.size[i]), 2 * self.pad + self.reserve
+        # Reuse the region when it fits and is at most twice what the episode needs (at least
+        # its reservation): a region that once held a 497 s tune goes back to the pool instead
+        # of pinning its rows for short pieces.
+        if not (need <= size <= 2 * max(need, reserved)):
+            size = max(need, reserved)  # never below the reservation: short episodes then reuse it
+            if self.top + size > self.rows:
+                self._compact(i, size)
+            self.off[i], self.size[i] = self.top, size
+            self.top += size
         self.used[i] = need
         o = int(self.off[i])
         self.tape[o : o + need] = 0
@@ -74,16 +76,19 @@ class EpisodeTapes:
     def _compact(self, i: int, need: int) -> None:
         """Copy every env's live rows but env ``i``'s into a pool with room for ``need`` more."""
         keep = [j for j in range(self.n_envs) if j != i]
-        live = int(self.used[keep].sum()) + need
+        # each kept env keeps at least its reservation, so episodes up to ``reserve`` steps
+        # go on reusing its region after a compaction
+        sizes = np.maximum(self.used[keep], 2 * self.pad + self.reserve)
+        live = int(sizes.sum()) + need
         old = (self.tape, self.down, self.vel, self.pedal)
         self._new_pool(max(2 * live, self.MIN_ROWS))
         top = 0
-        for j in keep:
+        for j, size in zip(keep, sizes.tolist()):
             o, u = int(self.off[j]), int(self.used[j])
             for new, prev in zip((self.tape, self.down, self.vel, self.pedal), old):
                 new[top : top + u] = prev[o : o + u]
-            self.off[j], self.size[j] = top, u
-            top += u
+            self.off[j], self.size[j] = top, size
+            top += size
         self.top = top
         self.compactions += 1
 

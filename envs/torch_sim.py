@@ -103,7 +103,7 @@ class TorchPianoSim:
         self.feat_ring = torch.full((n, 2 * L, sim.n_mels), self.features.silence, device=dev)
         self.last_features = torch.full((n, sim.n_mels), self.features.silence, device=dev)
         self.t = torch.zeros(n, dtype=torch.long, device=dev)
-        self.tape = None  # (n, pad + steps + pad, 88) uint8 target codes, mirrored from sim.tape
+        self.tape = None  # (n, pad + steps + pad, 88) uint8 target codes, copied from the host pool (sim.tapes)
         self.hist = torch.zeros(n, 0, N_KEYS, dtype=torch.uint8, device=dev)  # 128 * down | struck velocity
         self.pedal_hist = torch.zeros(n, 0, dtype=torch.bool, device=dev)
 

@@ -423,7 +423,10 @@ def warm(
         name: a real corpus (``"folk"``, ``"bach-chorales"``, ``"essen"``, ``"oneills"``,
             ``"ryans"``); exercises are generated, not converted.
         splits: one split or several (default: all three).
-        workers: processes (default: every core); 1 converts in this process.
+        workers: processes (default: the cores this process may run on); 1 converts in this
+            process. Workers are forked on Linux (no ``__main__`` guard needed in the
+            calling script) and spawned elsewhere; if they cannot start, the rest is
+            converted in this process with a RuntimeWarning.
         progress: show a tqdm progress bar.
 
     Returns:
@@ -438,8 +441,8 @@ def warm(
         raise ValueError(f"splits={splits!r} is empty; use one or more of {SPLITS}")
     for sp in splits:
         _check_split(sp)
-    if workers is None:
-        workers = os.cpu_count() or 1
+    if workers is None:  # the cores this process may run on (affinity and cgroup CPU sets)
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
         raise ValueError(f"workers={workers!r} is not allowed; use an int >= 1 (or None: every core)")
     ids = [pid for c in _POOLS.get(name, (name,)) for pid in _all_ids(c) if split_of(pid) in splits]
@@ -455,16 +458,45 @@ def warm(
                 bad += _warm_chunk(chunk)
                 bar.update(len(chunk))
         else:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor, as_completed
-
-            # spawn: workers start clean (no copy of a parent's threads or torch state)
-            with ProcessPoolExecutor(int(workers), mp_context=multiprocessing.get_context("spawn")) as pool:
-                futures = {pool.submit(_warm_chunk, chunk): len(chunk) for chunk in chunks}
-                for done in as_completed(futures):
-                    bad += done.result()
-                    bar.update(futures[done])
+            left = _warm_in_pool(chunks, int(workers), bar)
+            bad += left["bad"]
+            if left["chunks"]:  # the pool could not start its workers: finish here
+                warnings.warn(f"corpus.warm: worker processes failed to start ({left['why']}); converting the "
+                              f"remaining {sum(map(len, left['chunks']))} pieces in this process", RuntimeWarning,
+                              stacklevel=2)
+                for chunk in left["chunks"]:
+                    bad += _warm_chunk(chunk)
+                    bar.update(len(chunk))
     return {"pieces": len(ids), "cached": len(ids) - len(todo), "converted": len(todo), "bad": bad}
+
+
+def _warm_in_pool(chunks: list[list[str]], workers: int, bar) -> dict:
+    """Run the chunks on a process pool; returns the bad count and the chunks left undone if
+    the workers could not start (then ``why`` says why)."""
+    import multiprocessing
+    import sys
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    # fork where it is safe (Linux): workers need no re-import of the caller's script, so a
+    # script without an ``if __name__ == "__main__":`` guard works; spawn elsewhere.
+    method = "fork" if sys.platform.startswith("linux") else "spawn"
+    pending = {}
+    bad = 0
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
+    try:
+        pending = {pool.submit(_warm_chunk, chunk): chunk for chunk in chunks}
+        for done in as_completed(pending):
+            bad += done.result()
+            bar.update(len(pending.pop(done)))
+    except BrokenProcessPool as exc:
+        pool.shutdown(wait=False, cancel_futures=True)
+        return {"bad": bad, "chunks": list(pending.values()), "why": str(exc) or type(exc).__name__}
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)  # an error (or Ctrl-C) stops the rest at once
+        raise
+    pool.shutdown()
+    return {"bad": bad, "chunks": [], "why": ""}
 
 
 # --------------------------------------------------------------------------- exercises

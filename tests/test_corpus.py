@@ -1,4 +1,5 @@
 """Tests of lmm_env.corpus: listing, splits, music21 conversion, disk cache, exercises."""
+import os
 import time
 from collections.abc import Sequence
 
@@ -197,3 +198,20 @@ def test_warm_refuses_what_it_cannot_convert(cache):
         corpus.warm("folk", workers=0)
     with pytest.raises(ValueError, match="empty"):
         corpus.warm("folk", [])
+
+
+_PARENT = os.getpid()
+_REAL_WARM_CHUNK = corpus._warm_chunk
+
+
+def _dies_in_workers(ids):  # module level: the pool pickles it by name
+    if os.getpid() != _PARENT:
+        os._exit(3)  # a worker that cannot run (e.g. a start method the caller's script breaks)
+    return _REAL_WARM_CHUNK(ids)
+
+
+def test_warm_finishes_in_process_when_its_workers_die(cache, monkeypatch):
+    monkeypatch.setattr(corpus, "_warm_chunk", _dies_in_workers)
+    with pytest.warns(RuntimeWarning, match="worker processes failed.*remaining"):
+        result = corpus.warm("bach-chorales", "test", workers=2, progress=False)
+    assert result["converted"] == 45 and len(list(cache.rglob("*.npz"))) == 45

@@ -652,7 +652,8 @@ def test_episode_storage_follows_the_pieces_played_not_the_longest_times_the_bat
                 o, _ = env.reset()
             assert np.array_equal(o["score"], obs["score"][i]) and np.array_equal(o["key_state"], obs["key_state"][i])
         longest = max(longest, int(sim.n_steps.max()))
-        peak_live = max(peak_live, int(sim.tapes.used.sum()))
+        tp = sim.tapes  # live rows: each env's episode, at least its reservation
+        peak_live = max(peak_live, int(np.maximum(tp.used, 2 * tp.pad + tp.reserve).sum()))
     assert sim.tapes.compactions > 0  # the long piece outgrew the 256-step reservation
     assert sim.tapes.rows <= max(2 * peak_live, sim.tapes.MIN_ROWS)
     venv.close()
@@ -676,14 +677,24 @@ def test_one_long_episode_costs_its_own_rows_not_the_whole_batch():
     for i in range(n):
         begin(i, 10)
     begin(0, 5000)  # one very long piece: outgrows the pool, compacts the others
-    peak = int(tapes.used.sum())
+    def live():  # each env's episode, at least its reservation
+        return int(np.maximum(tapes.used, 2 * pad + tapes.reserve).sum())
+
+    peak = live()
     for _ in range(20):
         for i in range(1, n):
             begin(i, int(rng.integers(5, 40)))
-            peak = max(peak, int(tapes.used.sum()))
+            peak = max(peak, live())
             for j in range(n):  # every other env's episode survives allocation and compaction
                 assert np.array_equal(tapes.episode_tape(j), marks[j])
                 steps = len(marks[j]) - 2 * pad
                 assert np.array_equal(tapes.history(j, steps)[1], marks[j][:steps])
     assert tapes.compactions >= 1
     assert tapes.rows <= max(2 * peak, tapes.MIN_ROWS) < n * (2 * pad + 5000) / 2
+    # episodes within the reservation reuse their env's region, compactions or not
+    for i in range(1, n):
+        begin(i, tapes.reserve)
+        off = int(tapes.off[i])
+        for steps in (1, tapes.reserve // 2, tapes.reserve):
+            begin(i, steps)
+            assert int(tapes.off[i]) == off
