@@ -633,7 +633,11 @@ class FrameScore:
         if v.size and v.min() < 1:
             raise ScoreError("a held frame that starts a note has velocity 0; velocities must be 1..127")
         fr = self.frame_rate
-        return Score._from_valid(k + LOWEST_PITCH, t0 / fr, t1 / fr, v, self.name, sort=True)
+        # Score order is (onset, pitch, offset); a key starts at most one note a frame, so
+        # (t0, k) is unique and one integer sort gives it (a 3-key lexsort cost 3x as much).
+        order = np.argsort(t0 * N_KEYS + k, kind="stable")
+        k, t0, t1, v = k[order], t0[order], t1[order], v[order]
+        return Score._from_valid(k + LOWEST_PITCH, t0 / fr, t1 / fr, v, self.name, sort=False)
 
     def window(self, t: int, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Frames ``t .. t+length-1`` of (held, onset, velocity), zero past the end.
