@@ -23,8 +23,11 @@ benchmark runner forbids to agents that are not registered as oracles.
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from lmm_env.synth.base import HIGHEST_PITCH, LOWEST_PITCH, N_KEYS
+
+COMPILED_APPLY_MAX_ENVS = 16  # `Keyboard.apply` uses its numba loop up to this many envs
 
 LAYOUTS = ("identity", "shuffled")
 
@@ -90,6 +93,7 @@ class Keyboard:
     # ------------------------------------------------------------------ layout
     def _set_cols(self) -> None:
         """Column (pitch - 21) of each action, as the cheapest index for `apply`'s scatter."""
+        self._cols_all = np.ascontiguousarray(self._pitch - LOWEST_PITCH)  # (n_envs, n_keys), compiled path
         if self._shared:
             row = self._pitch[0]
             identity = np.array_equal(row, np.arange(self.lo, self.hi + 1))
@@ -181,11 +185,15 @@ class Keyboard:
         down (key up and no pedal), and keys held down.
         """
         keys = action[:, : self.n_keys]
+        if self.pedal:
+            self.pedal_down = action[:, self.n_keys] > 0.0
+        # Few envs: one compiled pass beats ~12 numpy calls (2.3 against 5.6 us at one env);
+        # from ~32 envs numpy's vectorized passes win (28 against 105 us at 256).
+        if self.n_envs <= COMPILED_APPLY_MAX_ENVS and keys.dtype in (np.float32, np.float64):
+            return self._apply_compiled(keys)
         down = keys > 0.0
         onset = down & ~self.down
         self.down = down
-        if self.pedal:
-            self.pedal_down = action[:, self.n_keys] > 0.0
         rows, cols = self._rows, self._cols
         self._onset88[rows, cols] = onset
         self._down88[rows, cols] = down
@@ -199,3 +207,40 @@ class Keyboard:
         else:
             damped = ~self._down88
         return self._onset88.copy(), self._vel88.copy(), damped, self._down88.copy()
+
+    def _apply_compiled(self, keys: np.ndarray):
+        """`apply` for float32/float64 key values: the same results from one numba loop."""
+        n = self.n_envs
+        cols = self._cols_all
+        down = np.empty((n, self.n_keys), bool)
+        onset88 = np.zeros((n, N_KEYS), bool)
+        vel88 = np.zeros((n, N_KEYS), np.int64)
+        down88 = np.zeros((n, N_KEYS), bool)
+        damped = np.empty((n, N_KEYS), bool)
+        consts = np.array([0.0, 1.0, 126.0], keys.dtype)  # the arithmetic stays in the keys' dtype
+        _apply_keys(np.ascontiguousarray(keys), self.down, cols, self.pedal_down, self.pedal, consts,
+                    down, onset88, vel88, down88, damped)
+        self.down = down
+        return onset88, vel88, damped, down88
+
+
+@njit(cache=True, nogil=True)
+def _apply_keys(keys, prev_down, cols, pedal_down, pedal, consts, down, onset88, vel88, down88,
+                damped):  # pragma: no cover - compiled
+    """`Keyboard.apply`'s arithmetic per key: down = x > 0, onset = down and not before,
+    velocity = rint(clip(x, 0, 1) * 126) + 1 in the keys' dtype, scattered to columns ``cols``."""
+    zero, one, scale = consts[0], consts[1], consts[2]
+    n, k = keys.shape
+    for e in range(n):
+        for a in range(k):
+            x = keys[e, a]
+            d = x > zero
+            c = cols[e, a]
+            down[e, a] = d
+            onset88[e, c] = d and not prev_down[e, a]
+            down88[e, c] = d
+            v = min(max(x, zero), one) * scale
+            vel88[e, c] = np.int64(np.rint(v) + one)
+        held = pedal and pedal_down[e]
+        for c in range(onset88.shape[1]):
+            damped[e, c] = not (down88[e, c] or held)

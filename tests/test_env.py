@@ -365,3 +365,32 @@ def test_recent_audio_without_enough_history_says_so():
     assert ctx.recent_audio(3).shape == (2, 2400)
     with pytest.raises(ValueError, match=r"recent_audio\(4\) needs 3 blocks of history; the env keeps 2"):
         ctx.recent_audio(4)
+
+
+@pytest.mark.parametrize("cfg", [dict(), dict(keys=(48, 72)), dict(layout="shuffled", layout_seed=3), dict(pedal=True),
+                                 dict(keys=(30, 90), layout="shuffled", pedal=True)])
+def test_keyboard_compiled_apply_equals_the_numpy_apply(cfg, monkeypatch):
+    # few envs take a numba loop (faster than ~12 numpy calls); it must give the same key events
+    import lmm_env.keyboard as keyboard
+
+    rng = np.random.default_rng(0)
+    for n in (1, 5):
+        for dtype in (np.float32, np.float64):
+            compiled, reference = keyboard.Keyboard(n, **cfg), keyboard.Keyboard(n, **cfg)
+            for step in range(200):
+                if step == 100:  # a new hidden layout per env mid-run, as LMMDecipher-v0's relayout does
+                    for i in range(n):
+                        compiled.relayout(i, np.random.default_rng(i))
+                        reference.relayout(i, np.random.default_rng(i))
+                act = rng.uniform(-1.2, 1.2, (n, compiled.n_actions))
+                if step % 7 == 0:  # velocities exactly half-way between two integers
+                    act[:, : compiled.n_keys] = (rng.integers(0, 127, (n, compiled.n_keys)) + 0.5) / 126.0
+                act = act.astype(dtype)
+                monkeypatch.setattr(keyboard, "COMPILED_APPLY_MAX_ENVS", 64)
+                got = compiled.apply(act)
+                monkeypatch.setattr(keyboard, "COMPILED_APPLY_MAX_ENVS", 0)
+                want = reference.apply(act)
+                for g, w in zip(got, want):
+                    assert g.dtype == w.dtype and np.array_equal(g, w)
+                assert np.array_equal(compiled.down, reference.down)
+                assert np.array_equal(compiled.pedal_down, reference.pedal_down)
