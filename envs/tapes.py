@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-N_KEYS = 88
+from lmm_env.synth.base import N_KEYS
 
 
 class EpisodeTapes:
@@ -34,7 +34,8 @@ class EpisodeTapes:
 
     def __init__(self, n_envs: int, pad: int, reserve: int):
         self.n_envs, self.pad, self.reserve = int(n_envs), int(pad), int(reserve)
-        n, size = self.n_envs, 2 * self.pad + self.reserve
+        self.reserved_rows = size = 2 * self.pad + self.reserve  # the least any env's region holds
+        n = self.n_envs
         self.off = np.arange(n, dtype=np.int64) * size  # first row of each env's region
         self.size = np.full(n, size, dtype=np.int64)  # rows allocated to each env
         self.used = np.full(n, size, dtype=np.int64)  # rows its current episode uses
@@ -56,7 +57,7 @@ class EpisodeTapes:
     def begin(self, i: int, n_steps: int) -> None:
         """Give env ``i`` a cleared region for an episode of ``n_steps`` steps."""
         need = 2 * self.pad + int(n_steps)
-        size, reserved = int(self.size[i]), 2 * self.pad + self.reserve
+        size, reserved = int(self.size[i]), self.reserved_rows
         # Reuse the region when it fits and is at most twice what the episode needs (at least
         # its reservation): a region that once held a 497 s tune goes back to the pool instead
         # of pinning its rows for short pieces.
@@ -78,7 +79,7 @@ class EpisodeTapes:
         keep = [j for j in range(self.n_envs) if j != i]
         # each kept env keeps at least its reservation, so episodes up to ``reserve`` steps
         # go on reusing its region after a compaction
-        sizes = np.maximum(self.used[keep], 2 * self.pad + self.reserve)
+        sizes = np.maximum(self.used[keep], self.reserved_rows)
         live = int(sizes.sum()) + need
         old = (self.tape, self.down, self.vel, self.pedal)
         self._new_pool(max(2 * live, self.MIN_ROWS))
