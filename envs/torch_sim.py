@@ -44,6 +44,15 @@ MIXES = ("compact", "dense")
 TORCH_TOLERANCE = 1e-3  # |torch - numpy| bound on log-mel features and rewards (float32 FFT and sum order)
 
 
+def _widened(x: torch.Tensor, width: int) -> torch.Tensor:
+    """``x`` with dim 1 grown to at least ``width`` (zeros appended, contents kept)."""
+    if x.shape[1] >= width:
+        return x
+    grown = x.new_zeros((x.shape[0], width) + tuple(x.shape[2:]))
+    grown[:, : x.shape[1]] = x
+    return grown
+
+
 class TorchPianoSim:
     """LMMPiano-v0's world stepped in torch on ``device``; ``self.sim`` is the `PianoSim` it mirrors.
 
@@ -103,7 +112,7 @@ class TorchPianoSim:
         self.feat_ring = torch.full((n, 2 * L, sim.n_mels), self.features.silence, device=dev)
         self.last_features = torch.full((n, sim.n_mels), self.features.silence, device=dev)
         self.t = torch.zeros(n, dtype=torch.long, device=dev)
-        self.tape = None  # (n, pad + steps + pad, 88) uint8 target codes, copied from the host pool (sim.tapes)
+        self.tape = torch.zeros(n, 0, N_KEYS, dtype=torch.uint8, device=dev)  # target codes (n, pad + steps + pad, 88)
         self.hist = torch.zeros(n, 0, N_KEYS, dtype=torch.uint8, device=dev)  # 128 * down | struck velocity
         self.pedal_hist = torch.zeros(n, 0, dtype=torch.bool, device=dev)
 
@@ -241,26 +250,19 @@ class TorchPianoSim:
             return
         sim, dev = self.sim, self.device
         ids = torch.from_numpy(np_ids).to(dev)
-        # The device keeps a dense (n, rows, 88) tape, as wide as the longest episode started so
-        # far; each new episode's rows come from the host pool (envs/tapes.py).
-        width = max(int(sim.tapes.used.max()), 0 if self.tape is None else self.tape.shape[1])
-        if self.tape is None or self.tape.shape[1] < width:
-            grown = torch.zeros(self.n_envs, width, N_KEYS, dtype=torch.uint8, device=dev)
-            if self.tape is not None:
-                grown[:, : self.tape.shape[1]] = self.tape
-            self.tape = grown
+        # The device keeps dense (n, rows, ...) tapes and histories, as wide as the longest
+        # episode started so far; each new episode's rows come from the host pool (envs/tapes.py).
+        # Only the rows these episodes use are sent: steps never read past their own region.
+        episodes = [sim.tapes.episode_tape(int(i)) for i in np_ids]
+        width = max(len(e) for e in episodes)
+        self.tape = _widened(self.tape, width)
         rows = np.zeros((len(np_ids), width, N_KEYS), np.uint8)
-        for k, i in enumerate(np_ids):
-            episode = sim.tapes.episode_tape(int(i))
+        for k, episode in enumerate(episodes):
             rows[k, : len(episode)] = episode
-        self.tape[ids] = torch.from_numpy(rows).to(dev)
-        steps = max(int(sim.n_steps.max()), self.hist.shape[1])
-        if self.hist.shape[1] < steps:  # a longer episode: grow the key history likewise
-            grown = torch.zeros(self.n_envs, steps, N_KEYS, dtype=torch.uint8, device=dev)
-            grown[:, : self.hist.shape[1]] = self.hist
-            pgrown = torch.zeros(self.n_envs, steps, dtype=torch.bool, device=dev)
-            pgrown[:, : self.pedal_hist.shape[1]] = self.pedal_hist
-            self.hist, self.pedal_hist = grown, pgrown
+        self.tape[ids, :width] = torch.from_numpy(rows).to(dev)
+        steps = int(sim.n_steps[np_ids].max())
+        self.hist = _widened(self.hist, steps)
+        self.pedal_hist = _widened(self.pedal_hist, steps)
         if sim.relayout == "episode":
             self.cols[ids] = torch.from_numpy(self.keyboard._pitch[np_ids] - LOWEST_PITCH).to(dev)
         self.t[ids] = 0
