@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lmm_env._checks import check_int, short_repr
 from lmm_env.score import FrameScore
 from lmm_env.synth.base import LOWEST_PITCH
 
@@ -96,6 +97,15 @@ class DiffConfig:
                 raise ValueError(f"{name}={v!r} must be an int >= 1")
         if not (isinstance(self.lookahead, int) and 0 <= self.lookahead <= 10):
             raise ValueError(f"lookahead={self.lookahead!r} must be an int in [0, 10] (the env's default is 10)")
+        # the network's size comes from a file when a policy is loaded: bounded
+        if not (isinstance(self.channels, (list, tuple)) and 1 <= len(self.channels) <= 16):
+            raise ValueError(f"channels={short_repr(self.channels)} must be a list of 1 to 16 layer widths")
+        self.channels = tuple(check_int("channels[i]", c, 1, 1024) for c in self.channels)
+        self.kernel = check_int("kernel", self.kernel, 1, 63)
+        if self.kernel % 2 != 1:
+            raise ValueError(f"kernel={self.kernel} must be odd (the key axis keeps its length)")
+        if not isinstance(self.ear_synth, str):
+            raise ValueError(f"ear_synth={short_repr(self.ear_synth)} must be 'piano', 'soundfont' or a .sf2 path")
         for name in ("candidate", "listen"):
             if not (0.0 < getattr(self, name) < 1.0):
                 raise ValueError(f"{name}={getattr(self, name)!r} must be in (0, 1)")
@@ -185,13 +195,14 @@ class DiffPolicy:
         from safetensors import safe_open
         from safetensors.torch import load_file
 
+        from lmm_env.lm.checkpoint import check_finite, check_fits, header_shapes, skeleton_shapes
+
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"diff policy weights {str(path)!r} do not exist")
         try:
             with safe_open(str(path), "pt") as f:
                 meta = f.metadata() or {}
-            tensors = load_file(str(path))
         except Exception as e:  # a safetensors parse error names no file
             raise ValueError(f"{str(path)!r} is not a safetensors file of a diff policy: {e}") from None
         if meta.get("format") != "lmm_env.diff-policy/1":
@@ -200,17 +211,21 @@ class DiffPolicy:
         try:
             raw = json.loads(meta["config"])
             raw = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
-            cfg = DiffConfig(**raw)
-        except (KeyError, TypeError, json.JSONDecodeError) as e:
+            cfg = DiffConfig(**raw).check()
+        except (KeyError, TypeError, AttributeError, ValueError) as e:  # ValueError: also bad JSON, out-of-range sizes
             raise ValueError(f"{str(path)!r} has a bad config in its metadata: {e}") from None
+        # the network the config describes, on the meta device, against the file's tensors:
+        # nothing is allocated for a config that asks for more than the file holds
+        expected = skeleton_shapes(lambda: KeyNet(cfg.in_channels, tuple(cfg.channels), cfg.kernel))
+        check_fits(path, expected, header_shapes(path), "diff policy")
+        tensors = load_file(str(path))
+        check_finite(path, tensors)
         pol = cls(cfg)
+        pol.net.load_state_dict(tensors)
         try:
-            pol.net.load_state_dict(tensors)
-        except RuntimeError as e:
-            raise ValueError(f"{str(path)!r} does not fit its own config: {e}") from None
-        if not all(torch.isfinite(t).all() for t in tensors.values()):
-            raise ValueError(f"{str(path)!r} holds non-finite weights")
-        pol.extra = json.loads(meta.get("extra", "{}"))
+            pol.extra = json.loads(meta.get("extra", "{}"))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{str(path)!r} has a bad 'extra' in its metadata: {e}") from None
         return pol
 
 

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from lmm_env._checks import check_int, short_repr, writable_dir, writable_file
+
 # "sac" is SB3's SAC extended to train the per-key categorical "KeyLevelPolicy" (agents/sac.py).
 ALGOS = {"ppo": "stable_baselines3:PPO", "a2c": "stable_baselines3:A2C", "sac": "lmm_env.agents.sac:SAC"}
 POLICIES = {"MultiInputPolicy": None, "KeyConvPolicy": "lmm_env.agents.policies:KeyConvPolicy",
@@ -187,6 +189,7 @@ def export_policy(checkpoint, out) -> Path:
     run's ``best.safetensors``). Written atomically, readable by everyone."""
     from safetensors import safe_open
 
+    out = writable_file(out, "out")
     read_checkpoint(checkpoint)  # a clear error for anything that is not a training checkpoint
     with safe_open(str(checkpoint), "pt") as f:
         meta = dict(f.metadata(), optimizers="[]")
@@ -197,19 +200,22 @@ def export_policy(checkpoint, out) -> Path:
 
 
 def read_checkpoint(path) -> tuple[dict, dict, int]:
-    """(config, tensors, num_timesteps) of a training checkpoint; a clear error if it is not one."""
+    """(config, tensors, num_timesteps) of a training checkpoint; a clear error if it is not one.
+
+    Nothing the file names is imported or executed: ``env_id`` must be one of lmm_env's
+    registered tasks (`TASK_IDS`; gymnasium's ``"module:Id"`` form would import the module),
+    ``algo`` and ``policy`` come from fixed tables, and every size the config holds is bounded
+    (`_check_config`) before anything is built from it."""
     from safetensors import safe_open
-    from safetensors.torch import load_file
+
+    from lmm_env.lm.checkpoint import check_finite, header_shapes
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        tensors = load_file(str(path))
-    except Exception as exc:
-        raise ValueError(f"checkpoint {str(path)!r} is not a readable safetensors file: {exc}") from exc
+    shapes = header_shapes(path)  # a clear error for anything that is not safetensors
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{str(path)!r} is not an lmm_env training checkpoint (format {CHECKPOINT_FORMAT})")
     try:
@@ -223,14 +229,69 @@ def read_checkpoint(path) -> tuple[dict, dict, int]:
     if missing:
         raise ValueError(f"checkpoint {str(path)!r} has a config without {missing}; it was not written by "
                          "lmm_env.agents.train or was edited")
-    bad = sorted(k for k, v in tensors.items() if v.is_floating_point() and not bool(v.isfinite().all()))
-    if bad:
-        raise ValueError(f"checkpoint {str(path)!r} holds non-finite (NaN or inf) weights in {bad[:5]}; "
-                         "the run diverged before it was saved: use an earlier checkpoint")
+    _check_config(config, path)
+    if not isinstance(optimizers, list):
+        raise ValueError(f"checkpoint {str(path)!r} has broken optimizer metadata: {short_repr(optimizers)}")
+    stray = sorted(k for k in shapes if not k.startswith(_TENSOR_PREFIXES))
+    if stray:
+        raise ValueError(f"checkpoint {str(path)!r} holds tensors {stray[:5]} that no part of a training checkpoint "
+                         f"uses (names start with {list(_TENSOR_PREFIXES)}); the file was edited")
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(path))
+    check_finite(path, tensors)
     return config, {"tensors": tensors, "optimizers": optimizers}, steps
 
 
 _CONFIG_KEYS = ("algo", "env_id", "env_kwargs", "hyperparams", "policy", "n_envs", "seed")
+_TENSOR_PREFIXES = ("policy.", "optim.", "sac.")
+# lmm_env's registered tasks: the only env ids a checkpoint may name (nothing is imported for them)
+TASK_IDS = ("LMMPiano-v0", "LMMDecipher-v0", "LMMByEar-v0", "LMMImprovise-v0")
+MAX_N_ENVS = 4096  # a checkpoint's n_envs (envs load_trained builds when given none)
+# Sizes in hyperparams that decide what SB3 allocates (rollout and replay buffers, minibatches).
+_HYPER_LIMITS = {"n_steps": 1 << 20, "batch_size": 1 << 20, "buffer_size": 10_000_000, "n_epochs": 10_000,
+                 "gradient_steps": 100_000, "train_freq": 1 << 20, "learning_starts": 1 << 30, "n_critics": 16}
+_MAX_LAYERS = 64  # of any list of layer sizes in policy_kwargs (net_arch, actor_channels, ...)
+
+
+def _check_config(config: dict, path) -> None:
+    """A training checkpoint's config, checked before anything is built from it (names the file and the field)."""
+    where = f"checkpoint {str(path)!r}"
+    env_id = config["env_id"]
+    if env_id not in TASK_IDS:
+        raise ValueError(f"{where} names env_id={short_repr(env_id)}; a checkpoint may name only lmm_env's registered "
+                         f"tasks {list(TASK_IDS)} (anything else could import code named by the file)")
+    if str(config["algo"]).lower() not in ALGOS:
+        raise ValueError(f"{where} names algo={short_repr(config['algo'])}; allowed: {sorted(ALGOS)}")
+    if config["policy"] not in POLICIES:
+        raise ValueError(f"{where} names policy={short_repr(config['policy'])}; allowed: {sorted(POLICIES)}")
+    for key in ("env_kwargs", "hyperparams"):
+        if not isinstance(config[key], dict) or not all(isinstance(k, str) for k in config[key]):
+            raise ValueError(f"{where} has {key}={short_repr(config[key])}; it must be a JSON object of arguments")
+    try:
+        check_int("n_envs", config["n_envs"], 1, MAX_N_ENVS)
+        check_int("seed", config["seed"], -(1 << 63), (1 << 63) - 1)
+        hyper = config["hyperparams"]
+        for key, hi in _HYPER_LIMITS.items():
+            v = hyper.get(key)
+            if isinstance(v, list) and key == "train_freq":  # SB3's (n, "step") form
+                v = v[0] if v else None
+            if v is not None:
+                check_int(f"hyperparams.{key}", v, 0 if key == "learning_starts" else 1, hi)
+        kwargs = hyper.get("policy_kwargs", {})
+        if not isinstance(kwargs, dict):
+            raise ValueError(f"hyperparams.policy_kwargs={short_repr(kwargs)} must be a JSON object")
+        for key, v in kwargs.items():
+            layers = v.values() if isinstance(v, dict) else [v]  # net_arch may be {"pi": [...], "vf": [...]}
+            for layer in layers:
+                if isinstance(layer, list) and len(layer) > _MAX_LAYERS:
+                    raise ValueError(f"hyperparams.policy_kwargs.{key} lists {len(layer)} layers; at most {_MAX_LAYERS}")
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def _state_of(tensors: dict, prefix: str) -> dict:
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
 def _load_state(module, state: dict, path, what: str) -> None:
@@ -243,6 +304,48 @@ def _load_state(module, state: dict, path, what: str) -> None:
                          f"({first}); the file is damaged or was edited") from None
 
 
+def _policy_class(config: dict):
+    """The SB3 policy class a checkpoint's (algo, policy) names."""
+    cls = algo_class(config["algo"])
+    name = _policy(config["policy"], config["algo"])
+    return cls.policy_aliases[name]
+
+
+def _policy_kwargs(config: dict) -> dict:
+    """The keyword arguments SB3 passes the policy for this config (``use_sde`` only when the run set it)."""
+    hyper = config["hyperparams"]
+    kwargs = dict(hyper.get("policy_kwargs", {}))
+    if hyper.get("use_sde"):
+        kwargs["use_sde"] = True
+    return kwargs
+
+
+def _check_policy_fits(config: dict, tensors: dict, observation_space, action_space, path):
+    """The policy the config describes, built on the meta device (no memory), against the file's
+    ``policy.*`` tensors: a config that asks for a layer the file does not hold is refused
+    before anything is allocated."""
+    from unittest import mock
+
+    import torch
+    from stable_baselines3.common.policies import BaseModel
+
+    from lmm_env.lm.checkpoint import check_fits, skeleton_shapes
+
+    policy_cls = _policy_class(config)
+    kwargs = _policy_kwargs(config)
+    # SB3 moves some sub-networks to ``self.device`` while building; keep them on meta too
+    meta_device = mock.patch.object(BaseModel, "device", new=property(lambda self: torch.device("meta")))
+    try:
+        with meta_device:
+            expected = skeleton_shapes(lambda: policy_cls(observation_space, action_space, lambda _: 0.0, **kwargs))
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ValueError(f"checkpoint {str(path)!r}: its policy_kwargs {short_repr(kwargs)} do not build a "
+                         f"{policy_cls.__name__}: {exc}") from None
+    held = {k: tuple(v.shape) for k, v in _state_of(tensors, "policy.").items()}
+    check_fits(path, expected, held, "policy")
+    return policy_cls, kwargs
+
+
 def load_trained(path, env=None):
     """Rebuild the SB3 model a checkpoint describes and load its weights (no unpickling)."""
     import torch
@@ -253,21 +356,27 @@ def load_trained(path, env=None):
 
         env = make_sb3_vec_env(config["n_envs"], env_id=config["env_id"], seed=config["seed"],
                                **config["env_kwargs"])
+    tensors = data["tensors"]
+    _check_policy_fits(config, tensors, env.observation_space, env.action_space, path)
     cls = algo_class(config["algo"])
     model = cls(_policy(config["policy"], config["algo"]), env, seed=config["seed"], verbose=0, **config["hyperparams"])
-    tensors = data["tensors"]
-    policy_state = {k[len("policy."):]: v for k, v in tensors.items() if k.startswith("policy.")}
-    _load_state(model.policy, policy_state, path, "policy")
+    _load_state(model.policy, _state_of(tensors, "policy."), path, "policy")
     if "sac.log_ent_coef" in tensors and torch.is_tensor(getattr(model, "log_ent_coef", None)):
         with torch.no_grad():
             model.log_ent_coef.copy_(tensors["sac.log_ent_coef"])
     opts = _optimizers(model)
-    for oname, groups in data["optimizers"]:
+    for entry in data["optimizers"]:
+        if not (isinstance(entry, list) and len(entry) == 2 and entry[0] in opts):
+            raise ValueError(f"checkpoint {str(path)!r} has optimizer metadata {short_repr(entry)}; this model has "
+                             f"optimizers {sorted(opts)}")
+        oname, groups = entry
         prefix = f"optim.{oname}."
         state: dict[int, dict] = {}
         for k, v in tensors.items():
             if k.startswith(prefix):
                 idx, name = k[len(prefix):].split(".", 1)
+                if not idx.isdigit():
+                    raise ValueError(f"checkpoint {str(path)!r} has an optimizer tensor {k!r} without a parameter index")
                 state.setdefault(int(idx), {})[name] = v
         _load_state(opts[oname], {"state": state, "param_groups": groups}, path, f"optimizer {oname!r}")
     model.num_timesteps = steps
@@ -278,24 +387,26 @@ def load_policy(path):
     """Just the policy of a training checkpoint, for acting: ``policy.predict(obs, deterministic=True)``.
 
     Lighter than `load_trained` (no vector env, no optimizer): the spaces come from one env
-    made with the checkpoint's env arguments, the weights from the file (nothing unpickled).
+    made with the checkpoint's env arguments, the weights from the file (nothing unpickled,
+    nothing imported; the policy is checked against the file's tensors before it is built).
     """
     import gymnasium as gym
     import torch
 
+    import lmm_env  # noqa: F401  (registers the task ids)
+
     config, data, _ = read_checkpoint(path)
-    cls = algo_class(config["algo"])
     kwargs = dict(config["env_kwargs"], reward="key_match")  # spaces do not depend on the reward
     env = gym.make(config["env_id"], **kwargs)
-    policy_cls = _policy(config["policy"])
-    if isinstance(policy_cls, str):
-        policy_cls = cls.policy_aliases[policy_cls]
-    policy = policy_cls(env.observation_space, env.action_space, lambda _: 0.0,
-                        **config["hyperparams"].get("policy_kwargs", {}))
-    env.close()
-    state = {k[len("policy."):]: v for k, v in data["tensors"].items() if k.startswith("policy.")}
-    _load_state(policy, state, path, "policy")
+    try:
+        policy_cls, policy_kwargs = _check_policy_fits(config, data["tensors"], env.observation_space,
+                                                       env.action_space, path)
+        policy = policy_cls(env.observation_space, env.action_space, lambda _: 0.0, **policy_kwargs)
+    finally:
+        env.close()
+    _load_state(policy, _state_of(data["tensors"], "policy."), path, "policy")
     policy.set_training_mode(False)
+    policy.env_id = config["env_id"]  # the task it was trained on (load_agent checks it against the env)
     with torch.no_grad():
         return policy
 
@@ -489,6 +600,8 @@ def train(env_id: str = "LMMPiano-v0", algo: str = "ppo", total_steps: int = 100
             raise ValueError(f"{name}={v!r} must be an int >= 0 (env steps between them; 0: never)")
     if not (isinstance(eval_episodes, (int, np.integer)) and not isinstance(eval_episodes, bool) and eval_episodes >= 1):
         raise ValueError(f"eval_episodes={eval_episodes!r} must be an int >= 1 (held-out pieces each evaluation plays)")
+    if logdir:  # checked before the envs are built and any step is taken, not at the first checkpoint
+        writable_dir(Path(logdir) / "checkpoints", "logdir")
     _warn_rollout(cls, hyperparams, int(n_envs), total_steps, resume)
     env = make_sb3_vec_env(int(n_envs), env_id=env_id, seed=int(seed), **env_kwargs)
     tb = str(logdir) if logdir else None

@@ -125,8 +125,8 @@ def _nan_first_policy_tensor(t):
     ("notjson", lambda m: m.update(config="{not json"), None, "broken metadata"),
     ("noalgo", lambda m: m.update(config=__import__("json").dumps(
         {k: v for k, v in __import__("json").loads(m["config"]).items() if k != "algo"})), None, r"without \['algo'\]"),
-    ("missing", None, _drop_first_policy_tensor, "policy does not fit"),
-    ("shape", None, _reshape_first_policy_tensor, "policy does not fit"),
+    ("missing", None, _drop_first_policy_tensor, "does not fit the policy"),
+    ("shape", None, _reshape_first_policy_tensor, "does not fit the policy"),
     ("nan", None, _nan_first_policy_tensor, "non-finite"),
 ])
 def test_broken_checkpoints_are_refused_naming_the_file(checkpoint, tmp_path, name, meta_edit, tensor_edit, msg):

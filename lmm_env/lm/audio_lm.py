@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lmm_env._checks import check_int
 from lmm_env.lm.checkpoint import WEIGHTS_DIR, save_checkpoint
 
 SILENCE = float(np.log(1e-8))  # LogMel's floor with its default eps
@@ -62,8 +63,11 @@ class AudioLM(nn.Module):
                  sigma_max: float = 16.0, bg_weight: float = 0.05, bg_scale: float = 1.0,
                  silence: float = SILENCE):
         super().__init__()
-        if int(context) < 1 or int(hidden) < 1 or int(layers) < 1 or int(components) < 1:
-            raise ValueError("context, hidden, layers and components must be >= 1")
+        # bounded: a checkpoint's config decides these sizes (see lmm_env.lm.checkpoint)
+        for name, v, lo, hi in (("sample_rate", sample_rate, 1000, 384_000), ("block_size", block_size, 1, 1 << 16),
+                                ("n_mels", n_mels, 1, 512), ("context", context, 1, 4096), ("hidden", hidden, 1, 8192),
+                                ("layers", layers, 1, 64), ("components", components, 1, 64)):
+            check_int(name, v, lo, hi)
         if not float(sigma_min) > 0:
             raise ValueError(f"sigma_min={sigma_min!r} must be > 0")
         self.config = {

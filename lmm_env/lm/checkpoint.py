@@ -13,6 +13,8 @@ import json
 import os
 from pathlib import Path
 
+from lmm_env._checks import short_repr
+
 FORMAT_VERSION = "1"
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
@@ -37,6 +39,63 @@ PRETRAINED = {
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, corrupt, or does not match its model."""
+
+
+# --------------------------------------------------------------------------- fit before allocating
+#
+# A checkpoint's config decides the size of the model it builds; a file of a few KB could
+# otherwise ask for a layer of millions of units and allocate gigabytes before the tensors
+# are compared. Every loader here (and the agents' loaders) first builds the model on
+# torch's "meta" device (shapes only, no memory), compares those shapes with the tensor
+# shapes in the file's header (no tensor read), and only then builds the model for real.
+
+
+def header_shapes(path) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor a safetensors file holds, read from its header only."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: tuple(int(d) for d in f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as exc:  # safetensors raises its own error types on corrupt headers
+        raise CheckpointError(f"checkpoint {str(path)!r} is not a readable safetensors file: {exc}") from None
+
+
+def skeleton_shapes(build) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of the state dict of the module ``build()`` makes, built on the meta device (no memory)."""
+    import torch
+
+    with torch.device("meta"):
+        module = build()
+    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+
+
+def check_fits(path, expected: dict, held: dict, what: str) -> None:
+    """Refuse a file whose tensors (``held``: name -> shape) are not exactly ``expected``'s, naming what differs."""
+    missing = sorted(set(expected) - set(held))
+    extra = sorted(set(held) - set(expected))
+    wrong = [(k, held[k], expected[k]) for k in sorted(set(expected) & set(held)) if tuple(held[k]) != tuple(expected[k])]
+    if not (missing or extra or wrong):
+        return
+    parts = []
+    if missing:
+        parts.append(f"missing tensors {missing[:5]}" + (f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""))
+    if extra:
+        parts.append(f"tensors it does not use {extra[:5]}" + (f" (+{len(extra) - 5} more)" if len(extra) > 5 else ""))
+    if wrong:
+        k, got, want = wrong[0]
+        parts.append(f"tensor {k!r} has shape {tuple(got)} where its config builds {tuple(want)}"
+                     + (f" (+{len(wrong) - 1} more shapes differ)" if len(wrong) > 1 else ""))
+    raise CheckpointError(f"checkpoint {str(path)!r} does not fit the {what} its own config builds: "
+                          + "; ".join(parts) + " (the file is damaged, edited, or from another version)")
+
+
+def check_finite(path, tensors: dict) -> None:
+    """Refuse non-finite (NaN, inf) floating-point tensors, naming the file and the tensors."""
+    bad = sorted(k for k, v in tensors.items() if v.is_floating_point() and not bool(v.isfinite().all()))
+    if bad:
+        raise CheckpointError(f"checkpoint {str(path)!r} holds non-finite (NaN or inf) weights in {bad[:5]}; "
+                              "the run that wrote it diverged: use an earlier checkpoint or refit it")
 
 
 def _import(spec: str):
@@ -114,27 +173,21 @@ def load_checkpoint(path, expect: str | None = None):
     if expect is not None and cls_name != expect:
         raise CheckpointError(f"checkpoint {str(path)!r} holds a {cls_name}, not the {expect} asked for")
     cls = _import(MODEL_CLASSES[cls_name])
-    try:
-        model = cls(**meta["config"])
+    config = meta["config"]
+    if not isinstance(config, dict) or not all(isinstance(k, str) for k in config):
+        raise CheckpointError(f"checkpoint {str(path)!r} has a config that is not a JSON object of arguments: "
+                              f"{short_repr(config)}")
+    try:  # the constructors bound every size; the meta build allocates nothing
+        expected = skeleton_shapes(lambda: cls(**config))
     except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {str(path)!r} has a config {cls_name} does not accept: {exc}") from exc
+        raise CheckpointError(f"checkpoint {str(path)!r} has a config {cls_name} does not accept: {exc}") from None
+    check_fits(path, expected, header_shapes(path), cls_name)
+    model = cls(**config)
     try:
         state = load_file(str(path))
     except Exception as exc:
         raise CheckpointError(f"checkpoint {str(path)!r} is corrupt: {exc}") from exc
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    if missing or unexpected:
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} does not match {cls_name}: missing {missing[:5]}, unexpected {unexpected[:5]}"
-        )
-    for k, v in own.items():
-        if tuple(state[k].shape) != tuple(v.shape):
-            raise CheckpointError(
-                f"checkpoint {str(path)!r}: tensor {k!r} has shape {tuple(state[k].shape)}, "
-                f"but {cls_name}(**config) expects {tuple(v.shape)}"
-            )
+    check_finite(path, state)
     model.load_state_dict(state)
     model.eval()
     for p in model.parameters():

@@ -41,6 +41,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from lmm_env._checks import check_int, short_repr
+
 N_KEYS = 88
 DEFAULT_OUT = Path(__file__).resolve().parent / "weights" / "score_lm.safetensors"
 
@@ -73,15 +75,16 @@ class ScoreLM(nn.Module):
     def __init__(self, width: int = 48, dilations=(1, 2, 4, 8, 16, 32), channels: int = 6, kernel: int = 9,
                  clock: int = 48, run_cap: int = 64, frame_rate: float = 20.0):
         super().__init__()
-        for name, v in (("width", width), ("channels", channels), ("kernel", kernel), ("clock", clock),
-                        ("run_cap", run_cap)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        # bounded: a checkpoint's config decides these sizes (see lmm_env.lm.checkpoint)
+        width, channels, kernel, clock, run_cap = (
+            check_int(name, v, 1, hi) for name, v, hi in (("width", width, 8192), ("channels", channels, 1024),
+                                                          ("kernel", kernel, 255), ("clock", clock, 100_000),
+                                                          ("run_cap", run_cap, 100_000)))
         if kernel % 2 != 1:
             raise ValueError(f"kernel must be odd, got {kernel}")
-        dilations = list(dilations)
-        if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dilations):
-            raise ValueError(f"dilations must be positive ints, got {dilations!r}")
+        if not isinstance(dilations, (list, tuple)) or not 1 <= len(dilations) <= 64:
+            raise ValueError(f"dilations={short_repr(dilations)} must be a list of 1 to 64 ints")
+        dilations = [check_int("dilations[i]", d, 1, 4096) for d in dilations]
         frame_rate = float(frame_rate)
         if not (math.isfinite(frame_rate) and frame_rate > 0):
             raise ValueError(f"frame_rate must be > 0, got {frame_rate!r}")

@@ -1,0 +1,108 @@
+"""Small argument checks shared by the core, the envs and the agents (one message style).
+
+* `short_repr`: a value as it appears in an error message, cut to a readable length (a
+  list of a million samples must not become a million-character message).
+* `check_int`: an int (not a bool) in a range, named in the error.
+* `writable_dir` / `writable_file`: an output path checked *before* the work that will
+  write it, so a long run never fails at its end for a bad ``--out``.
+"""
+from __future__ import annotations
+
+import os
+import reprlib
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["short_repr", "check_int", "check_seed", "writable_dir", "writable_file", "OutputPathError"]
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = 120
+_REPR.maxother = 120
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 6
+_REPR.maxlevel = 3
+
+
+def short_repr(value) -> str:
+    """``repr(value)`` cut to about 120 characters; arrays by shape and dtype."""
+    if isinstance(value, np.ndarray):
+        return f"array(shape={value.shape}, dtype={value.dtype})"
+    if hasattr(value, "shape") and hasattr(value, "dtype") and not isinstance(value, (str, bytes)):  # a tensor
+        return f"{type(value).__name__}(shape={tuple(value.shape)}, dtype={value.dtype})"
+    text = _REPR.repr(value)
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def check_int(name: str, value, lo: int, hi: int) -> int:
+    """``value`` as an int if it is an integer (not a bool) in ``[lo, hi]``; else a ValueError naming ``name``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
+        raise ValueError(f"{name}={short_repr(value)} is not allowed; use an int in [{lo}, {hi}]")
+    return int(value)
+
+
+def check_seed(seed, name: str = "seed"):
+    """``seed`` if it is None or an int >= 0 (what numpy's generators take), else a ValueError naming it."""
+    if seed is None:
+        return None
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"{name}={short_repr(seed)} is not allowed; use None or an int >= 0")
+    return int(seed)
+
+
+class OutputPathError(ValueError):
+    """An output path that cannot be written (a file where a folder is needed, no permission, ...)."""
+
+
+def _first_existing(path: Path) -> Path:
+    p = path
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def writable_dir(path, what: str = "out", create: bool = True) -> Path:
+    """``path`` as a folder this process can write into, checked now (and made, with ``create``).
+
+    Raises `OutputPathError` (a ValueError) naming ``what`` when ``path`` is a file, lies
+    inside a file, or cannot be written (permissions, a read-only disk)."""
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        raise OutputPathError(f"{what}={short_repr(path)} is not allowed; give a folder path")
+    p = Path(os.fspath(path)).expanduser()
+    if p.exists() and not p.is_dir():
+        raise OutputPathError(f"{what}={os.fspath(path)!r} is a file, not a folder; give a folder path")
+    base = _first_existing(p.absolute())
+    if base != p.absolute() and not base.is_dir():
+        raise OutputPathError(f"{what}={os.fspath(path)!r} lies inside {str(base)!r}, which is a file, not a folder")
+    if create:
+        try:
+            p.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputPathError(f"{what}={os.fspath(path)!r} cannot be created: {exc.strerror or exc}") from None
+        probe = p
+    else:
+        probe = base
+    try:  # permissions, read-only mounts and full quotas only show on a real write
+        with tempfile.NamedTemporaryFile(dir=probe, prefix=".lmm_env-write-check-"):
+            pass
+    except OSError as exc:
+        raise OutputPathError(f"{what}={os.fspath(path)!r} is not writable: {exc.strerror or exc}") from None
+    return p
+
+
+def writable_file(path, what: str = "out", overwrite: bool = True) -> Path:
+    """``path`` as a file this process can write, checked now (its folder is made).
+
+    Refuses a folder, a path inside a file, an unwritable folder, and (``overwrite=False``)
+    an existing file."""
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        raise OutputPathError(f"{what}={short_repr(path)} is not allowed; give a file path")
+    p = Path(os.fspath(path)).expanduser()
+    if p.is_dir():
+        raise OutputPathError(f"{what}={os.fspath(path)!r} is a folder; give a file path")
+    if p.exists() and not overwrite:
+        raise OutputPathError(f"{what}={os.fspath(path)!r} already exists; remove it or choose another path")
+    writable_dir(p.parent if str(p.parent) else Path("."), what=f"the folder of {what}")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise OutputPathError(f"{what}={os.fspath(path)!r} exists and is not writable")
+    return p
