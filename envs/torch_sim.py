@@ -32,7 +32,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from lmm_env._checks import short_repr
 from lmm_env.envs.core import _ONSET_BIT, PianoSim
+from lmm_env.keyboard import world_layout
 from lmm_env.envs.torch_rewards import SUPPORTED, TorchStepContext, make_torch_reward
 from lmm_env.synth import model as synth_model
 from lmm_env.synth.base import LOWEST_PITCH, N_KEYS
@@ -52,6 +54,24 @@ def _widened(x: torch.Tensor, width: int) -> torch.Tensor:
     grown[:, : x.shape[1]] = x
     return grown
 
+
+
+def check_device(device) -> "torch.device":
+    """``device`` as a torch device the torch world can run on here, or a ValueError saying which can."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device={short_repr(device)} is not a torch device ('cpu', 'cuda', 'cuda:0', ...): {exc}") from None
+    usable = ["cpu"] + ([f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else [])
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} was asked for, but torch sees no CUDA device here; use device='cpu'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device={device!r}: torch sees {torch.cuda.device_count()} CUDA device(s); use one of {usable}")
+    elif dev.type != "cpu":
+        raise ValueError(f"device={device!r} is not supported by the torch world, which runs on 'cpu' or 'cuda' "
+                         f"(usable here: {usable})")
+    return dev
 
 class TorchPianoSim:
     """LMMPiano-v0's world stepped in torch on ``device``; ``self.sim`` is the `PianoSim` it mirrors.
@@ -76,12 +96,12 @@ class TorchPianoSim:
         if kwargs.get("record_audio"):
             raise ValueError("record_audio=True is not allowed in the torch world: its audio stays on the device; "
                              "use the numpy world (backend='numpy') to record episode audio")
-        try:
-            self.device = torch.device(device)
-        except (RuntimeError, TypeError) as exc:
-            raise ValueError(f"device={device!r} is not a torch device ('cpu', 'cuda', 'cuda:0', ...): {exc}") from None
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device={device!r} was asked for, but torch sees no CUDA device here; use device='cpu'")
+        self.device = check_device(device)
+        synth = kwargs.get("synth", "piano")
+        if not (isinstance(synth, PianoSynth) or (isinstance(synth, str) and synth == "piano")):
+            # checked before the world is built: a SoundFont would first need tinysoundfont
+            raise ValueError(f"synth={short_repr(synth)} has no torch twin; the torch world plays synth='piano' (the "
+                             "built-in additive piano) only; use backend='numpy' for the SoundFont or a .sf2 file")
         if mix not in MIXES:
             raise ValueError(f"mix={mix!r} is not allowed; use one of {list(MIXES)}")
         if validate_actions not in (None, True, False):
@@ -89,8 +109,8 @@ class TorchPianoSim:
         self.mix = mix
         self.validate_actions = self.device.type == "cpu" if validate_actions is None else bool(validate_actions)
         sim = self.sim = PianoSim(n_envs, record_audio=False, **kwargs)
-        if type(sim.synth) is not PianoSynth:
-            raise ValueError(f"synth={kwargs.get('synth')!r} has no torch twin; the torch world plays "
+        if type(sim.synth) is not PianoSynth:  # a subclass of the piano: its voices are not the twin's
+            raise ValueError(f"synth={short_repr(kwargs.get('synth'))} has no torch twin; the torch world plays "
                              "synth='piano' (the built-in additive piano) only")
         self.reward = make_torch_reward(sim.reward, self.device)
         dev, n = self.device, sim.n_envs
@@ -104,7 +124,7 @@ class TorchPianoSim:
         # keyboard state (by action index) and each action's column (pitch - 21) per env
         self.down = torch.zeros(n, self.keyboard.n_keys, dtype=torch.bool, device=dev)
         self.pedal_down = torch.zeros(n, dtype=torch.bool, device=dev)
-        self.cols = torch.from_numpy(self.keyboard._pitch - LOWEST_PITCH).to(dev)
+        self.cols = torch.from_numpy(world_layout(self.keyboard) - LOWEST_PITCH).to(dev)
         # rings of the last L = history_blocks + 1 blocks and log-mel frames, kept twice over
         L = self._ring_len = sim.history_blocks + 1
         self._ring_pos = 0
@@ -264,7 +284,7 @@ class TorchPianoSim:
         self.hist = _widened(self.hist, steps)
         self.pedal_hist = _widened(self.pedal_hist, steps)
         if sim.relayout == "episode":
-            self.cols[ids] = torch.from_numpy(self.keyboard._pitch[np_ids] - LOWEST_PITCH).to(dev)
+            self.cols[ids] = torch.from_numpy(world_layout(self.keyboard)[np_ids] - LOWEST_PITCH).to(dev)
         self.t[ids] = 0
         self.down[ids] = False
         self.pedal_down[ids] = False

@@ -16,11 +16,18 @@ permutation drawn from ``layout_seed`` (the pitch->key mapping the seed author's
 envs of one batch may play different instruments.
 
 A *sealed* keyboard (LMMDecipher-v0's) hides its layout: reading ``pitch_of_action``,
-``key_of_action`` or ``action_of_pitch`` raises `HiddenLayoutError`. The world itself uses
-the private copies; oracle baselines read the layout through ``reveal()``, which the
-benchmark runner forbids to agents that are not registered as oracles.
+``key_of_action`` or ``action_of_pitch`` raises `HiddenLayoutError`. Oracle baselines read
+the layout through ``reveal()``, which the benchmark runner forbids to agents that are not
+registered as oracles. The layout itself (and every array derived from it, and the
+pitch-ordered key buffers that would show where a pressed key landed) is not an attribute
+of the keyboard: it lives in this module's private table, keyed by the keyboard, so no
+attribute walk from an env (``vars()``, ``__dict__``, containers, closures) reaches it.
+Python cannot stop code written to cheat (it can read this module); the guard is against
+agents that find the layout by accident or by a generic search of the env's state.
 """
 from __future__ import annotations
+
+import weakref
 
 import numpy as np
 from numba import njit
@@ -51,6 +58,61 @@ def check_keys(keys) -> tuple[int, int]:
     return lo, hi
 
 
+class _Layout:
+    """The world's copy of a keyboard's layout and what is derived from it (see the module doc):
+    the pitch of each action per env, the scatter indices `Keyboard.apply` uses, and its
+    pitch-ordered key buffers."""
+
+    __slots__ = ("pitch", "shared", "lo", "hi", "cols_all", "cols", "rows", "onset88", "vel88", "down88")
+
+    def __init__(self, pitch: np.ndarray, n_envs: int, lo: int, hi: int):
+        self.pitch = np.ascontiguousarray(pitch, dtype=np.int64)  # (n_envs, n_keys)
+        self.lo, self.hi = lo, hi
+        self.shared = bool((self.pitch == self.pitch[0]).all())  # every env has row 0's layout: cheaper scatters
+        self.onset88 = np.zeros((n_envs, N_KEYS), dtype=bool)
+        self.vel88 = np.zeros((n_envs, N_KEYS), dtype=np.int64)
+        self.down88 = np.zeros((n_envs, N_KEYS), dtype=bool)
+        self._set_cols()
+
+    def _set_cols(self) -> None:
+        """Column (pitch - 21) of each action, as the cheapest index for `Keyboard.apply`'s scatter."""
+        self.cols_all = np.ascontiguousarray(self.pitch - LOWEST_PITCH)  # (n_envs, n_keys), compiled path
+        if self.shared:
+            row = self.pitch[0]
+            identity = np.array_equal(row, np.arange(self.lo, self.hi + 1))
+            # A slice scatters faster than an index array when the layout is the identity.
+            self.cols = slice(self.lo - LOWEST_PITCH, self.hi - LOWEST_PITCH + 1) if identity else row - LOWEST_PITCH
+            self.rows = slice(None)
+        else:
+            self.cols = self.pitch - LOWEST_PITCH
+            self.rows = np.arange(len(self.pitch))[:, None]
+
+    def set_row(self, env_id: int, perm: np.ndarray) -> None:
+        if self.shared and len(self.pitch) > 1 and not np.array_equal(perm, self.pitch[0]):
+            self.shared = False
+        self.pitch[env_id] = perm
+        self._set_cols()
+
+
+# Keyboard id -> its _Layout. Entries leave with their keyboard (weakref.finalize), before
+# its id can be reused.
+_LAYOUTS: dict[int, _Layout] = {}
+
+
+def _hide(keyboard: "Keyboard", layout: _Layout) -> None:
+    if id(keyboard) not in _LAYOUTS:
+        weakref.finalize(keyboard, _LAYOUTS.pop, id(keyboard), None)
+    _LAYOUTS[id(keyboard)] = layout
+
+
+def world_layout(keyboard: "Keyboard") -> np.ndarray:
+    """(n_envs, n_keys) pitch of each action of every env: for the world's own twins (the torch
+    world), which run only visible layouts. A sealed keyboard refuses it as it refuses ``reveal()``."""
+    if keyboard.sealed and not keyboard._reveal_allowed:
+        raise HiddenLayoutError("world_layout() of a sealed keyboard was refused: only oracles may read the layout")
+    return _LAYOUTS[id(keyboard)].pitch.copy()
+
+
 class Keyboard:
     """Key state of ``n_envs`` pianos, driven by actions.
 
@@ -79,42 +141,30 @@ class Keyboard:
         pitches = np.arange(self.lo, self.hi + 1)
         if layout == "shuffled":
             pitches = np.random.default_rng(layout_seed).permutation(pitches)
-        self._pitch = np.tile(pitches, (self.n_envs, 1))  # (n_envs, n_keys) pitch of each action
-        self._shared = True  # every env has the same layout (row 0): cheaper scatters
-        self._set_cols()
         self.sealed = False
         self._reveal_allowed = True
         self.down = np.zeros((self.n_envs, self.n_keys), dtype=bool)  # by action index
         self.pedal_down = np.zeros(self.n_envs, dtype=bool)
-        self._onset88 = np.zeros((self.n_envs, N_KEYS), dtype=bool)
-        self._vel88 = np.zeros((self.n_envs, N_KEYS), dtype=np.int64)
-        self._down88 = np.zeros((self.n_envs, N_KEYS), dtype=bool)
+        _hide(self, _Layout(np.tile(pitches, (self.n_envs, 1)), self.n_envs, self.lo, self.hi))
+
+    # ------------------------------------------------------------------ pickling (keeps the hidden layout)
+    def __getstate__(self):
+        return dict(self.__dict__, _layout_pitch=_LAYOUTS[id(self)].pitch.copy())
+
+    def __setstate__(self, state):
+        state = dict(state)
+        pitch = state.pop("_layout_pitch")
+        self.__dict__.update(state)
+        _hide(self, _Layout(pitch, self.n_envs, self.lo, self.hi))
 
     # ------------------------------------------------------------------ layout
-    def _set_cols(self) -> None:
-        """Column (pitch - 21) of each action, as the cheapest index for `apply`'s scatter."""
-        self._cols_all = np.ascontiguousarray(self._pitch - LOWEST_PITCH)  # (n_envs, n_keys), compiled path
-        if self._shared:
-            row = self._pitch[0]
-            identity = np.array_equal(row, np.arange(self.lo, self.hi + 1))
-            # A slice scatters faster than an index array when the layout is the identity.
-            self._cols = slice(self.lo - LOWEST_PITCH, self.hi - LOWEST_PITCH + 1) if identity \
-                else row - LOWEST_PITCH
-            self._rows = slice(None)
-        else:
-            self._cols = self._pitch - LOWEST_PITCH
-            self._rows = np.arange(self.n_envs)[:, None]
-
     def relayout(self, env_id: int, rng: np.random.Generator) -> None:
         """Give env ``env_id`` a new hidden permutation of the range, drawn with ``rng``."""
-        perm = rng.permutation(np.arange(self.lo, self.hi + 1))
-        if self._shared and self.n_envs > 1 and not np.array_equal(perm, self._pitch[0]):
-            self._shared = False
-        self._pitch[int(env_id)] = perm
-        self._set_cols()
+        _LAYOUTS[id(self)].set_row(int(env_id), rng.permutation(np.arange(self.lo, self.hi + 1)))
 
     def _layout(self) -> np.ndarray:
-        return self._pitch[0] if (self._shared or self.n_envs == 1) else self._pitch
+        hidden = _LAYOUTS[id(self)]
+        return hidden.pitch[0] if (hidden.shared or self.n_envs == 1) else hidden.pitch
 
     def _check_readable(self, what: str) -> None:
         if self.sealed:
@@ -149,13 +199,18 @@ class Keyboard:
         """(128,) action index of each MIDI pitch (-1 outside the range); env 0's if envs differ."""
         self._check_readable("action_of_pitch")
         out = np.full(128, -1, dtype=np.int64)
-        out[self._pitch[0]] = np.arange(self.n_keys)
+        out[_LAYOUTS[id(self)].pitch[0]] = np.arange(self.n_keys)
         return out
 
     def pitches_down(self, env_id: int) -> np.ndarray:
-        """(n_keys,) bool by pitch (lo..hi) of keys env ``env_id`` holds: the world's view, for rendering."""
+        """(n_keys,) bool by pitch (lo..hi) of keys env ``env_id`` holds: the world's view, for rendering.
+
+        On a sealed keyboard it shows where the held keys land, so it is refused with ``reveal()``."""
+        if self.sealed and not self._reveal_allowed:
+            raise HiddenLayoutError("keyboard.pitches_down() shows the hidden layout (where held keys sound); it was "
+                                    "refused as reveal() is: only oracles may read it")
         out = np.zeros(self.n_keys, bool)
-        out[self._pitch[env_id] - self.lo] = self.down[env_id]
+        out[_LAYOUTS[id(self)].pitch[env_id] - self.lo] = self.down[env_id]
         return out
 
     def reset(self, env_ids=None) -> None:
@@ -189,29 +244,30 @@ class Keyboard:
             self.pedal_down = action[:, self.n_keys] > 0.0
         # Few envs: one compiled pass beats ~12 numpy calls (2.3 against 5.6 us at one env);
         # from ~32 envs numpy's vectorized passes win (28 against 105 us at 256).
+        hidden = _LAYOUTS[id(self)]
         if self.n_envs <= COMPILED_APPLY_MAX_ENVS and keys.dtype in (np.float32, np.float64):
-            return self._apply_compiled(keys)
+            return self._apply_compiled(keys, hidden.cols_all)
         down = keys > 0.0
         onset = down & ~self.down
         self.down = down
-        rows, cols = self._rows, self._cols
-        self._onset88[rows, cols] = onset
-        self._down88[rows, cols] = down
+        rows, cols = hidden.rows, hidden.cols
+        onset88, down88, vel88 = hidden.onset88, hidden.down88, hidden.vel88
+        onset88[rows, cols] = onset
+        down88[rows, cols] = down
         vel = np.clip(keys, 0.0, 1.0)
         vel *= 126.0
         np.rint(vel, out=vel)
         vel += 1.0
-        self._vel88[rows, cols] = vel
+        vel88[rows, cols] = vel
         if self.pedal:
-            damped = ~(self._down88 | self.pedal_down[:, None])
+            damped = ~(down88 | self.pedal_down[:, None])
         else:
-            damped = ~self._down88
-        return self._onset88.copy(), self._vel88.copy(), damped, self._down88.copy()
+            damped = ~down88
+        return onset88.copy(), vel88.copy(), damped, down88.copy()
 
-    def _apply_compiled(self, keys: np.ndarray):
+    def _apply_compiled(self, keys: np.ndarray, cols: np.ndarray):
         """`apply` for float32/float64 key values: the same results from one numba loop."""
         n = self.n_envs
-        cols = self._cols_all
         down = np.empty((n, self.n_keys), bool)
         onset88 = np.zeros((n, N_KEYS), bool)
         vel88 = np.zeros((n, N_KEYS), np.int64)
