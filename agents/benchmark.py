@@ -12,6 +12,17 @@ took, the wall time and the mean return. ``out`` gets ``results.md`` (protocol, 
 table; oracles marked), ``results.csv``, ``results.json`` (rows, per-episode rows,
 protocol, notes) and ``summary.png``.
 
+## A sweep that survives a kill
+
+``out`` is checked (a writable folder) before anything runs. Each row is written the moment
+it finishes (``results.md`` / ``.csv`` / ``.json``, each replaced atomically, as checkpoints
+are), marked ``partial`` until the last row is in (``summary.png`` then); SIGINT, SIGTERM or
+SIGKILL lose at most the row in flight. ``resume=True`` (``--resume``) continues a folder:
+rows already there (same agent, task, K, synth; a checkpoint also by its file's hash) are
+kept and skipped, and a folder of another protocol (episodes, quick, seed, training) is
+refused. A folder that already holds results is never silently replaced: resume it, or
+pass ``overwrite=True`` (``--overwrite``).
+
 ## Protocol (fixed: two runs with the same arguments play the same music)
 
 * Split ``"test"``; episode ``i`` plays the ``i``-th piece of the split's pool
@@ -68,6 +79,8 @@ adds the model as agent ``"ppo-trained"`` (``"<algo>-trained"``).
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import json
 import math
 import os
@@ -81,7 +94,7 @@ import numpy as np
 from lmm_env.agents.zoo import AGENTS, TASKS, AgentSpec
 
 __all__ = ["run", "resolve", "PROTOCOL", "QUICK", "COLUMNS", "BenchmarkArgumentError", "SYNTHS", "write_outputs",
-           "markdown_table"]
+           "markdown_table", "read_results"]
 
 # --------------------------------------------------------------------------- the protocol
 
@@ -122,6 +135,7 @@ class _Entry:
     build: Callable  # (env, K, seed) -> agent
     kind: str = "agent"  # agent | oracle | checkpoint | custom | trained
     explicit: bool = True  # named by the caller (not through "baselines")
+    source: str | None = None  # a checkpoint's sha256: its rows resume only with the same file
 
 
 @dataclass
@@ -176,11 +190,11 @@ def _checkpoint(path: str) -> _Entry:
     def build(env, K, seed, _path=path):
         from lmm_env.agents.evaluate import load_agent
 
-        agent = load_agent(_path)
-        _check_spaces(agent, env, _path)
-        return agent
+        return load_agent(_path, env)
 
-    return _Entry(os.path.basename(path), False, (task,), build, "checkpoint")
+    with open(path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    return _Entry(os.path.basename(path), False, (task,), build, "checkpoint", source=digest)
 
 
 def _custom(label: str, spec: AgentSpec) -> _Entry:
@@ -192,19 +206,6 @@ def _custom(label: str, spec: AgentSpec) -> _Entry:
         return _spec.factory(env, K, seed)
 
     return _Entry(label, bool(spec.oracle), tuple(spec.tasks), build, "oracle" if spec.oracle else "custom")
-
-
-def _check_spaces(agent, env, what) -> None:
-    """A checkpoint acts in the spaces it was trained in: refuse one that does not fit the protocol's env."""
-    space = getattr(agent, "observation_space", None)
-    want = env.observation_space
-    if space is None or not hasattr(space, "spaces") or not hasattr(want, "spaces"):
-        return
-    mine = {k: tuple(v.shape) for k, v in space.spaces.items()}
-    theirs = {k: tuple(v.shape) for k, v in want.spaces.items()}
-    if mine != theirs:
-        raise ValueError(f"agent {what!r} was trained on observations {mine}, but the benchmark's env gives {theirs} "
-                         "(a different key range or task); train it with the protocol's env arguments")
 
 
 def _as_list(value, what: str) -> list:
@@ -549,7 +550,7 @@ def _corpus_rows(plan: Plan) -> list[dict]:
 
 def run(agents, tasks=None, pairs=(0,), synths=("piano",), episodes: int = 10, quick: bool = False, out=None,
         train_algo: str | None = None, train_steps: int = 0, seed: int = 0, progress: bool = True,
-        command: str | None = None) -> list[dict]:
+        command: str | None = None, resume: bool = False, overwrite: bool = False) -> list[dict]:
     """Benchmark ``agents`` on ``tasks`` x ``pairs`` (K) x ``synths`` under the fixed protocol.
 
     Args:
@@ -561,19 +562,24 @@ def run(agents, tasks=None, pairs=(0,), synths=("piano",), episodes: int = 10, q
         synths: "piano", "soundfont" or .sf2 paths (LMMByEar-v0: the target's instrument).
         episodes: pieces per row (the first of the test split, in order).
         quick: the short protocol (`QUICK`: 2 episodes, 8 s, the first K only).
-        out: a folder for results.md / .csv / .json and summary.png (None: write nothing).
+        out: a folder for results.md / .csv / .json and summary.png (None: write nothing),
+            checked before anything runs; each row is written as it finishes.
         train_algo, train_steps: also train ``train_algo`` for ``train_steps`` env steps on
             each (task, K, synth)'s train split and add it as ``"<algo>-trained"``.
         seed: env seed of episode i is ``seed + i``; agents' and Decipher's layout seed.
         progress: a tqdm bar over (agent, task, K, synth, episode).
         command: the command line to print on top of results.md (default: this call).
+        resume: continue the run in ``out``: keep its rows, play only the missing ones
+            (refused if ``out`` holds another protocol's results).
+        overwrite: replace results already in ``out`` (without it, and without ``resume``,
+            a folder that holds results is refused).
 
     Returns:
         The table's rows (dicts with `COLUMNS`; ``corpus:<name>`` rows carry ``range``:
         p10/p90 of each improvisation statistic). Metrics that do not apply are NaN.
 
     Raises:
-        BenchmarkArgumentError (a ValueError): a bad argument, before anything runs.
+        BenchmarkArgumentError (a ValueError): a bad argument or ``out``, before anything runs.
         lmm_env.keyboard.HiddenLayoutError: a non-oracle read LMMDecipher-v0's hidden layout.
     """
     from tqdm import tqdm
@@ -583,13 +589,31 @@ def run(agents, tasks=None, pairs=(0,), synths=("piano",), episodes: int = 10, q
         command = (f"lmm_env.agents.benchmark.run(agents={agents!r}, tasks={tasks!r}, pairs={pairs!r}, "
                    f"synths={synths!r}, episodes={episodes!r}, quick={quick!r}, train_algo={train_algo!r}, "
                    f"train_steps={train_steps!r}, seed={seed!r})")
+    prior = _prepare_out(out, plan, resume, overwrite) if out is not None else None
     jobs = [(e, t, k, s) for e in plan.entries for t in plan.tasks if t in e.tasks for k in plan.pairs
             for s in plan.synths]
     trained = [(t, k, s) for t in plan.tasks for k in plan.pairs for s in plan.synths] if plan.train_algo else []
+    label = f"{plan.train_algo}-trained" if plan.train_algo else None
+    keys = [_row_key(e.label, t, k, s) for e, t, k, s in jobs] + [_row_key(label, t, k, s) for t, k, s in trained]
     rows, episode_rows, notes = [], [], list(plan.notes)
-    with tqdm(total=(len(jobs) + len(trained)) * plan.episodes, desc="benchmark", unit="episode",
-              disable=not progress) as bar:
+    if prior is not None:  # resume: the rows already there stay, first, as they were
+        rows = [r for r in prior["rows"] if r.get("kind") != "corpus"]
+        episode_rows = list(prior["episodes"])
+        notes += [n for n in prior["notes"] if n not in notes]
+        _check_sources(rows, jobs, out)
+    done = {_row_key(r["agent"], r["task"], r["pairs"], r["synth"]) for r in rows}
+    todo = sum(k not in done for k in keys)
+
+    def save(final: bool) -> None:
+        if out is not None:
+            write_outputs(rows, out, plan=plan, command=command, notes=notes, episode_rows=episode_rows,
+                          planned=len(done | set(keys)), final=final)
+
+    save(final=False)  # the protocol and the rows so far are on disk before the first row plays
+    with tqdm(total=todo * plan.episodes, desc="benchmark", unit="episode", disable=not progress) as bar:
         for entry, task, K, synth in jobs:
+            if _row_key(entry.label, task, K, synth) in done:
+                continue
             bar.set_postfix_str(f"{entry.label} {task} K={K} {synth}")
             try:
                 row, eps, row_notes = _play_row(entry, task, K, synth, plan, bar)
@@ -598,12 +622,17 @@ def run(agents, tasks=None, pairs=(0,), synths=("piano",), episodes: int = 10, q
                     raise
                 notes.append(f"{entry.label} skipped on {task}: not available ({exc})")
                 bar.total -= plan.episodes
+                keys.remove(_row_key(entry.label, task, K, synth))
                 continue
+            if entry.source:
+                row["source"] = entry.source
             rows.append(row)
             episode_rows.extend(eps)
             notes.extend(n for n in row_notes if n not in notes)
-        label = f"{plan.train_algo}-trained" if plan.train_algo else None
+            save(final=False)
         for task, K, synth in trained:
+            if _row_key(label, task, K, synth) in done:
+                continue
             bar.set_postfix_str(f"training {label} {task} K={K} {synth}")
             t0 = time.perf_counter()
             model = _train(task, K, synth, plan)
@@ -615,11 +644,108 @@ def run(agents, tasks=None, pairs=(0,), synths=("piano",), episodes: int = 10, q
             rows.append(row)
             episode_rows.extend(eps)
             notes.extend(n for n in row_notes if n not in notes)
+            save(final=False)
     if "LMMImprovise-v0" in {r["task"] for r in rows}:
         rows.extend(_corpus_rows(plan))
-    if out is not None:
-        write_outputs(rows, out, plan=plan, command=command, notes=notes, episode_rows=episode_rows)
+    save(final=True)
     return rows
+
+
+def _row_key(agent, task, K, synth) -> tuple:
+    """What makes a row the same row on resume: agent, task, K and instrument."""
+    return (str(agent), str(task), str(K), str(synth))
+
+
+RESULT_FILES = ("results.md", "results.csv", "results.json", "summary.png")
+
+
+def _identity(plan: Plan) -> dict:
+    """What must agree for rows of two runs to share a table: the protocol's numbers, the seed, the training."""
+    return _jsonable({"protocol": plan.protocol, "seed": plan.seed, "quick": plan.quick,
+                      "train_algo": plan.train_algo, "train_steps": plan.train_steps if plan.train_algo else 0})
+
+
+def read_results(out) -> dict:
+    """The ``results.json`` of a benchmark folder, checked: ``{"rows", "episodes", "notes", "identity", "status"}``.
+
+    Raises `BenchmarkArgumentError` naming the file when it is not a benchmark's results."""
+    path = Path(out) / "results.json"
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BenchmarkArgumentError(f"{str(path)!r} is not readable benchmark results ({exc}); move it away or pass "
+                                     "--overwrite") from None
+    ok = (isinstance(doc, dict) and isinstance(doc.get("rows"), list) and isinstance(doc.get("episodes"), list)
+          and all(isinstance(r, dict) and {"agent", "task", "pairs", "synth", "kind"} <= set(r) for r in doc["rows"]))
+    if not ok:
+        raise BenchmarkArgumentError(f"{str(path)!r} does not hold benchmark results (rows of agent, task, K, synth); "
+                                     "move it away or pass --overwrite")
+    rows = []
+    for r in doc["rows"]:  # JSON null is NaN again
+        rows.append({k: (math.nan if v is None and k in _NUMERIC else v) for k, v in r.items()})
+    return {"rows": rows, "episodes": doc["episodes"], "notes": [str(n) for n in doc.get("notes", [])],
+            "identity": doc.get("identity"), "status": doc.get("status", "complete")}
+
+
+def _prepare_out(out, plan: Plan, resume: bool, overwrite: bool) -> dict | None:
+    """Check ``out`` before any work; the results to resume from (or None)."""
+    from lmm_env._checks import OutputPathError, writable_dir
+
+    if resume and overwrite:
+        raise BenchmarkArgumentError("resume and overwrite exclude each other: resume keeps the rows in out, "
+                                     "overwrite replaces them")
+    try:
+        folder = writable_dir(out, "out")
+    except OutputPathError as exc:
+        raise BenchmarkArgumentError(str(exc)) from None
+    existing = [f for f in RESULT_FILES if (folder / f).exists()]
+    if not existing or overwrite:
+        for f in existing:
+            (folder / f).unlink()
+        return None
+    if not resume:
+        state = ""
+        if (folder / "results.json").exists():
+            try:
+                found = read_results(folder)
+                state = f" ({len(found['rows'])} rows, {found['status']})"
+            except BenchmarkArgumentError:
+                pass
+        raise BenchmarkArgumentError(f"out={os.fspath(out)!r} already holds benchmark results{state}; continue them "
+                                     "with resume=True (--resume), replace them with overwrite=True (--overwrite), "
+                                     "or choose another folder")
+    if not (folder / "results.json").exists():
+        raise BenchmarkArgumentError(f"out={os.fspath(out)!r} holds {existing} but no results.json to resume from; "
+                                     "pass --overwrite to start again")
+    prior = read_results(folder)
+    want = _identity(plan)
+    if prior["identity"] != want:
+        have = prior["identity"] or {}
+        diff = sorted(k for k in set(want) | set(have) if have.get(k) != want.get(k))
+        if "protocol" in diff and isinstance(have.get("protocol"), dict):
+            diff = [d for d in diff if d != "protocol"] + [f"protocol.{k}" for k in sorted(
+                set(want["protocol"]) | set(have["protocol"])) if have["protocol"].get(k) != want["protocol"].get(k)]
+        raise BenchmarkArgumentError(
+            f"out={os.fspath(out)!r} holds results of another protocol (differs in {diff}: "
+            f"{ {d: (_get(have, d), _get(want, d)) for d in diff[:4]} } as (there, asked)); rows of two protocols "
+            "cannot share a table: resume with the same arguments, choose another folder, or pass --overwrite")
+    return prior
+
+
+def _get(doc: dict, dotted: str):
+    for part in dotted.split("."):
+        doc = doc.get(part) if isinstance(doc, dict) else None
+    return doc
+
+
+def _check_sources(rows: list, jobs: list, out) -> None:
+    """A checkpoint's stored rows resume only with the same file (its sha256)."""
+    source = {e.label: e.source for e, *_ in jobs if e.source}
+    for r in rows:
+        if r["agent"] in source and r.get("source") not in (None, source[r["agent"]]):
+            raise BenchmarkArgumentError(f"out={os.fspath(out)!r} holds rows of checkpoint {r['agent']!r} made from "
+                                         "another file of that name (its sha256 differs); rename one, choose another "
+                                         "folder, or pass --overwrite")
 
 
 # --------------------------------------------------------------------------- outputs
@@ -698,37 +824,66 @@ def _jsonable(v):
     return v
 
 
+def _write_atomic(path: Path, data: str | bytes) -> None:
+    """Replace ``path`` with ``data`` in one step (a kill mid-write leaves the old file, never half a new one)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        if isinstance(data, bytes):
+            tmp.write_bytes(data)
+        else:
+            tmp.write_text(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_outputs(rows: list[dict], out, plan: Plan | None = None, command: str = "", notes=(),
-                  episode_rows=()) -> dict[str, Path]:
-    """results.md, results.csv, results.json and summary.png of ``rows`` in ``out``; their paths."""
+                  episode_rows=(), planned: int | None = None, final: bool = True) -> dict[str, Path]:
+    """results.md, results.csv, results.json (and, when ``final``, summary.png) of ``rows`` in ``out``; their paths.
+
+    Each file is replaced atomically. ``final=False`` marks the run partial (``planned`` rows
+    in all): `run` writes that after every row, and the complete table at the end."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {k: out / f for k, f in (("md", "results.md"), ("csv", "results.csv"), ("json", "results.json"),
                                      ("png", "summary.png"))}
-    md = ["# lmm_env benchmark", "", "Command:", "", "```", command, "```", ""]
+    agent_rows = sum(r.get("kind") != "corpus" for r in rows)
+    status = "complete" if final else "partial"
+    md = ["# lmm_env benchmark", ""]
+    if not final:
+        md += [f"**Partial run**: {agent_rows} of {planned if planned is not None else '?'} rows done so far (a run "
+               "that is still going, or one that was stopped). Continue it with the same command and `--resume`.", ""]
+    md += ["Command:", "", "```", command, "```", ""]
     if plan is not None:
         md += ["Protocol:", ""] + _protocol_lines(plan) + [""]
     md += ["(oracle): reads what the task hides (the score, the hidden layout, the reference notes); "
            "–: not applicable or not measured.", "", markdown_table(rows), ""]
     if notes:
         md += ["Notes:", ""] + [f"- {n}" for n in notes] + [""]
-    paths["md"].write_text("\n".join(md))
-    with open(paths["csv"], "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(COLUMNS)
-        for r in rows:
-            w.writerow(["" if (isinstance(r.get(c), float) and not math.isfinite(r[c])) else r.get(c, "")
-                        for c in COLUMNS])
-    doc = {"command": command, "protocol": _jsonable(plan.protocol) if plan else None,
+    _write_atomic(paths["md"], "\n".join(md))
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(COLUMNS)
+    for r in rows:
+        w.writerow(["" if (isinstance(r.get(c), float) and not math.isfinite(r[c])) else r.get(c, "")
+                    for c in COLUMNS])
+    _write_atomic(paths["csv"], buf.getvalue())
+    doc = {"status": status, "rows_done": agent_rows, "rows_planned": planned, "command": command,
+           "protocol": _jsonable(plan.protocol) if plan else None,
+           "identity": _identity(plan) if plan else None,
            "pairs": _jsonable(list(plan.pairs)) if plan else None, "synths": list(plan.synths) if plan else None,
            "seed": plan.seed if plan else None, "columns": list(COLUMNS), "rows": _jsonable(rows),
            "episodes": _jsonable(list(episode_rows)), "notes": list(notes)}
-    paths["json"].write_text(json.dumps(doc, indent=1))
-    _plot(rows, paths["png"])
+    _write_atomic(paths["json"], json.dumps(doc, indent=1))
+    if final:
+        buf = io.BytesIO()
+        _plot(rows, buf)
+        _write_atomic(paths["png"], buf.getvalue())
     return paths
 
 
-def _plot(rows: list[dict], path: Path) -> None:
+def _plot(rows: list[dict], path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -796,5 +951,5 @@ def _plot(rows: list[dict], path: Path) -> None:
             a.set_title(stat, fontsize=9)
         fig.text(0.01, 0.01, "LMMImprovise-v0: blue = agents, green = held-out corpus (bars p10-p90)", fontsize=8)
     fig.tight_layout(rect=(0, 0.03 if imp else 0, 1, 1))
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90, format="png")
     plt.close(fig)

@@ -122,6 +122,18 @@ def _improvise_env(args, env_kwargs):
     return env, stem
 
 
+def _check_outputs(out, stem: str, video: bool) -> None:
+    """``play``'s output folder and files, checked (and the folder made) before any work."""
+    from lmm_env._checks import OutputPathError, writable_dir, writable_file
+
+    try:
+        folder = writable_dir(out, "--out")
+        for suffix in ("_performance.mid", "_performance.wav", "_piano_roll.png") + (("_performance.mp4",) if video else ()):
+            writable_file(folder / f"{stem}{suffix}", "--out")
+    except OutputPathError as exc:
+        raise SystemExit(f"lmm-env play: {exc}")
+
+
 def cmd_play(args) -> int:
     import gymnasium as gym
     import numpy as np
@@ -142,8 +154,10 @@ def cmd_play(args) -> int:
             raise SystemExit(f"lmm-env play: {args.midi!r} is a directory, not a MIDI file")
         if not os.path.isfile(args.midi):
             raise SystemExit(f"lmm-env: MIDI file {args.midi!r} does not exist")
-        env = gym.make(args.env or "LMMPiano-v0", score=args.midi, **env_kwargs)
         stem = os.path.splitext(os.path.basename(args.midi))[0]
+        _check_outputs(args.out, stem, args.video)
+        env = gym.make(args.env or "LMMPiano-v0", score=args.midi, **env_kwargs)
+    _check_outputs(args.out, stem, args.video)  # before playing: a bad --out fails now, not after the episode
     agent = _agent(args.agent, env, seed=args.seed)
     obs, info = env.reset(seed=args.seed)
     from lmm_env.envs.render import render_frame
@@ -160,7 +174,6 @@ def cmd_play(args) -> int:
             bar.update()
             if terminated or truncated:
                 break
-    os.makedirs(args.out, exist_ok=True)
     u = env.unwrapped
     u.performance().write(os.path.join(args.out, f"{stem}_performance.mid"))
     audio = u.episode_audio()
@@ -243,9 +256,23 @@ def cmd_warm(args) -> int:
     return 0
 
 
+def _terminate_as_interrupt():
+    """SIGTERM raises KeyboardInterrupt (as SIGINT does), so a stopped run ends in one line, not a traceback."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (e.g. main() called from a worker): keep the default
+        pass
+
+
 def cmd_benchmark(args) -> int:
     from lmm_env.agents import benchmark
 
+    # the command that reproduces the table (--resume / --overwrite say how to write it, not what it is)
     command = ("lmm-env benchmark --agent " + args.agent
                + (f" --tasks {args.tasks}" if args.tasks else "") + f" --pairs {args.pairs} --synth {args.synth}"
                + ("" if args.quick else f" --episodes {args.episodes}") + (" --quick" if args.quick else "")
@@ -256,9 +283,23 @@ def cmd_benchmark(args) -> int:
                           args.steps, args.seed)
     except ValueError as exc:
         raise SystemExit(f"lmm-env benchmark: {exc}")
-    rows = benchmark.run(args.agent, tasks=args.tasks, pairs=args.pairs, synths=args.synth, episodes=args.episodes,
-                         quick=args.quick, out=args.out, train_algo=args.train, train_steps=args.steps,
-                         seed=args.seed, progress=not args.no_progress, command=command)
+    _terminate_as_interrupt()
+    try:
+        rows = benchmark.run(args.agent, tasks=args.tasks, pairs=args.pairs, synths=args.synth, episodes=args.episodes,
+                             quick=args.quick, out=args.out, train_algo=args.train, train_steps=args.steps,
+                             seed=args.seed, progress=not args.no_progress, command=command, resume=args.resume,
+                             overwrite=args.overwrite)
+    except benchmark.BenchmarkArgumentError as exc:
+        raise SystemExit(f"lmm-env benchmark: {exc}")
+    except KeyboardInterrupt:
+        try:
+            done = benchmark.read_results(args.out)["rows"]
+            saved = f"{sum(r.get('kind') != 'corpus' for r in done)} finished rows are in {args.out}/results.json"
+        except ValueError:
+            saved = "no row had finished"
+        print(f"\nlmm-env benchmark: stopped; {saved} (marked partial). Continue with the same command and --resume.",
+              file=sys.stderr)
+        return 130
     print(benchmark.markdown_table(rows))
     print(f"wrote {os.path.join(args.out, 'results.md')}, results.csv, results.json, summary.png")
     return 0
@@ -365,7 +406,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                                    "train split and add it as <ALGO>-trained")
     m.add_argument("--steps", type=int, default=0, help="env steps of --train per (task, K, synth)")
     m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--out", default="out/benchmark", help="folder for results.md/.csv/.json and summary.png")
+    m.add_argument("--out", default="out/benchmark", help="folder for results.md/.csv/.json and summary.png "
+                                                          "(each row is written as it finishes)")
+    m.add_argument("--resume", action="store_true",
+                   help="continue the run in --out: keep its finished rows, play the missing ones (same protocol only)")
+    m.add_argument("--overwrite", action="store_true", help="replace the results already in --out")
     m.add_argument("--no-progress", action="store_true")
     m.set_defaults(func=cmd_benchmark)
     return p

@@ -18,6 +18,7 @@ import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
+from lmm_env._checks import short_repr
 from lmm_env.agents.baselines import RandomAgent, ScoreReaderAgent
 
 BASELINES = {"random": RandomAgent, "score-reader": ScoreReaderAgent}
@@ -32,14 +33,29 @@ METRIC_COLUMNS = ("frame_f1", "note_precision", "note_recall", "note_f1", "veloc
 def _policy_agent(path, seed: int = 0):
     """The policy of a checkpoint; one trained on LMMImprovise-v0 is played by sampling it
     (`lmm_env.agents.improvise.PolicySamplerAgent`, seeded), since its mean alone loops."""
-    from lmm_env.agents.train import IMPROVISE_ID, load_policy, read_checkpoint
+    from lmm_env.agents.train import IMPROVISE_ID, load_policy
 
     policy = load_policy(path)
-    if read_checkpoint(path)[0].get("env_id") == IMPROVISE_ID:
+    if policy.env_id == IMPROVISE_ID:
         from lmm_env.agents.improvise import PolicySamplerAgent
 
-        return PolicySamplerAgent(policy, seed=seed)
+        sampler = PolicySamplerAgent(policy, seed=seed)
+        sampler.env_id = policy.env_id
+        return sampler
     return policy
+
+
+def check_spaces(agent, env, what) -> None:
+    """A trained policy acts in the spaces it was trained in: refuse an env whose observations differ."""
+    space = getattr(agent, "observation_space", None)
+    want = env.observation_space
+    if space is None or not hasattr(space, "spaces") or not hasattr(want, "spaces"):
+        return
+    mine = {k: tuple(v.shape) for k, v in space.spaces.items()}
+    theirs = {k: tuple(v.shape) for k, v in want.spaces.items()}
+    if mine != theirs:
+        raise ValueError(f"agent {what!r} was trained on observations {mine}, but this env gives {theirs} "
+                         "(a different key range, lookahead or task); train it with this env's arguments")
 
 
 def load_agent(name_or_path, env=None, seed: int = 0):
@@ -49,30 +65,42 @@ def load_agent(name_or_path, env=None, seed: int = 0):
     "ppo-improvise" (and any checkpoint trained on LMMImprovise-v0) samples its policy with ``seed``.
 
     Baselines need the ``env`` they will play (they read its keyboard); a checkpoint rebuilds
-    its own model and never unpickles anything.
+    its own model and never unpickles or imports anything. Given an ``env``, a policy or
+    baseline that does not play its task (or a policy trained on other observation shapes)
+    is refused here, naming both, not at its first ``predict``.
     """
     import os
 
+    from lmm_env.agents.zoo import AGENTS, check_task
+
     if hasattr(name_or_path, "predict"):
         return name_or_path
+    path = None
     if isinstance(name_or_path, (str, os.PathLike)) and os.fspath(name_or_path).endswith(".safetensors"):
-        if not os.path.isfile(name_or_path):
-            raise FileNotFoundError(f"agent checkpoint {os.fspath(name_or_path)!r} does not exist")
-        return _policy_agent(name_or_path, seed)
-    if isinstance(name_or_path, str) and name_or_path in SHIPPED:
+        path = os.fspath(name_or_path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"agent checkpoint {path!r} does not exist")
+    elif isinstance(name_or_path, str) and name_or_path in SHIPPED:
         from pathlib import Path
 
         path = Path(__file__).resolve().parent / "weights" / SHIPPED[name_or_path]
         if not path.is_file():
             raise FileNotFoundError(f"the shipped weights of {name_or_path!r} are missing: {path}")
-        return _policy_agent(path, seed)
+    if path is not None:
+        agent = _policy_agent(path, seed)
+        if env is not None:
+            label = name_or_path if isinstance(name_or_path, str) else os.fspath(name_or_path)
+            check_task(label, (agent.env_id,), env)
+            check_spaces(getattr(agent, "policy", agent), env, label)
+        return agent
     if isinstance(name_or_path, str) and name_or_path in BASELINES:
         if env is None:
             raise ValueError(f"load_agent({name_or_path!r}) needs the env it will play")
+        check_task(name_or_path, AGENTS[name_or_path].tasks, env)
         return BASELINES[name_or_path](env)
-    raise ValueError(f"agent {name_or_path!r} is not allowed; use one of {sorted(BASELINES) + sorted(SHIPPED)}, a training "
-                     "checkpoint (.safetensors), or an object with predict(obs, deterministic=True) -> (action, state) "
-                     "(e.g. an SB3 model)")
+    raise ValueError(f"agent {short_repr(name_or_path)} is not allowed; use one of {sorted(BASELINES) + sorted(SHIPPED)}, "
+                     "a training checkpoint (.safetensors), or an object with predict(obs, deterministic=True) -> "
+                     "(action, state) (e.g. an SB3 model)")
 
 
 def episode_rolls(env) -> tuple[np.ndarray, np.ndarray]:

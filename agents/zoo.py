@@ -134,12 +134,30 @@ def agents_for(task: str) -> list[str]:
     return [n for n, s in AGENTS.items() if task in s.tasks]
 
 
+_TASK_CLASSES = {"LMMPianoEnv": "LMMPiano-v0", "LMMDecipherEnv": "LMMDecipher-v0", "LMMByEarEnv": "LMMByEar-v0",
+                 "LMMImproviseEnv": "LMMImprovise-v0"}
+
+
+def task_of(env) -> str | None:
+    """The lmm_env task id ``env`` plays (from its spec, or its class when made without gym.make); None if unknown."""
+    for e in (env, getattr(env, "unwrapped", None)):
+        spec_id = getattr(getattr(e, "spec", None), "id", None)
+        if spec_id in TASKS:
+            return spec_id
+    return _TASK_CLASSES.get(type(getattr(env, "unwrapped", env)).__name__)
+
+
+def check_task(agent: str, tasks, env) -> None:
+    """Refuse to build ``agent`` (which plays ``tasks``) for an env of another task, naming both."""
+    task = task_of(env)
+    if task is not None and task not in tasks:
+        raise ValueError(f"agent {agent!r} does not play {task}; it plays {list(tasks)}")
+
+
 def make_agent(name: str, env, pairs=None, seed: int = 0):
     """Agent ``name`` built for ``env`` (ear of ``pairs`` K where it listens). ValueError if it cannot play it."""
     if name not in AGENTS:
         raise ValueError(f"unknown agent {name!r}; registered: {sorted(AGENTS)} (or a .safetensors checkpoint)")
     spec = AGENTS[name]
-    task = getattr(getattr(env, "spec", None), "id", None) or getattr(getattr(env.unwrapped, "spec", None), "id", None)
-    if task is not None and task not in spec.tasks:
-        raise ValueError(f"agent {name!r} does not play {task}; it plays {list(spec.tasks)}")
+    check_task(name, spec.tasks, env)
     return spec.factory(env, pairs, seed)

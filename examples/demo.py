@@ -44,7 +44,10 @@ parser.add_argument("--corpus", default="folk", help="corpus to draw the piece f
 parser.add_argument("--seed", type=int, default=0, help="which test piece (the env's RNG seed)")
 parser.add_argument("--max-seconds", type=float, default=30.0, help="trim the piece to this length")
 args = parser.parse_args()
-os.makedirs(args.out, exist_ok=True)
+try:  # before any work: a bad --out fails now, in one line
+    os.makedirs(args.out, exist_ok=True)
+except OSError as exc:
+    parser.error(f"--out {args.out!r} cannot be used as the output folder: {exc.strerror or exc}")
 
 env = gym.make("LMMPiano-v0", score=args.corpus, split="test", max_seconds=args.max_seconds)
 

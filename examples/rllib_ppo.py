@@ -53,7 +53,10 @@ if args.quick:
     args.steps, args.eval_every, args.eval_episodes, args.test_pieces = 1024, 512, 1, 1
 logdir = Path(args.logdir or f"runs/rllib_ppo/{args.reward}-r{args.num_env_runners}x{args.num_envs_per_env_runner}"
               f"-s{args.seed}")
-(logdir / "checkpoints").mkdir(parents=True, exist_ok=True)
+try:  # before any work: a bad --logdir fails now, in one line
+    (logdir / "checkpoints").mkdir(parents=True, exist_ok=True)
+except OSError as exc:
+    p.error(f"--logdir {str(logdir)!r} cannot be used: {exc.strerror or exc}")
 
 # 1. Ray: a cluster started here, or the one at --address (every node needs lmm_env[rllib]).
 ray.init(address=args.address) if args.address else ray.init(num_cpus=args.num_cpus, include_dashboard=False)
