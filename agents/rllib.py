@@ -50,6 +50,12 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorWrapper
+
+try:
+    import ray  # noqa: F401
+except ImportError as _exc:  # the optional extra: say how to get it, not just "No module named 'ray'"
+    raise ImportError("lmm_env.agents.rllib needs Ray RLlib, an optional extra: pip install 'lmm_env[rllib]' "
+                      f"(or pip install 'ray[rllib]>=2.40'); importing it failed with: {_exc}") from _exc
 from ray.rllib.callbacks.callbacks import RLlibCallback
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI

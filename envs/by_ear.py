@@ -7,12 +7,13 @@ from collections import OrderedDict
 
 import numpy as np
 
-from lmm_env.audio import load_audio
+from lmm_env._checks import check_int, short_repr
+from lmm_env.audio import SOURCE_RATES, load_audio
 from lmm_env.envs.core import Episode, PianoSim
 from lmm_env.envs.piano import PianoTaskEnv
 from lmm_env.envs.piano_vector import PianoTaskVectorEnv
 from lmm_env.score import FrameScore, Score
-from lmm_env.synth import make_synth
+from lmm_env.synth import Synth, make_synth
 
 _HEARD_VELOCITY = 64  # the ear hears pitch and time, not velocity: its reading carries a flat velocity
 
@@ -31,17 +32,36 @@ class ByEarSim(PianoSim):
 
     def __init__(self, n_envs: int = 1, *, target=None, reference=None, target_synth=None,
                  target_sample_rate: int | None = None, **kwargs):
-        self._target_spec = (target, reference, target_sample_rate)
         if target is None and reference is not None:
             raise ValueError("reference= is the reference MIDI of a target recording; it needs target=")
+        if reference is not None:
+            import pretty_midi
+
+            if not isinstance(reference, (Score, pretty_midi.PrettyMIDI, str, os.PathLike)):
+                raise ValueError(f"reference={short_repr(reference)} is not allowed; use a MIDI path, a PrettyMIDI "
+                                 "or a lmm_env.score.Score")
+        if target_sample_rate is not None:  # checked now: a bad rate failed (or took minutes) only when loading
+            if target is None:
+                raise ValueError("target_sample_rate= is the sample rate of a target array; without target= the "
+                                 "corpus pieces are rendered at the env's sample_rate")
+            if isinstance(target, (str, os.PathLike)):
+                raise ValueError(f"target_sample_rate= is not allowed with target={short_repr(os.fspath(target))}: "
+                                 "a file carries its own sample rate (another rate than the env's is resampled)")
+            try:
+                target_sample_rate = check_int("target_sample_rate", target_sample_rate, *SOURCE_RATES)
+            except ValueError as exc:
+                raise ValueError(f"{exc} Hz (samples per second of the target array, e.g. 44100)") from None
+        self._target_spec = (target, reference, target_sample_rate)
         super().__init__(n_envs, **kwargs)
         if target_synth is None or target_synth == "world":
             self.target_synth = self.synth
         else:
             try:
+                if not isinstance(target_synth, (str, os.PathLike, Synth)):  # make_synth would repr it whole
+                    raise ValueError("use None, 'world', a synth name, a .sf2 path or a lmm_env.synth.Synth")
                 self.target_synth = make_synth(target_synth, self.sample_rate)
             except ValueError as exc:
-                raise ValueError(f"target_synth={target_synth!r} is not allowed: {exc}") from None
+                raise ValueError(f"target_synth={short_repr(target_synth)} is not allowed: {exc}") from None
         self.target_synth_name = getattr(self.target_synth, "name", str(target_synth))
         self.listen_ear = self._reward_ear()
         self._cache: OrderedDict = OrderedDict()
@@ -53,22 +73,24 @@ class ByEarSim(PianoSim):
         target, reference, source_rate = self._target_spec
         if target is None:
             return super().resolve_pool(score, split)
-        audio = load_audio(target, self.sample_rate, "target", source_rate=source_rate)
+        # only the first max_seconds are read (a long file is not decoded past them)
+        audio, duration = load_audio(target, self.sample_rate, "target", source_rate=source_rate,
+                                     max_seconds=self.max_seconds, return_seconds=True)
         if self.max_seconds is not None:
             audio = audio[: int(round(self.max_seconds * self.sample_rate))]
         ref = None
         if reference is not None:
             ref = super().resolve_pool([reference], split)[0]
-            duration = len(audio) / self.sample_rate
             loud = np.flatnonzero(np.abs(audio) > 1e-3 * np.abs(audio).max())
-            sounding = (loud[-1] + 1) / self.sample_rate if loud.size else 0.0
-            end = float(ref.offsets.max())
-            if end > duration + 0.5 or end < sounding - 2.0:
+            sounding = (loud[-1] + 1) / self.sample_rate if loud.size else 0.0  # in the part read
+            end = ref.duration
+            if end > duration + 0.5 or end < sounding - 2.0:  # the reference covers the whole recording
                 raise ValueError(
-                    f"reference={reference!r} does not match the target audio: its last note ends at {end:.2f} s, "
-                    f"but the audio lasts {duration:.2f} s (sounding until {sounding:.2f} s); they must agree "
-                    "within 2 s (the reference is the notes of the recording, used only for metrics)"
+                    f"reference={short_repr(reference)} does not match the target audio: its last note ends at "
+                    f"{end:.2f} s, but the audio lasts {duration:.2f} s (sounding until {sounding:.2f} s); they must "
+                    "agree within 2 s (the reference is the notes of the recording, used only for metrics)"
                 )
+            ref = self.trimmed(ref)  # metrics compare the span played
         name = os.path.basename(os.fspath(target)) if isinstance(target, (str, os.PathLike)) else "target-array"
         return [_Recording(audio, ref, name)]
 
@@ -217,13 +239,18 @@ class LMMByEarEnv(PianoTaskEnv):
     ``max_seconds``, ``reward``, ``pairs``, ``ear``, ...; no ``layout``), plus:
 
     * ``target``: None (default: corpus pieces from ``score``/``split``), a path to a WAV
-      (FLAC, OGG) file, or a float array of samples; another sample rate is resampled.
+      (FLAC, OGG) file, or a float numpy array of samples (a list is refused: convert it
+      with ``np.asarray(samples, np.float32)``); another sample rate is resampled. With
+      ``max_seconds`` only that much of the recording is read (and of ``reference``).
     * ``reference``: the target recording's notes (MIDI path, PrettyMIDI or `Score`),
       used only for metrics; optional.
     * ``target_synth``: the instrument corpus targets are rendered through: None (default:
       the world's own ``synth``), ``"piano"``, ``"soundfont"`` or a .sf2 path (a timbre
       the agent's world does not have: the seed's advanced setup).
-    * ``target_sample_rate``: the rate of a ``target`` array (default ``sample_rate``).
+    * ``target_sample_rate``: the rate in Hz of a ``target`` array (default ``sample_rate``):
+      an int in [4000, 384000] (`lmm_env.audio.SOURCE_RATES`). Refused with a file ``target``
+      (the file carries its own rate) and without ``target`` (corpus pieces are rendered at
+      ``sample_rate``).
 
     Whole-recording agents (e.g. `lmm_env.agents.GradientAgent`) may listen to the whole
     target first with ``env.unwrapped.target_audio()``.
@@ -252,6 +279,7 @@ class LMMByEarVectorEnv(PianoTaskVectorEnv):
     """``num_envs`` LMMByEar-v0 envs stepped as one batch (same arguments as `LMMByEarEnv`)."""
 
     sim_class = ByEarSim
+    task_id = "LMMByEar-v0"
 
 
 __all__ = ["LMMByEarEnv", "LMMByEarVectorEnv", "ByEarSim"]

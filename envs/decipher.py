@@ -78,3 +78,4 @@ class LMMDecipherVectorEnv(PianoTaskVectorEnv):
     """``num_envs`` LMMDecipher-v0 envs stepped as one batch (same arguments as `LMMDecipherEnv`)."""
 
     sim_class = DecipherSim
+    task_id = "LMMDecipher-v0"

@@ -169,3 +169,4 @@ class LMMImproviseVectorEnv(PianoTaskVectorEnv):
     """``num_envs`` LMMImprovise-v0 envs stepped as one batch (same arguments as `LMMImproviseEnv`)."""
 
     sim_class = ImproviseSim
+    task_id = "LMMImprovise-v0"

@@ -6,6 +6,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from lmm_env._checks import check_seed
 from lmm_env.envs.core import PianoSim
 from lmm_env.envs.render import render_frame
 
@@ -64,7 +65,7 @@ class PianoTaskEnv(gym.Env):
         return check_reset_options(options, self.reset_options)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        super().reset(seed=seed)
+        super().reset(seed=check_seed(seed))
         options = self._check_options(options)
         self.sim.reset_env(0, self.np_random, options.get("score_index"), options.get("score"))
         self._needs_reset = False

@@ -16,6 +16,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from lmm_env._checks import check_seed, short_repr
 from lmm_env.envs.core import PianoSim
 from lmm_env.envs.piano import PianoTaskEnv, check_reset_options, make_spaces
 
@@ -24,12 +25,22 @@ class PianoTaskVectorEnv(VectorEnv):
     """The batched twin of a `PianoTaskEnv`: a subclass sets ``sim_class`` (see `LMMPianoVectorEnv`)."""
 
     sim_class = PianoSim
+    task_id = "LMMPiano-v0"
     metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.SAME_STEP}
 
     def __init__(self, num_envs: int = 1, record_audio: bool = False, render_mode: str | None = None,
-                 **kwargs: Any):
+                 backend: str = "numpy", device=None, **kwargs: Any):
         if render_mode is not None:
             raise ValueError(f"render_mode={render_mode!r}: the vector env does not render; use the single env")
+        # gym.make_vec passes these to every task's vector entry point: say what this one supports
+        if backend != "numpy":
+            hint = ("the torch world plays LMMPiano-v0 only" if backend == "torch"
+                    else "use backend='numpy' (or 'torch' for LMMPiano-v0)")
+            raise ValueError(f"backend={backend!r} is not available for {self.task_id}: {hint}; "
+                             f"{self.task_id} runs on backend='numpy' (the default)")
+        if device not in (None, "cpu"):
+            raise ValueError(f"device={device!r} is not available for {self.task_id}: it runs on the CPU "
+                             "(backend='numpy'); only LMMPiano-v0 has a torch world for other devices")
         self.sim = self.sim_class(num_envs, record_audio=record_audio, **kwargs)
         self.num_envs = self.sim.n_envs
         self.single_observation_space, self.single_action_space = make_spaces(self.sim)
@@ -48,10 +59,13 @@ class PianoTaskVectorEnv(VectorEnv):
         None keeps its generator), with its share of the reset ``options``."""
         if seed is None:
             seeds = [None] * self.num_envs
-        elif isinstance(seed, (int, np.integer)):
-            seeds = [int(seed) + i for i in range(self.num_envs)]
+        elif isinstance(seed, (int, np.integer)) and not isinstance(seed, (bool, np.bool_)):
+            seeds = [check_seed(seed) + i for i in range(self.num_envs)]
         else:
-            seeds = list(seed)
+            if not isinstance(seed, (list, tuple, np.ndarray)):
+                raise ValueError(f"seed={short_repr(seed)} is not allowed; use None, an int >= 0 (env i gets seed + i) "
+                                 "or a list of one per env")
+            seeds = [check_seed(s, f"seed[{i}]") for i, s in enumerate(seed)]
             if len(seeds) != self.num_envs:
                 raise ValueError(f"reset got {len(seeds)} seeds for {self.num_envs} envs; give one per env")
         per_env = self._per_env_options(options)

@@ -27,6 +27,16 @@ def write_video(frames, audio: np.ndarray, sample_rate: int, fps: float, path) -
     frames = list(frames)
     if not frames:
         raise ValueError("no frames to write: play at least one step with render_mode='rgb_array'")
+    audio = np.asarray(audio)
+    if audio.ndim != 1 or audio.dtype.kind not in "fiu":
+        raise ValueError(f"audio of shape {audio.shape} and dtype {audio.dtype} is not allowed; pass mono samples (1-D)")
+    if not np.isfinite(audio).all():
+        bad = int(np.count_nonzero(~np.isfinite(audio)))
+        raise ValueError(f"audio holds {bad} non-finite (NaN or inf) samples of {audio.size}; a video needs finite sound")
+    if not (isinstance(sample_rate, (int, np.integer)) and 1000 <= sample_rate <= 384_000):
+        raise ValueError(f"sample_rate={sample_rate!r} is not allowed; use an int in [1000, 384000] Hz")
+    if not (isinstance(fps, (int, float, np.number)) and np.isfinite(fps) and 0 < fps <= 1000):
+        raise ValueError(f"fps={fps!r} is not allowed; use a number in (0, 1000]")
     h, w = frames[0].shape[:2]
     # H.264 wants even sizes: pad by one pixel where needed
     ph, pw = h + h % 2, w + w % 2

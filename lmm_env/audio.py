@@ -14,7 +14,11 @@ than torch's FFT and matmul at every batch size measured (1 to 500 blocks, 1 or 
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+from lmm_env._checks import check_int, short_repr
 
 
 try:  # pocketfft's raw entry: float32 in and out, ~3 us less per call than scipy.fft.rfft
@@ -56,9 +60,9 @@ class LogMel:
     def __init__(self, sample_rate: int = 16000, block_size: int = 800, n_mels: int = 64,
                  fmin: float = 20.0, fmax: float | None = None, eps: float = 1e-8):
         if int(n_mels) < 1:
-            raise ValueError(f"n_mels={n_mels!r} must be >= 1")
+            raise ValueError(f"n_mels={short_repr(n_mels)} must be >= 1")
         if int(block_size) < 16:
-            raise ValueError(f"block_size={block_size!r} must be >= 16 samples")
+            raise ValueError(f"block_size={short_repr(block_size)} must be >= 16 samples")
         self.sample_rate = int(sample_rate)
         self.block_size = int(block_size)
         self.n_mels = int(n_mels)
@@ -145,31 +149,49 @@ class LogMel:
         return torch.log(power @ basis + self.eps)
 
 
+SOURCE_RATES = (4000, 384000)  # Hz a recording may be given at (telephone speech to 384 kHz studio audio)
+
+
 def load_audio(source, sample_rate: int, what: str = "audio", source_rate: int | None = None,
-               allow_silence: bool = False) -> np.ndarray:
+               allow_silence: bool = False, max_seconds: float | None = None, return_seconds: bool = False):
     """A recording as 1-D float32 at ``sample_rate``: a WAV (or any soundfile format) path or an array.
 
     Multi-channel audio is mixed to mono; another sample rate is resampled (librosa, with a
-    warning saying so). An array is taken to be at ``source_rate`` (default ``sample_rate``).
-    Raises ValueError naming the problem: a missing file, one that is not audio, an empty
-    recording, non-finite samples, or all silence (peak below -80 dBFS) unless ``allow_silence``.
+    warning saying so). An array is taken to be at ``source_rate`` (default ``sample_rate``;
+    an int in `SOURCE_RATES`); a file carries its own rate, so ``source_rate`` is refused
+    with a path. A list of samples is refused: pass a float numpy array.
+    ``max_seconds`` reads only the first seconds (a file is not decoded past them; an array
+    is cut before resampling). ``return_seconds`` also returns the length in seconds of the
+    whole recording (not just of what was read). Raises ValueError naming the problem: a
+    missing file or a directory, one that is not audio, an empty recording, non-finite
+    samples, or all silence (peak below -80 dBFS) unless ``allow_silence``.
     """
     import os
     import warnings
 
-    sr = sample_rate if source_rate is None else int(source_rate)
+    if source_rate is not None:
+        if isinstance(source, (str, os.PathLike)):
+            raise ValueError(f"source_rate= is not allowed with the file {what}={short_repr(os.fspath(source))}: "
+                             "a file carries its own sample rate")
+        source_rate = check_int("source_rate", source_rate, *SOURCE_RATES)
+    sr = sample_rate if source_rate is None else source_rate
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
+        name = short_repr(path)
+        if os.path.isdir(path):
+            raise ValueError(f"{what} {name} is a directory, not an audio file; give a WAV (FLAC, OGG) file")
         if not os.path.isfile(path):
-            raise ValueError(f"{what} file {path!r} does not exist")
+            raise ValueError(f"{what} file {name} does not exist")
         import soundfile as sf
 
-        try:
-            data, sr = sf.read(path, dtype="float32", always_2d=True)
+        try:  # sf.info reads the header only: a long file is decoded no further than max_seconds
+            info = sf.info(path)
+            sr, total = info.samplerate, info.frames
+            n = total if max_seconds is None else min(total, int(math.ceil(max_seconds * sr)))
+            data, sr = sf.read(path, frames=n, dtype="float32", always_2d=True)
         except Exception as exc:  # soundfile raises its own error type (e.g. a MIDI or text file)
-            raise ValueError(f"{what} file {path!r} is not audio soundfile can read (WAV, FLAC, OGG): {exc}") from None
+            raise ValueError(f"{what} file {name} is not audio soundfile can read (WAV, FLAC, OGG): {exc}") from None
         x = data.mean(axis=1)
-        name = repr(path)
     elif isinstance(source, np.ndarray):
         if source.dtype.kind != "f":
             raise ValueError(f"{what} array has dtype {source.dtype}; pass float samples in [-1, 1]")
@@ -178,13 +200,18 @@ def load_audio(source, sample_rate: int, what: str = "audio", source_rate: int |
             x = x.mean(axis=1 if x.shape[1] <= 8 else 0)
         if x.ndim != 1:
             raise ValueError(f"{what} array has shape {source.shape}; pass 1-D mono samples (or (n, channels))")
+        total = len(x)
+        if max_seconds is not None:  # resample only the part used
+            x = x[: int(math.ceil(max_seconds * sr))]
         name = "array"
     else:
-        raise ValueError(f"{what}={source!r} is not allowed; pass a WAV path or a float numpy array")
+        hint = ": np.asarray(samples, np.float32)" if isinstance(source, (list, tuple)) else ""
+        raise ValueError(f"{what}={short_repr(source)} is not allowed; pass a WAV path or a float numpy array{hint}")
     if x.size == 0:
         raise ValueError(f"{what} {name} is empty (no samples)")
     if not np.all(np.isfinite(x)):
         raise ValueError(f"{what} {name} contains NaN or inf samples")
+    cut = len(x) < total
     if sr != sample_rate:
         import librosa
 
@@ -192,6 +219,6 @@ def load_audio(source, sample_rate: int, what: str = "audio", source_rate: int |
         x = librosa.resample(np.asarray(x, np.float32), orig_sr=sr, target_sr=sample_rate)
     x = np.ascontiguousarray(x, dtype=np.float32)
     if not allow_silence and float(np.abs(x).max()) < 1e-4:
-        raise ValueError(f"{what} {name} is silent (peak {float(np.abs(x).max()):.2e}, below -80 dBFS); "
-                         "give a recording of music")
-    return x
+        raise ValueError(f"{what} {name} is silent{f' in its first {max_seconds:g} s' if cut else ''} "
+                         f"(peak {float(np.abs(x).max()):.2e}, below -80 dBFS); give a recording of music")
+    return (x, total / sr) if return_seconds else x

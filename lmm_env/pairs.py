@@ -22,6 +22,14 @@ Everything in lmm_env that learns from paired data takes its pairs from here::
 - Unpaired data (corpus scores; corpus audio rendered through the SoundFont, as LM^A was
   trained) are free and are not counted.
 
+Pairs made by hand (``Pair(score=..., audio=..., sample_rate=16000, name=...)``) must pass
+`check_pair`, which `lmm_env.lm.fit_ear` applies to every pair before it computes anything:
+``audio`` a non-empty 1-D float numpy array (int16 PCM: divide by 32768), all finite, at the
+ear's sample rate; it may end at most ``PAIR_TOLERANCE_SECONDS`` (0.5 s) before the score's
+last note ends, and from ``PAIR_TAIL_SECONDS`` (5 s) after that end on it must be near silent
+(peak at most ``PAIR_TAIL_SILENCE`` = 1e-2, -40 dB, of the pair's peak), so padding and ringing
+are fine but audio of more than the score is not. Every pair `load` gives passes.
+
 `ear_for(K, synth)` is the ear an env made with ``pairs=K`` listens with: the analytic ear
 for K = 0; for K > 0 `lmm_env.lm.fit_ear` on ``load(K, synth)``, loaded from the weights
 shipped for the built-in piano (K = 4, 16, 64, seed 0) or fitted once and cached on disk.
@@ -31,20 +39,26 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from lmm_env._checks import check_int, check_seed, short_repr, writable_dir
 from lmm_env.score import Score
 
-__all__ = ["ALLOWED_K", "CORPORA", "CLIP_SECONDS", "Pair", "Pairs", "load", "check_k", "ear_for", "train_order"]
+__all__ = ["ALLOWED_K", "CORPORA", "CLIP_SECONDS", "Pair", "Pairs", "load", "check_k", "check_pair", "ear_for",
+           "train_order", "PAIR_TOLERANCE_SECONDS", "PAIR_TAIL_SECONDS", "PAIR_TAIL_SILENCE"]
 
 ALLOWED_K = (0, 4, 16, 64, "all")
 CORPORA = ("folk", "bach-chorales")
 CLIP_SECONDS = 15.0
 SHIPPED_EAR_K = (4, 16, 64)  # learned ears shipped for synth="piano", seed 0 (lmm_env/lm/weights/)
 _EAR_FORMAT = 1  # bump when fit_ear's recipe changes, so cached ears are refitted
+PAIR_TOLERANCE_SECONDS = 0.5  # a pair's audio may end at most this long before its score's last note ends
+PAIR_TAIL_SECONDS = 5.0  # audio from this long after the score's end on must be near silent ...
+PAIR_TAIL_SILENCE = 1e-2  # ... its peak at most this fraction of the pair's peak (-40 dB)
 
 
 def check_k(K) -> int | str:
@@ -68,6 +82,69 @@ class Pair:
     audio: np.ndarray
     sample_rate: int
     name: str
+
+
+_MAKE_PAIR = ("build one with lmm_env.pairs.Pair(score=Score, audio=1-D float32 numpy array, "
+              "sample_rate=16000, name=str), or take them from lmm_env.pairs.load(K)")
+
+
+def check_pair(pair, index: int, sample_rate: int = 16000) -> Pair:
+    """``pair`` if `lmm_env.lm.fit_ear` can learn from it (the rule is in the module docstring).
+
+    Else a ValueError naming the pair (``index`` and name) and what is allowed."""
+    if not isinstance(pair, Pair):
+        raise ValueError(f"pair {index} is a {type(pair).__name__} ({short_repr(pair)}), not a Pair; {_MAKE_PAIR}")
+    what = f"pair {index} ({short_repr(pair.name)})"
+    if not isinstance(pair.score, Score):
+        raise ValueError(f"{what}: score is a {type(pair.score).__name__}, not a lmm_env.score.Score "
+                         "(build one with Score.from_notes([(pitch, onset, offset), ...]))")
+    audio = pair.audio
+    if not isinstance(audio, np.ndarray):
+        raise ValueError(f"{what}: audio is a {type(audio).__name__}; give a 1-D float32 numpy array "
+                         "(np.asarray(audio, np.float32))")
+    if np.issubdtype(audio.dtype, np.integer):
+        raise ValueError(f"{what}: audio is {audio.dtype}; give float audio in [-1, 1] "
+                         "(int16 PCM: audio.astype(np.float32) / 32768)")
+    if not np.issubdtype(audio.dtype, np.floating) or audio.ndim != 1:
+        raise ValueError(f"{what}: audio is {short_repr(audio)}; give a 1-D (mono) float32 numpy array")
+    if len(audio) == 0:
+        raise ValueError(f"{what}: audio is empty")
+    if not np.isfinite(audio).all():
+        bad = int(np.flatnonzero(~np.isfinite(audio))[0])
+        raise ValueError(f"{what}: audio is not finite (sample {bad} is {audio[bad]}); every sample must be finite")
+    if isinstance(pair.sample_rate, (bool, np.bool_)) or pair.sample_rate != sample_rate:
+        raise ValueError(f"{what}: sample_rate={short_repr(pair.sample_rate)} but the ear works at {sample_rate} Hz; "
+                         "resample the audio")
+    seconds, end = len(audio) / sample_rate, pair.score.duration
+    if seconds < end - PAIR_TOLERANCE_SECONDS:
+        raise ValueError(f"{what}: audio is {seconds:g} s long but the score's last note ends at {end:g} s; the audio "
+                         f"may end at most {PAIR_TOLERANCE_SECONDS:g} s (PAIR_TOLERANCE_SECONDS) before it")
+    tail = audio[int(np.ceil((end + PAIR_TAIL_SECONDS) * sample_rate)):]
+    if len(tail) and np.abs(tail).max() > PAIR_TAIL_SILENCE * np.abs(audio).max():
+        raise ValueError(f"{what}: audio is {seconds:g} s long and still sounds more than {PAIR_TAIL_SECONDS:g} s "
+                         f"(PAIR_TAIL_SECONDS) after the score ends at {end:g} s; give the score of all of the audio "
+                         "or trim the audio")
+    return pair
+
+
+def _check_synth(synth, sample_rate: int) -> None:
+    """A ValueError now for a synth spec `lmm_env.synth.make_synth` would refuse at the first pair."""
+    from lmm_env.synth import SYNTHS, Synth
+
+    if isinstance(synth, Synth):
+        if synth.sample_rate != sample_rate:
+            raise ValueError(f"synth {synth.name!r} runs at {synth.sample_rate} Hz but sample_rate={sample_rate}; "
+                             "make them agree")
+        return
+    name = os.fspath(synth) if isinstance(synth, (str, os.PathLike)) else None
+    if name in SYNTHS:
+        return
+    if isinstance(name, str) and name.lower().endswith(".sf2"):
+        if not os.path.isfile(name):
+            raise ValueError(f"synth={name!r}: SoundFont file does not exist; pass the path of a .sf2 file")
+        return
+    raise ValueError(f"synth={short_repr(synth)} is not allowed; use one of {sorted(SYNTHS)}, a path to a .sf2 file, "
+                     "or a lmm_env.synth.Synth")
 
 
 def train_order(seed: int = 0) -> list[tuple[str, int]]:
@@ -97,8 +174,11 @@ class Pairs(Sequence):
     def __init__(self, K, synth="piano", seed: int = 0, clip_seconds: float = CLIP_SECONDS,
                  sample_rate: int = 16000):
         self.K = check_k(K)
-        if not (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool)):
-            raise ValueError(f"seed={seed!r} must be an int")
+        if seed is None:
+            raise ValueError("seed=None is not allowed; use an int >= 0 (the pairs are the same for everyone who uses it)")
+        check_seed(seed)
+        sample_rate = check_int("sample_rate", sample_rate, 8000, 96000)  # the synths' range
+        _check_synth(synth, sample_rate)  # the spec only: building a SoundFont synth is slow
         if not (isinstance(clip_seconds, (int, float)) and 1.0 <= clip_seconds <= 600.0):
             raise ValueError(f"clip_seconds={clip_seconds!r} must be a number of seconds in [1, 600]")
         self.seed, self.clip_seconds, self.sample_rate = int(seed), float(clip_seconds), int(sample_rate)
@@ -184,9 +264,15 @@ def ear_for(K, synth="piano", seed: int = 0, progress: bool = True):
         if path.is_file():
             ear = load_checkpoint(path)
         else:
+            try:  # checked before the fit (minutes): an unwritable cache costs the cache, not the ear
+                writable_dir(path.parent, "the ear cache folder")
+            except ValueError as exc:
+                warnings.warn(f"{exc}; the ear of {K} pairs will be fitted but not cached (set LMM_ENV_CACHE to a "
+                              "writable folder)", UserWarning, stacklevel=2)
+                path = None
             ear = fit_ear(load(K, synth=synth, seed=seed), seed=seed, progress=progress)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            save_checkpoint(ear, path, extra={"pairs": K, "synth": key[1], "seed": seed})
+            if path is not None:
+                save_checkpoint(ear, path, extra={"pairs": K, "synth": key[1], "seed": seed})
     ear.eval()
     _EARS[key] = ear
     return ear

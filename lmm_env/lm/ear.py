@@ -421,13 +421,18 @@ class LearnedEar(nn.Module if nn is not None else object, _EarBase):
     def __init__(self, sample_rate: int = SAMPLE_RATE, block_size: int = BLOCK_SIZE, history_blocks: int = 3,
                  channels: int = 16, kernel: int = 9, hidden: int = 32, scale: float = 1e-3):
         nn.Module.__init__(self)
-        self.sample_rate = int(sample_rate)
-        self.block_size = int(block_size)
-        self.history_blocks = int(history_blocks)
-        self.channels = int(channels)
-        self.kernel = int(kernel)
-        self.hidden = int(hidden)
+        from lmm_env._checks import check_int
+
+        # bounded: an ear file's config decides these sizes (see lmm_env.lm.checkpoint)
+        self.sample_rate = check_int("sample_rate", sample_rate, 8000, 96000)
+        self.block_size = check_int("block_size", block_size, 16, 8192)
+        self.history_blocks = check_int("history_blocks", history_blocks, 0, 32)
+        self.channels = check_int("channels", channels, 1, 1024)
+        self.kernel = check_int("kernel", kernel, 1, 255)
+        self.hidden = check_int("hidden", hidden, 1, 4096)
         self.scale = float(scale)
+        if not (math.isfinite(self.scale) and self.scale > 0):
+            raise ValueError(f"scale={scale!r} is not allowed; use a finite number > 0")
         if self.kernel % 2 != 1:
             raise ValueError(f"kernel={kernel!r} must be odd")
         self.config = dict(sample_rate=self.sample_rate, block_size=self.block_size,
@@ -468,6 +473,8 @@ class LearnedEar(nn.Module if nn is not None else object, _EarBase):
     # ---- numpy
     def refresh(self) -> None:
         """Rebuild the numpy weight cache from the torch parameters."""
+        if self.conv.weight.is_meta:  # a shape-only build (lmm_env.lm.checkpoint.skeleton_shapes): no weights yet
+            return
         with torch.no_grad():
             cw = self.conv.weight.detach().cpu().numpy().astype(np.float32)  # (C, 2, K)
             self._np = dict(
@@ -635,20 +642,34 @@ def build_dataset(pairs: int, seed: int, max_seconds: float = 30.0, progress: bo
     return (np.concatenate(specs), np.concatenate(acts), np.concatenate(helds), np.concatenate(onsets))
 
 
+def _checked_pairs(pairs) -> list:
+    """``pairs`` as a list, each pair passed through `lmm_env.pairs.check_pair` (a ValueError naming the bad one)."""
+    from lmm_env._checks import short_repr
+    from lmm_env.pairs import Pair, check_pair
+
+    if isinstance(pairs, (Pair, str, bytes, np.ndarray)) or not hasattr(pairs, "__iter__"):
+        raise ValueError(f"pairs={short_repr(pairs)} is not allowed; give a list of lmm_env.pairs.Pair "
+                         "(e.g. lmm_env.pairs.load(16))")
+    pairs = list(pairs)
+    for i, pair in enumerate(pairs):
+        check_pair(pair, i, SAMPLE_RATE)
+    return pairs
+
+
 def pairs_dataset(pairs, seed: int = 0, gains: int = 2, progress: bool = True):
     """Features and targets of K score-audio pairs (`lmm_env.pairs`), each heard at ``gains`` random levels.
 
     Only the pairs' own audio is used (scaled by a gain drawn in [-12, +6] dB): no pair is
-    re-rendered transposed or re-timed, so K stays the number of pairs learned from."""
+    re-rendered transposed or re-timed, so K stays the number of pairs learned from. Every
+    pair is checked first (`lmm_env.pairs.check_pair`)."""
     from tqdm import tqdm
 
+    pairs = _checked_pairs(pairs)
     rng = np.random.default_rng(seed)
     analytic = AnalyticEar(history_blocks=3, iterations=10, bins_per_semitone=BINS_PER_SEMITONE, n_fft=None)
     scale = LearnedEar.__init__.__defaults__[-1]
     specs, acts, helds, onsets = [], [], [], []
     for pair in tqdm(pairs, desc="ear features", disable=not progress, leave=False):
-        if pair.sample_rate != analytic.sample_rate:
-            raise ValueError(f"pair {pair.name!r} is at {pair.sample_rate} Hz; the ear works at {analytic.sample_rate} Hz")
         frames = np.ascontiguousarray(_frames(pair.audio, analytic.window, BLOCK_SIZE))
         held, onset = _targets(pair.score, len(frames), SAMPLE_RATE / BLOCK_SIZE)
         for _ in range(gains):
@@ -699,11 +720,22 @@ def fit_ear(pairs, steps: int = 1500, batch: int = 128, lr: float = 3e-3, seed: 
     ``steps`` Adam steps (one-cycle schedule) of ``batch`` frames, deterministic given ``seed``.
     The defaults take about a minute on one core for K <= 64 (see BENCHMARKS.md); one torch thread
     is the fastest here (the small convolutions scale badly), so ``threads=1`` by default.
+
+    Every pair is checked before any work (`lmm_env.pairs.check_pair`; a ValueError names the
+    pair): a `lmm_env.pairs.Pair` whose audio is a non-empty 1-D float numpy array (int16 PCM:
+    divide by 32768), all finite, at 16 kHz, ending at most ``PAIR_TOLERANCE_SECONDS`` (0.5 s)
+    before the score's last note ends and near silent from ``PAIR_TAIL_SECONDS`` (5 s) after it.
+    ``steps`` is an int in [1, 10**6], ``batch`` an int in [1, 65536], ``lr`` a number in (0, 1].
     """
+    from lmm_env._checks import check_int, short_repr
+
+    steps = check_int("steps", steps, 1, 10**6)
+    batch = check_int("batch", batch, 1, 65536)
+    if isinstance(lr, (bool, np.bool_)) or not isinstance(lr, (int, float, np.number)) or not 0 < lr <= 1:
+        raise ValueError(f"lr={short_repr(lr)} is not allowed; use a learning rate in (0, 1]")
+    pairs = _checked_pairs(pairs)  # all of them, before any feature is computed
     if len(pairs) == 0:
         return AnalyticEar()
-    if not (isinstance(steps, int) and steps >= 1):
-        raise ValueError(f"steps={steps!r} must be an int >= 1")
     from tqdm import tqdm
 
     n_threads = torch.get_num_threads()

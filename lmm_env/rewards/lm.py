@@ -19,9 +19,12 @@ of episodes of equal length compare directly.
 """
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 import numpy as np
+
+from lmm_env._checks import short_repr
 
 from lmm_env.rewards.base import BatchStepContext, CompositeReward, EpisodeContext, RewardError, RewardModel
 
@@ -30,6 +33,9 @@ _ENERGY_FLOOR = 1e-7  # mean-square level below which a block counts as silence 
 
 def _load(model, expect: str):
     """A model object, or a shipped name / checkpoint path loaded with `load_pretrained`."""
+    from lmm_env.lm.checkpoint import PRETRAINED
+
+    given = model
     if isinstance(model, str) or hasattr(model, "__fspath__"):
         from lmm_env.lm import load_pretrained
 
@@ -41,7 +47,13 @@ def _load(model, expect: str):
     else:
         ok = hasattr(model, "log_prob") and hasattr(model, "log_prob_sequence")
     if not ok:
-        raise TypeError(f"{model!r} is not a {expect} model; pass a name for lmm_env.lm.load_pretrained or a model object")
+        # name what was given (a file, a value) and what it holds, not the model's repr
+        what = {"ear": "an ear (AnalyticEar or LearnedEar)", "score": "a score LM (ScoreLM)",
+                "audio": "an audio LM (AudioLM)"}[expect]
+        src = (f"{os.fspath(given)!r} holds a {type(model).__name__}, not" if model is not given
+               else f"{short_repr(given)} (type {type(given).__name__}) is not")
+        raise TypeError(f"{src} {what}; pass a shipped name "
+                        f"({', '.join(PRETRAINED)}), a .safetensors file of one, or such a model object")
     return model
 
 
