@@ -59,9 +59,13 @@ through ``keyboard.reveal()``. Before it builds an agent the runner sets
 (`lmm_env.agents.zoo.AGENTS`; checkpoints and trained models are never oracles), so for
 every non-oracle ``reveal()`` raises too, in its constructor, in any episode and in the
 probe. The runner does not catch it: the run stops with a HiddenLayoutError that names the
-agent. This guards against honest mistakes (a baseline that quietly reads the layout), not
-against code written to cheat: Python cannot stop an agent from reading the keyboard's
-private ``_pitch`` array or flipping the flag back; review agents for that.
+agent. The layout itself is not an attribute of the keyboard (nor of anything the env
+holds): it lives in `lmm_env.keyboard`'s private table, so no attribute walk from the env
+(``vars()``, containers, closures; what a generic agent that searches the env's state
+would do) reaches it, and a test walks the whole object graph of a sealed env to check.
+This guards against honest mistakes and generic searches, not against code written to
+cheat: Python cannot stop an agent from importing `lmm_env.keyboard` and reading its table,
+or flipping the flag back; review agents for that.
 
 ## Agents
 

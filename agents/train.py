@@ -383,6 +383,24 @@ def load_trained(path, env=None):
     return model
 
 
+# Env arguments that choose what is played and how it is judged, not the spaces a policy acts in:
+# `load_policy` leaves them out (no corpus, recording, SoundFont or ear is loaded to learn two shapes).
+_CONTENT_ARGS = ("score", "split", "target", "reference", "target_synth", "target_sample_rate", "prompt", "synth",
+                 "pairs", "ear", "reward", "max_seconds")
+
+
+def _spaces_env(config: dict):
+    """An env of the checkpoint's task with its shape arguments (keys, lookahead, n_mels, pedal, ...), cheap to build."""
+    import gymnasium as gym
+
+    kwargs = {k: v for k, v in config["env_kwargs"].items() if k not in _CONTENT_ARGS}
+    if config["env_id"] == IMPROVISE_ID:
+        kwargs["prompt"] = None
+    else:
+        kwargs["score"] = "exercises-scale"  # generated: no corpus to convert
+    return gym.make(config["env_id"], reward="key_match", **kwargs)
+
+
 def load_policy(path):
     """Just the policy of a training checkpoint, for acting: ``policy.predict(obs, deterministic=True)``.
 
@@ -396,8 +414,7 @@ def load_policy(path):
     import lmm_env  # noqa: F401  (registers the task ids)
 
     config, data, _ = read_checkpoint(path)
-    kwargs = dict(config["env_kwargs"], reward="key_match")  # spaces do not depend on the reward
-    env = gym.make(config["env_id"], **kwargs)
+    env = _spaces_env(config)
     try:
         policy_cls, policy_kwargs = _check_policy_fits(config, data["tensors"], env.observation_space,
                                                        env.action_space, path)
