@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lmm_env._checks import check_int, short_repr
+from lmm_env._checks import check_cli_output, check_int, short_repr
 from lmm_env.score import FrameScore
 from lmm_env.synth.base import LOWEST_PITCH
 
@@ -345,6 +345,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="weights path (default agents/weights/diff-KIND.safetensors)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
+    out = Path(args.out) if args.out else shipped_path(args.kind)
+    check_cli_output(ap, out)  # before the training, not after it
     cfg = DiffConfig(kind=args.kind, pairs=args.pairs, ear_synth=args.ear_synth,
                      target_synths=tuple(s for s in args.target_synths.split(",") if s), samples=args.samples,
                      window=args.window, batch=args.batch, lr=args.lr, lm=args.lm, loudness=args.loudness,
@@ -354,7 +356,6 @@ def main(argv=None) -> int:
     policy, report = train(cfg, threads=args.threads,
                            log=lambda r: print(json.dumps({k: round(v, 4) if isinstance(v, float) else v
                                                            for k, v in r.items()}), flush=True))
-    out = Path(args.out) if args.out else shipped_path(args.kind)
     cmd = "python -m lmm_env.agents.differentiable " + " ".join(argv if argv is not None else __import__("sys").argv[1:])
     policy.save(out, extra={"command": cmd, "samples": report["samples"], "target_samples": report["target_samples"],
                             "wall_s": round(report["wall_s"], 1), "best": report.get("best")})

@@ -35,6 +35,9 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
+    from lmm_env._checks import check_cli_output
+
+    check_cli_output(p, args.export, "--export")  # before the training, not after it
 
     import torch
 

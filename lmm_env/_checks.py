@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["short_repr", "check_int", "check_seed", "writable_dir", "writable_file", "OutputPathError"]
+__all__ = ["short_repr", "check_int", "check_seed", "writable_dir", "writable_file", "OutputPathError",
+           "check_cli_output"]
 
 _REPR = reprlib.Repr()
 _REPR.maxstring = 120
@@ -106,3 +107,16 @@ def writable_file(path, what: str = "out", overwrite: bool = True) -> Path:
     if p.exists() and not os.access(p, os.W_OK):
         raise OutputPathError(f"{what}={os.fspath(path)!r} exists and is not writable")
     return p
+
+
+def check_cli_output(parser, path, what: str = "--out", suffix: str | None = ".safetensors") -> None:
+    """For training scripts: ``parser.error`` (one line, exit 2) now, before the run, if ``path`` cannot be written."""
+    if path is None:
+        return
+    if suffix and not str(path).endswith(suffix):
+        parser.error(f"{what} {str(path)!r} must end in {suffix}")
+    try:
+        writable_file(path, what)
+    except OutputPathError as exc:
+        parser.error(str(exc))
+

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lmm_env._checks import check_int
+from lmm_env._checks import check_cli_output, check_int
 from lmm_env.lm.checkpoint import WEIGHTS_DIR, save_checkpoint
 
 SILENCE = float(np.log(1e-8))  # LogMel's floor with its default eps
@@ -465,6 +465,7 @@ def train_main(argv) -> int:
     p.add_argument("--eq-aug", type=float, default=0.0,
                    help="amplitude (nats) of random smooth EQ applied to half the train clips; 0: off")
     args = p.parse_args(argv)
+    check_cli_output(p, args.out)  # before the training, not after it
 
     t_start = time.time()
     torch.set_num_threads(max(1, args.threads))

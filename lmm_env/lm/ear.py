@@ -769,6 +769,9 @@ def train_main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--eval-pieces", type=int, default=10, help="test pieces per corpus (default 10; 0: skip)")
     args = ap.parse_args(argv)
+    from lmm_env._checks import check_cli_output
+
+    check_cli_output(ap, args.out)  # before the training, not after it
 
     t0 = time.time()
     torch.set_num_threads(max(1, args.threads))
@@ -813,7 +816,11 @@ def pairs_main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="default: lmm_env/lm/weights/ear_pairs{K}.safetensors")
     ap.add_argument("--eval-pieces", type=int, default=10, help="test pieces per corpus (default 10; 0: skip)")
     args = ap.parse_args(argv)
+    from lmm_env._checks import check_cli_output
+
     K = pairs_mod.check_k(args.pairs)
+    out = args.out or str(WEIGHTS_DIR / f"ear_pairs{K}.safetensors")
+    check_cli_output(ap, out)  # before the fit, not after it
     t0 = time.time()
     ps = pairs_mod.load(K, synth=args.synth, seed=args.seed)
     model = fit_ear(ps, seed=args.seed)
@@ -825,7 +832,6 @@ def pairs_main(argv=None) -> int:
         extra["eval"], extra["eval_table"] = res, table(res)
         extra["eval_note"] = (f"test split, first {args.eval_pieces} evenly spaced pieces of folk and "
                               "bach-chorales, trimmed to 30 s")
-    out = args.out or str(WEIGHTS_DIR / f"ear_pairs{K}.safetensors")
     save_checkpoint(model, out, extra=extra)
     print(f"saved {out} ({extra['fit_wall_seconds']} s to fit)")
     return 0

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from lmm_env._checks import check_int, short_repr
+from lmm_env._checks import check_cli_output, check_int, short_repr
 
 N_KEYS = 88
 DEFAULT_OUT = Path(__file__).resolve().parent / "weights" / "score_lm.safetensors"
@@ -488,6 +488,7 @@ def train_main(argv=None) -> int:
     p.add_argument("--channels", type=int, default=6, help="per-key channels")
     p.add_argument("--kernel", type=int, default=9, help="key-axis convolution width (odd)")
     args = p.parse_args(argv)
+    check_cli_output(p, args.out)  # before the training, not after it
     if args.train_split == args.eval_split:
         p.error(f"--train-split and --eval-split are both {args.train_split!r}: the saved NLL must be measured "
                 "on pieces the model was not trained on; choose two different splits")
