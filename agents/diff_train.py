@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -231,8 +232,91 @@ def _validation(cfg: DiffConfig, ear, frame_rate: float, sample_rate: int, split
     return out
 
 
-def train(cfg: DiffConfig, progress: bool = True, threads: int | None = 1, log=None) -> tuple[DiffPolicy, dict]:
-    """Train a policy of ``cfg.kind`` through the differentiable world. Returns (policy, report)."""
+RUN_FORMAT = "lmm_env.diff-run/1"
+
+
+def save_run(path, cfg: DiffConfig, net, opt, data: "_Windows", progress: dict, best_state: dict | None) -> None:
+    """A resumable snapshot of a run (weights, Adam's state, the data stream's RNG, the learning curve), atomically."""
+    import dataclasses
+    import json
+
+    from lmm_env.agents.train import _write_atomic
+
+    tensors = {f"net.{k}": v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    opt_state = opt.state_dict()
+    for idx, st in opt_state["state"].items():
+        for name, v in st.items():
+            tensors[f"opt.{idx}.{name}"] = (v if torch.is_tensor(v) else torch.tensor(v)).detach().cpu().contiguous()
+    for k, v in (best_state or {}).items():
+        tensors[f"best.{k}"] = v.detach().cpu().contiguous()
+    state = dict(progress, rng=data.rng.bit_generator.state, n=data.n, target_samples=data.target_samples)
+    meta = {"format": RUN_FORMAT, "config": json.dumps(dataclasses.asdict(cfg)), "progress": json.dumps(state),
+            "param_groups": json.dumps(opt_state["param_groups"])}
+    from pathlib import Path
+
+    _write_atomic(tensors, Path(path), meta)
+
+
+def load_run(path, cfg: DiffConfig, net, opt, data: "_Windows") -> tuple[dict, dict | None]:
+    """Restore a `save_run` snapshot into a fresh run of the same ``cfg``; (progress, best state or None).
+
+    The file is checked as every checkpoint is (its format, its config against ``cfg``, its
+    tensors against the network before anything is loaded); nothing in it is executed."""
+    import dataclasses
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from lmm_env.lm.checkpoint import check_finite, check_fits, header_shapes
+
+    shapes = header_shapes(path)
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("format") != RUN_FORMAT:
+        raise ValueError(f"{str(path)!r} is not a diff-training run snapshot (format {RUN_FORMAT})")
+    try:
+        saved_cfg = json.loads(meta["config"])
+        progress = json.loads(meta["progress"])
+        groups = json.loads(meta["param_groups"])
+        samples, steps, next_eval = (int(progress[k]) for k in ("samples", "steps", "next_eval"))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ValueError(f"{str(path)!r} has broken metadata ({exc}); start the run again without --resume") from None
+    if saved_cfg != json.loads(json.dumps(dataclasses.asdict(cfg))):
+        diff = sorted(k for k in saved_cfg if saved_cfg.get(k) != dataclasses.asdict(cfg).get(k)
+                      and json.loads(json.dumps(dataclasses.asdict(cfg))).get(k) != saved_cfg.get(k))
+        raise ValueError(f"{str(path)!r} is a run of another config (differs in {diff}); resume with the same "
+                         "arguments, or remove it to start again")
+    net_shapes = {k[4:]: v for k, v in shapes.items() if k.startswith("net.")}
+    check_fits(path, {k: tuple(v.shape) for k, v in net.state_dict().items()}, net_shapes, "diff policy")
+    best_shapes = {k[5:]: v for k, v in shapes.items() if k.startswith("best.")}
+    if best_shapes:
+        check_fits(path, {k: tuple(v.shape) for k, v in net.state_dict().items()}, best_shapes, "best diff policy")
+    tensors = load_file(str(path))
+    check_finite(path, tensors)
+    net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+    opt_state: dict[int, dict] = {}
+    for k, v in tensors.items():
+        if k.startswith("opt."):
+            idx, name = k[4:].split(".", 1)
+            opt_state.setdefault(int(idx), {})[name] = v
+    try:
+        opt.load_state_dict({"state": opt_state, "param_groups": groups})
+        data.rng.bit_generator.state = progress["rng"]
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ValueError(f"{str(path)!r} holds an optimizer or data state this run cannot take ({exc})") from None
+    data.n, data.target_samples = int(progress["n"]), int(progress["target_samples"])
+    best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} or None
+    return dict(progress, samples=samples, steps=steps, next_eval=next_eval), best
+
+
+def train(cfg: DiffConfig, progress: bool = True, threads: int | None = 1, log=None, checkpoint=None,
+          resume: bool = False) -> tuple[DiffPolicy, dict]:
+    """Train a policy of ``cfg.kind`` through the differentiable world. Returns (policy, report).
+
+    ``checkpoint`` (a path): a resumable snapshot (`save_run`) is written there at every
+    validation point (every 2,048 samples without validation), so a kill loses at most the
+    samples since; ``resume=True`` continues from it and ends exactly as an uninterrupted run."""
     from tqdm.auto import tqdm
 
     from lmm_env import pairs as pairs_mod
@@ -269,12 +353,27 @@ def train(cfg: DiffConfig, progress: bool = True, threads: int | None = 1, log=N
             mel = LogMel(sr, hop, lm.n_mels)
         history = []
         samples, next_eval, steps = 0, 0, 0
+        best = {"note_f1": -1.0}
+        every = cfg.eval_every if val else 2048  # between snapshots
+        if resume:
+            if checkpoint is None or not Path(checkpoint).is_file():
+                raise FileNotFoundError(f"resume=True, but there is no run snapshot at {checkpoint!r}")
+            done, best_state = load_run(checkpoint, cfg, net, opt, data)
+            samples, steps, next_eval, history = done["samples"], done["steps"], done["next_eval"], done["history"]
+            best.update(done.get("best") or {})
+            if best_state is not None:
+                best["state"] = best_state
+        next_ckpt = next_eval if val else samples + every
         # cosine decay over the sample budget: late steps refine instead of wandering
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda _: 0.5 * (1.0 + math.cos(math.pi * min(1.0, samples / cfg.samples))))
-        bar = tqdm(total=cfg.samples, disable=not progress, desc=f"diff-{cfg.kind}", unit="sample")
+        bar = tqdm(total=cfg.samples, initial=samples, disable=not progress, desc=f"diff-{cfg.kind}", unit="sample")
 
-        best = {"note_f1": -1.0}
+        def snapshot():
+            if checkpoint is not None:
+                kept = {k: v for k, v in best.items() if k != "state"}
+                save_run(checkpoint, cfg, net, opt, data, {"samples": samples, "steps": steps, "next_eval": next_eval,
+                                                           "history": history, "best": kept}, best.get("state"))
 
         def point():
             net.eval()
@@ -291,6 +390,9 @@ def train(cfg: DiffConfig, progress: bool = True, threads: int | None = 1, log=N
             if val and samples >= next_eval:
                 point()
                 next_eval += cfg.eval_every
+            if samples >= next_ckpt:
+                snapshot()
+                next_ckpt = samples + every if not val else next_eval
             net.train()
             x, target_audio, target_act = data.batch()
             B, T = x.shape[:2]

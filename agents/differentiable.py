@@ -344,22 +344,31 @@ def main(argv=None) -> int:
     ap.add_argument("--eval-every", type=int, default=2048)
     ap.add_argument("--out", default=None, help="weights path (default agents/weights/diff-KIND.safetensors)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--resume", action="store_true",
+                    help="continue the run whose snapshot is <out>.run (written at every validation point)")
     args = ap.parse_args(argv)
     out = Path(args.out) if args.out else shipped_path(args.kind)
     check_cli_output(ap, out)  # before the training, not after it
+    run = out.with_name(out.name + ".run")  # the run's snapshot; removed once the weights are written
+    check_cli_output(ap, run, "the run snapshot", suffix=None)
+    if run.exists() and not args.resume:
+        ap.error(f"{str(run)!r} holds an unfinished run of these weights; continue it with --resume, or remove it "
+                 "to start again")
     cfg = DiffConfig(kind=args.kind, pairs=args.pairs, ear_synth=args.ear_synth,
                      target_synths=tuple(s for s in args.target_synths.split(",") if s), samples=args.samples,
                      window=args.window, batch=args.batch, lr=args.lr, lm=args.lm, loudness=args.loudness,
                      listen=args.listen, lookahead=args.lookahead, seed=args.seed, eval_every=args.eval_every)
     from lmm_env.agents.diff_train import train
 
-    policy, report = train(cfg, threads=args.threads,
+    policy, report = train(cfg, threads=args.threads, checkpoint=run, resume=args.resume and run.exists(),
                            log=lambda r: print(json.dumps({k: round(v, 4) if isinstance(v, float) else v
                                                            for k, v in r.items()}), flush=True))
-    cmd = "python -m lmm_env.agents.differentiable " + " ".join(argv if argv is not None else __import__("sys").argv[1:])
+    cmd = "python -m lmm_env.agents.differentiable " + " ".join(
+        a for a in (argv if argv is not None else __import__("sys").argv[1:]) if a != "--resume")
     policy.save(out, extra={"command": cmd, "samples": report["samples"], "target_samples": report["target_samples"],
                             "wall_s": round(report["wall_s"], 1), "best": report.get("best")})
     out.with_suffix(".json").write_text(json.dumps({"config": dataclasses.asdict(cfg), "command": cmd, **report}, indent=1))
+    run.unlink(missing_ok=True)  # finished: the weights are written
     best = report.get("best")
     print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KB) after {report['samples']} world samples, "
           f"{report['wall_s']:.0f} s" + (f"; kept the best validation point: note F1 {best['note_f1']:.3f} at "

@@ -149,3 +149,44 @@ def test_shipped_diff_h_plays_lmmbyear():
         done = term or trunc
     assert info["metrics"]["note_f1"] > 0.8
     env.close()
+
+
+def test_a_stopped_diff_training_run_resumes_to_the_same_weights(tmp_path):
+    """Long runs write their progress (issue 21): a snapshot at every validation point, and a resumed
+    run ends bit for bit where an uninterrupted one does."""
+    import torch
+
+    from lmm_env.agents.diff_train import train as diff_train
+    from lmm_env.agents.differentiable import DiffConfig
+
+    def cfg():
+        return DiffConfig(kind="g", samples=192, window=16, batch=2, eval_every=64, eval_pieces=1)
+
+    whole, _ = diff_train(cfg(), progress=False)
+    run = tmp_path / "g.safetensors.run"
+    points = []
+
+    def stop_at_the_third_point(row):
+        points.append(row)
+        if len(points) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        diff_train(cfg(), progress=False, checkpoint=run, log=stop_at_the_third_point)
+    assert run.is_file()
+    resumed, report = diff_train(cfg(), progress=False, checkpoint=run, resume=True)
+    assert report["samples"] == 192 and len(report["history"]) == 4
+    for (name, a), b in zip(whole.net.state_dict().items(), resumed.net.state_dict().values()):
+        assert torch.equal(a, b), name
+    with pytest.raises(ValueError, match=r"another config \(differs in \['lr'\]\)"):
+        diff_train(DiffConfig(kind="g", samples=192, window=16, batch=2, eval_every=64, eval_pieces=1, lr=0.5),
+                   progress=False, checkpoint=run, resume=True)
+
+
+def test_the_diff_training_cli_refuses_to_start_over_an_unfinished_run(tmp_path):
+    from lmm_env.agents.differentiable import main
+
+    out = tmp_path / "g.safetensors"
+    (tmp_path / "g.safetensors.run").write_bytes(b"snapshot")
+    with pytest.raises(SystemExit):
+        main(["--kind", "g", "--out", str(out)])
