@@ -324,20 +324,16 @@ def _check_policy_fits(config: dict, tensors: dict, observation_space, action_sp
     """The policy the config describes, built on the meta device (no memory), against the file's
     ``policy.*`` tensors: a config that asks for a layer the file does not hold is refused
     before anything is allocated."""
-    from unittest import mock
-
     import torch
-    from stable_baselines3.common.policies import BaseModel
 
     from lmm_env.lm.checkpoint import check_fits, skeleton_shapes
 
     policy_cls = _policy_class(config)
     kwargs = _policy_kwargs(config)
-    # SB3 moves some sub-networks to ``self.device`` while building; keep them on meta too
-    meta_device = mock.patch.object(BaseModel, "device", new=property(lambda self: torch.device("meta")))
+    # SB3 moves sub-networks to ``self.device`` while building: a subclass whose device is meta keeps them there
+    skeleton_cls = type(f"Skeleton{policy_cls.__name__}", (policy_cls,), {"device": property(lambda self: torch.device("meta"))})
     try:
-        with meta_device:
-            expected = skeleton_shapes(lambda: policy_cls(observation_space, action_space, lambda _: 0.0, **kwargs))
+        expected = skeleton_shapes(lambda: skeleton_cls(observation_space, action_space, lambda _: 0.0, **kwargs))
     except (TypeError, ValueError, KeyError) as exc:
         raise ValueError(f"checkpoint {str(path)!r}: its policy_kwargs {short_repr(kwargs)} do not build a "
                          f"{policy_cls.__name__}: {exc}") from None
