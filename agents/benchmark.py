@@ -95,6 +95,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from lmm_env._checks import short_repr
 from lmm_env.agents.zoo import AGENTS, TASKS, AgentSpec
 
 __all__ = ["run", "resolve", "PROTOCOL", "QUICK", "COLUMNS", "BenchmarkArgumentError", "SYNTHS", "write_outputs",
@@ -271,6 +272,8 @@ def resolve(agents, tasks=None, pairs=(0,), synths=("piano",), episodes: int = 1
             synth_list.append(s)
     if not synth_list:
         raise BenchmarkArgumentError(f"synths is empty; give one of {list(SYNTHS)} or a .sf2 path")
+    if not isinstance(quick, (bool, np.bool_)):
+        raise BenchmarkArgumentError(f"quick={short_repr(quick)} is not allowed; use True or False")
     if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or episodes < 1:
         raise BenchmarkArgumentError(f"episodes={episodes!r} must be an int >= 1")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
@@ -458,6 +461,7 @@ def _play_row(entry: _Entry, task: str, K, synth: str, plan: Plan, bar, agent_ov
 
 
 def _play_row_inner(entry, task, K, synth, plan, bar, agent_override, extra_steps, extra_seconds):
+    from lmm_env.agents.evaluate import act
     from lmm_env.keyboard import HiddenLayoutError
 
     notes = []
@@ -483,7 +487,7 @@ def _play_row_inner(entry, task, K, synth, plan, bar, agent_override, extra_step
                 state, start = None, np.ones((1,), dtype=bool)
                 total, steps = 0.0, 0
                 while True:
-                    action, state = agent.predict(obs, state=state, episode_start=start, deterministic=True)
+                    action, state = act(agent, obs, state, start)
                     start = np.zeros((1,), dtype=bool)
                     action = np.asarray(action, dtype=np.float32)
                     if action.ndim == 2 and action.shape[0] == 1:  # a policy that answers in batches
@@ -676,8 +680,9 @@ def read_results(out) -> dict:
     path = Path(out) / "results.json"
     try:
         doc = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BenchmarkArgumentError(f"{str(path)!r} is not readable benchmark results ({exc}); move it away or pass "
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise BenchmarkArgumentError(f"{str(path)!r} is not readable benchmark results ({type(exc).__name__}); move it "
+                                     "away or pass "
                                      "--overwrite") from None
     ok = (isinstance(doc, dict) and isinstance(doc.get("rows"), list) and isinstance(doc.get("episodes"), list)
           and all(isinstance(r, dict) and {"agent", "task", "pairs", "synth", "kind"} <= set(r) for r in doc["rows"]))

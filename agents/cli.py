@@ -27,6 +27,16 @@ def _json_arg(text: str, what: str) -> dict:
     return value
 
 
+TASK_IDS = ("LMMPiano-v0", "LMMDecipher-v0", "LMMByEar-v0", "LMMImprovise-v0")
+
+
+def _task(command: str, env_id, allowed=TASK_IDS) -> str:
+    """``--env``, checked before anything is built (gymnasium's own error is a traceback)."""
+    if env_id not in allowed:
+        raise SystemExit(f"lmm-env {command}: --env {env_id!r} is not allowed; use one of {', '.join(allowed)}")
+    return env_id
+
+
 def _agent(name_or_path, env, seed: int = 0):
     from lmm_env.agents.evaluate import load_agent
     from lmm_env.agents.zoo import AGENTS, make_agent
@@ -41,6 +51,8 @@ def _agent(name_or_path, env, seed: int = 0):
 
 def cmd_train(args) -> int:
     from lmm_env.agents.train import train
+
+    _task("train", args.env)
 
     model = train(env_id=args.env, algo=args.algo, total_steps=args.steps, n_envs=args.n_envs, seed=args.seed,
                   logdir=args.logdir, env_kwargs=_json_arg(args.env_kwargs, "--env-kwargs"),
@@ -57,9 +69,10 @@ def cmd_eval(args) -> int:
     import lmm_env  # noqa: F401
     from lmm_env.agents.evaluate import evaluate
 
+    _task("eval", args.env)
     env_kwargs = _json_arg(args.env_kwargs, "--env-kwargs")
     agent = args.agent
-    if args.agent.endswith(".safetensors"):
+    if args.agent.lower().endswith(".safetensors"):
         agent = _agent(args.agent, gym.make(args.env, **env_kwargs))
     table = evaluate(agent, args.env, split=args.split, episodes=args.episodes, env_kwargs=env_kwargs,
                      progress=not args.no_progress)
@@ -73,6 +86,7 @@ IMPROVISE = "LMMImprovise-v0"
 def _play_task(args) -> str:
     """The env of ``play``: --env if given; else LMMImprovise-v0 with --prompt or an agent that only improvises."""
     if args.env:
+        _task("play", args.env)
         if args.prompt is not None and args.env != IMPROVISE:
             raise SystemExit(f"lmm-env play: --prompt is for {IMPROVISE}, not --env {args.env}")
         return args.env
@@ -208,6 +222,12 @@ def cmd_bench(args) -> int:
 
     import lmm_env  # noqa: F401
     from lmm_env.agents import ScoreReaderAgent
+
+    # the score reader plays the steps: tasks with a score to read
+    _task("bench", args.env, ("LMMPiano-v0", "LMMDecipher-v0"))
+    for name, value in (("--steps", args.steps), ("--num-envs", args.num_envs)):
+        if value < 1:
+            raise SystemExit(f"lmm-env bench: {name} {value} is not allowed; use an int >= 1")
 
     def per_step(env, steps):
         agent = ScoreReaderAgent(env)
@@ -417,10 +437,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    import gymnasium
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
+    except SystemExit as exc:
+        if isinstance(exc.code, str):  # a user error raised with its message: one line, status 2 (as argparse's)
+            print(exc.code, file=sys.stderr)
+            return 2
+        raise
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError, ImportError, MemoryError,
+            gymnasium.error.Error) as exc:
         # a user-facing failure: the message names the bad value and what is allowed; the
         # traceback of lmm_env's internals only hides it (LMM_ENV_TRACEBACK=1 shows it)
         if os.environ.get("LMM_ENV_TRACEBACK"):

@@ -18,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
-from lmm_env._checks import short_repr
+from lmm_env._checks import check_int, check_seed, short_repr
 from lmm_env.agents.baselines import RandomAgent, ScoreReaderAgent
 
 BASELINES = {"random": RandomAgent, "score-reader": ScoreReaderAgent}
@@ -71,12 +71,15 @@ def load_agent(name_or_path, env=None, seed: int = 0):
     """
     import os
 
-    from lmm_env.agents.zoo import AGENTS, check_task
+    from lmm_env.agents.zoo import AGENTS, check_env, check_task
 
     if hasattr(name_or_path, "predict"):
         return name_or_path
+    check_seed(seed)
+    if env is not None:
+        check_env(env)
     path = None
-    if isinstance(name_or_path, (str, os.PathLike)) and os.fspath(name_or_path).endswith(".safetensors"):
+    if isinstance(name_or_path, (str, os.PathLike)) and os.fspath(name_or_path).lower().endswith(".safetensors"):
         path = os.fspath(name_or_path)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"agent checkpoint {path!r} does not exist")
@@ -101,6 +104,15 @@ def load_agent(name_or_path, env=None, seed: int = 0):
     raise ValueError(f"agent {short_repr(name_or_path)} is not allowed; use one of {sorted(BASELINES) + sorted(SHIPPED)}, "
                      "a training checkpoint (.safetensors), or an object with predict(obs, deterministic=True) -> "
                      "(action, state) (e.g. an SB3 model)")
+
+
+def act(agent, obs, state, episode_start, deterministic: bool = True):
+    """``agent.predict(...)``, checked: SB3's signature returns ``(action, state)``."""
+    out = agent.predict(obs, state=state, episode_start=episode_start, deterministic=deterministic)
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise TypeError(f"{type(agent).__name__}.predict returned {short_repr(out)}; it must return (action, state) "
+                        "as Stable-Baselines3's predict does (state may be None)")
+    return out
 
 
 def episode_rolls(env) -> tuple[np.ndarray, np.ndarray]:
@@ -158,8 +170,13 @@ def evaluate(agent, env_id: str = "LMMPiano-v0", split: str = "test", episodes: 
         keep_first: also return the first episode's audio (``first["audio"]``,
             ``first["sample_rate"]``) and target / played velocity rolls (T, 88), for logging.
     """
-    if not (isinstance(episodes, int) and episodes >= 1):
-        raise ValueError(f"episodes={episodes!r} must be an int >= 1")
+    check_int("episodes", episodes, 1, 1_000_000)
+    check_seed(seed)
+    if env_kwargs is not None and not isinstance(env_kwargs, dict):
+        raise ValueError(f"env_kwargs={short_repr(env_kwargs)} must be a dict of env arguments (or None)")
+    if "split" in (env_kwargs or {}):
+        raise ValueError(f"env_kwargs holds split={short_repr(env_kwargs['split'])}; the split is evaluate's own "
+                         f"argument (split={split!r})")
     env = gym.make(env_id, split=split, **(env_kwargs or {}))
     try:
         if isinstance(agent, str) and agent == "random":
@@ -174,7 +191,7 @@ def evaluate(agent, env_id: str = "LMMPiano-v0", split: str = "test", episodes: 
             state, start = None, np.ones((1,), dtype=bool)
             total, terms, steps = 0.0, {}, 0
             while True:
-                action, state = agent.predict(obs, state=state, episode_start=start, deterministic=deterministic)
+                action, state = act(agent, obs, state, start, deterministic)
                 start = np.zeros((1,), dtype=bool)
                 obs, reward, terminated, truncated, step_info = env.step(action)
                 total += float(reward)

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from lmm_env._checks import check_int, short_repr, writable_dir, writable_file
+from lmm_env._checks import check_int, check_seed, short_repr, writable_dir, writable_file
 
 # "sac" is SB3's SAC extended to train the per-key categorical "KeyLevelPolicy" (agents/sac.py).
 ALGOS = {"ppo": "stable_baselines3:PPO", "a2c": "stable_baselines3:A2C", "sac": "lmm_env.agents.sac:SAC"}
@@ -189,6 +189,8 @@ def export_policy(checkpoint, out) -> Path:
     run's ``best.safetensors``). Written atomically, readable by everyone."""
     from safetensors import safe_open
 
+    if not str(out).endswith(".safetensors"):
+        raise ValueError(f"out={short_repr(str(out))} must end in .safetensors (load_agent recognises policies by it)")
     out = writable_file(out, "out")
     read_checkpoint(checkpoint)  # a clear error for anything that is not a training checkpoint
     with safe_open(str(checkpoint), "pt") as f:
@@ -221,8 +223,8 @@ def read_checkpoint(path) -> tuple[dict, dict, int]:
     try:
         config = json.loads(meta["config"])
         optimizers = json.loads(meta.get("optimizers", "[]"))
-        steps = int(meta["num_timesteps"])
-    except (KeyError, ValueError, TypeError) as exc:
+        steps = check_int("num_timesteps", int(meta["num_timesteps"]), 0, 10**13)
+    except (KeyError, ValueError, TypeError, RecursionError) as exc:
         raise ValueError(f"checkpoint {str(path)!r} has broken metadata ({type(exc).__name__}: {exc}); "
                          "it was not written by lmm_env.agents.train or was edited") from None
     missing = [k for k in _CONFIG_KEYS if not isinstance(config, dict) or k not in config]
@@ -355,7 +357,8 @@ def load_trained(path, env=None):
     tensors = data["tensors"]
     _check_policy_fits(config, tensors, env.observation_space, env.action_space, path)
     cls = algo_class(config["algo"])
-    model = cls(_policy(config["policy"], config["algo"]), env, seed=config["seed"], verbose=0, **config["hyperparams"])
+    model = _build_model(cls, _policy(config["policy"], config["algo"]), env, config["seed"], 0,
+                         config["hyperparams"], f"checkpoint {str(path)!r}: its hyperparams")
     _load_state(model.policy, _state_of(tensors, "policy."), path, "policy")
     if "sac.log_ent_coef" in tensors and torch.is_tensor(getattr(model, "log_ent_coef", None)):
         with torch.no_grad():
@@ -513,9 +516,8 @@ def _callbacks(config, logdir, eval_every, eval_episodes, checkpoint_every, eval
                 from lmm_env.agents.improvise import PolicySamplerAgent
 
                 agent = PolicySamplerAgent(self.model.policy, seed=0)
-            held_out = {k: v for k, v in config["env_kwargs"].items() if k != "split"}  # eval_split decides
             table = evaluate(agent, config["env_id"], split=eval_split, episodes=eval_episodes,
-                             env_kwargs=held_out, progress=False, keep_first=True)
+                             env_kwargs=_held_out_kwargs(config["env_kwargs"]), progress=False, keep_first=True)
             import time
 
             means = table.mean()
@@ -560,6 +562,33 @@ def _callbacks(config, logdir, eval_every, eval_episodes, checkpoint_every, eval
     return LMMCallback()
 
 
+_VECTOR_ONLY = ("synth_threads",)  # arguments of the batched env that the single evaluation env does not take
+
+
+def _held_out_kwargs(env_kwargs: dict) -> dict:
+    """The training env's arguments for the single held-out env: eval_split decides the split."""
+    return {k: v for k, v in env_kwargs.items() if k != "split" and k not in _VECTOR_ONLY}
+
+
+def _eval_env(env_id: str, split: str, env_kwargs: dict):
+    import gymnasium as gym
+
+    try:
+        return gym.make(env_id, split=split, **_held_out_kwargs(env_kwargs))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"the held-out evaluation env ({env_id}, split={split!r}) cannot be made from env_kwargs "
+                         f"{short_repr(env_kwargs)}: {exc}") from None
+
+
+def _build_model(cls, policy, env, seed: int, verbose: int, hyperparams: dict, where: str):
+    """``cls(policy, env, **hyperparams)`` with SB3's assertions on them (n_steps > 1, ...) as a named ValueError."""
+    try:
+        return cls(policy, env, seed=seed, verbose=verbose, tensorboard_log=None, **hyperparams)
+    except (AssertionError, TypeError, ValueError) as exc:
+        raise ValueError(f"{where} {short_repr(hyperparams)} are not accepted by {cls.__name__}: "
+                         f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc) else ''}") from None
+
+
 def _warn_rollout(cls, hyperparams: dict, n_envs: int, total_steps: int, resume: bool) -> None:
     """On-policy algorithms learn in whole rollouts of n_steps x n_envs: say so when that exceeds total_steps."""
     import inspect
@@ -594,11 +623,26 @@ def train(env_id: str = "LMMPiano-v0", algo: str = "ppo", total_steps: int = 100
         resume: continue from ``logdir``'s last checkpoint with its step count (SAC's replay
             buffer is not saved: a resumed SAC collects ``learning_starts`` steps before updating).
     """
+    from lmm_env.corpus import SPLITS
     from lmm_env.envs import make_sb3_vec_env
 
+    # every argument checked now, before any env is built or step taken
+    if env_id not in TASK_IDS:
+        raise ValueError(f"env_id={short_repr(env_id)} is not allowed; train plays lmm_env's tasks {list(TASK_IDS)}")
+    for name, value in (("env_kwargs", env_kwargs), ("hyperparams", hyperparams)):
+        if value is not None and not isinstance(value, dict):
+            raise ValueError(f"{name}={short_repr(value)} must be a dict of keyword arguments (or None)")
+    n_envs = check_int("n_envs", n_envs, 1, MAX_N_ENVS)
+    seed = check_seed(seed)
+    if seed is None:
+        raise ValueError("seed=None is not allowed: a training run is seeded (use an int >= 0)")
+    check_int("total_steps", total_steps, 1, 10**13)
+    check_int("verbose", verbose, 0, 2)
+    if eval_split not in SPLITS:
+        raise ValueError(f"eval_split={short_repr(eval_split)} is not allowed; use one of {list(SPLITS)}")
     env_kwargs = dict(env_kwargs or {})
     hyperparams = dict(hyperparams or {})
-    config = {"env_id": env_id, "algo": str(algo).lower(), "policy": policy, "n_envs": int(n_envs), "seed": int(seed),
+    config = {"env_id": env_id, "algo": str(algo).lower(), "policy": policy, "n_envs": n_envs, "seed": seed,
               "env_kwargs": env_kwargs, "hyperparams": hyperparams}
     try:
         json.dumps(config)
@@ -606,8 +650,6 @@ def train(env_id: str = "LMMPiano-v0", algo: str = "ppo", total_steps: int = 100
         raise ValueError(f"env_kwargs and hyperparams must be JSON-serializable (they go into checkpoints): {exc}")
     cls = algo_class(algo)
     policy_obj = _policy(policy, algo)
-    if not (isinstance(total_steps, int) and total_steps >= 1):
-        raise ValueError(f"total_steps={total_steps!r} must be an int >= 1")
     for name, v in (("eval_every", eval_every), ("checkpoint_every", checkpoint_every)):
         if not (isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0):
             raise ValueError(f"{name}={v!r} must be an int >= 0 (env steps between them; 0: never)")
@@ -615,8 +657,10 @@ def train(env_id: str = "LMMPiano-v0", algo: str = "ppo", total_steps: int = 100
         raise ValueError(f"eval_episodes={eval_episodes!r} must be an int >= 1 (held-out pieces each evaluation plays)")
     if logdir:  # checked before the envs are built and any step is taken, not at the first checkpoint
         writable_dir(Path(logdir) / "checkpoints", "logdir")
-    _warn_rollout(cls, hyperparams, int(n_envs), total_steps, resume)
-    env = make_sb3_vec_env(int(n_envs), env_id=env_id, seed=int(seed), **env_kwargs)
+    _warn_rollout(cls, hyperparams, n_envs, total_steps, resume)
+    env = make_sb3_vec_env(n_envs, env_id=env_id, seed=seed, **env_kwargs)
+    if eval_every:  # the held-out env the evaluations will play, built once now: a bad argument fails here
+        _eval_env(env_id, eval_split, env_kwargs).close()
     tb = str(logdir) if logdir else None
     if logdir:
         for f in remove_stale_temporaries(Path(logdir) / "checkpoints"):
@@ -642,7 +686,7 @@ def train(env_id: str = "LMMPiano-v0", algo: str = "ppo", total_steps: int = 100
 
             model.set_logger(configure(tb, ["tensorboard"] + (["stdout"] if verbose else [])))
     else:
-        model = cls(policy_obj, env, seed=int(seed), verbose=verbose, tensorboard_log=None, **hyperparams)
+        model = _build_model(cls, policy_obj, env, seed, verbose, hyperparams, "hyperparams")
         if tb:
             from stable_baselines3.common.logger import configure
 

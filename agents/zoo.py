@@ -147,6 +147,14 @@ def task_of(env) -> str | None:
     return _TASK_CLASSES.get(type(getattr(env, "unwrapped", env)).__name__)
 
 
+def check_env(env) -> None:
+    """Refuse what is not an lmm_env task env (agents read its world), naming what was given."""
+    if env is None or not hasattr(getattr(env, "unwrapped", None), "sim"):
+        from lmm_env._checks import short_repr
+
+        raise ValueError(f"env={short_repr(env)} is not an lmm_env task env; give gym.make(task) of one of {list(TASKS)}")
+
+
 def check_task(agent: str, tasks, env) -> None:
     """Refuse to build ``agent`` (which plays ``tasks``) for an env of another task, naming both."""
     task = task_of(env)
@@ -156,8 +164,16 @@ def check_task(agent: str, tasks, env) -> None:
 
 def make_agent(name: str, env, pairs=None, seed: int = 0):
     """Agent ``name`` built for ``env`` (ear of ``pairs`` K where it listens). ValueError if it cannot play it."""
-    if name not in AGENTS:
-        raise ValueError(f"unknown agent {name!r}; registered: {sorted(AGENTS)} (or a .safetensors checkpoint)")
+    from lmm_env._checks import check_seed, short_repr
+    from lmm_env.pairs import check_k
+
+    if not isinstance(name, str) or name not in AGENTS:
+        raise ValueError(f"unknown agent {short_repr(name)}; registered: {sorted(AGENTS)} (or a .safetensors checkpoint)")
     spec = AGENTS[name]
+    check_env(env)
     check_task(name, spec.tasks, env)
+    if pairs is not None:
+        pairs = check_k(pairs)
+    if seed is None or check_seed(seed) is None:
+        raise ValueError("seed=None is not allowed; use an int >= 0")
     return spec.factory(env, pairs, seed)

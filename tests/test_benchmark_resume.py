@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -40,6 +41,15 @@ def _stop_after(proc, out, rows: int, sig) -> None:
         assert time.monotonic() < deadline, "no row was written in 180 s"
         time.sleep(0.01)
     proc.send_signal(sig)
+
+
+def _refused(argv, capsys) -> str:
+    """The one-line message of a CLI call that must be refused with exit status 2."""
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
 
 
 def _table(out) -> tuple[list, list]:
@@ -82,7 +92,7 @@ def test_a_killed_benchmark_keeps_its_rows_and_resumes_to_the_uninterrupted_tabl
     assert (out / "summary.png").stat().st_size > 200
 
 
-def test_results_are_never_replaced_silently_and_protocols_never_mix(tmp_path, monkeypatch):
+def test_results_are_never_replaced_silently_and_protocols_never_mix(tmp_path, monkeypatch, capsys):
     out = tmp_path / "b"
     base = ["benchmark", "--agent", "random", "--tasks", "LMMPiano-v0", "--no-progress", "--out", str(out)]
     quick = base + ["--quick"]
@@ -90,16 +100,13 @@ def test_results_are_never_replaced_silently_and_protocols_never_mix(tmp_path, m
     first = (out / "results.json").read_text()
     played = []
     monkeypatch.setattr(benchmark, "_play_row", lambda *a, **k: played.append(a) or pytest.fail("a row was played"))
-    with pytest.raises(SystemExit, match=r"already holds benchmark results \(1 rows, complete\).*--resume.*--overwrite"):
-        main(quick)
-    with pytest.raises(SystemExit, match=r"another protocol .*protocol\.episodes"):
-        main(base + ["--episodes", "3", "--resume"])
-    with pytest.raises(SystemExit, match="another protocol .*seed"):
-        main(quick + ["--seed", "1", "--resume"])
+    assert re.search(r"already holds benchmark results \(1 rows, complete\).*--resume.*--overwrite",
+                     _refused(quick, capsys))
+    assert re.search(r"another protocol .*protocol\.episodes", _refused(base + ["--episodes", "3", "--resume"], capsys))
+    assert re.search("another protocol .*seed", _refused(quick + ["--seed", "1", "--resume"], capsys))
     assert main(quick + ["--resume"]) == 0  # nothing left to play: the table stays as it was
     assert not played and json.loads((out / "results.json").read_text())["rows"] == json.loads(first)["rows"]
-    with pytest.raises(SystemExit, match="exclude each other"):
-        main(quick + ["--resume", "--overwrite"])
+    assert "exclude each other" in _refused(quick + ["--resume", "--overwrite"], capsys)
     monkeypatch.undo()
     assert main(quick + ["--overwrite"]) == 0
     assert len(json.loads((out / "results.json").read_text())["rows"]) == 1
@@ -116,14 +123,13 @@ def test_benchmark_refuses_a_bad_out_before_any_work_in_one_line(tmp_path, monke
     f.write_text("x")
     out = {"file": str(f), "inside-file": str(f / "sub"), "unwritable": UNWRITABLE}[where]
     monkeypatch.setattr(benchmark, "_play_row", lambda *a, **k: pytest.fail("a row was played before --out was checked"))
-    with pytest.raises(SystemExit) as exc:
-        main(["benchmark", "--agent", "random", "--tasks", "LMMPiano-v0", "--quick", "--no-progress", "--out", out])
-    message = str(exc.value.code)
-    assert "out=" in message and out in message and "\n" not in message
+    message = _refused(["benchmark", "--agent", "random", "--tasks", "LMMPiano-v0", "--quick", "--no-progress",
+                        "--out", out], capsys)
+    assert "out=" in message and out in message
     assert f.read_text() == "x"
 
 
-def test_play_refuses_a_bad_out_before_playing(tmp_path, monkeypatch):
+def test_play_refuses_a_bad_out_before_playing(tmp_path, monkeypatch, capsys):
     from lmm_env.agents import cli
     from lmm_env.score import Score
 
@@ -133,11 +139,10 @@ def test_play_refuses_a_bad_out_before_playing(tmp_path, monkeypatch):
     taken.write_text("x")
     monkeypatch.setattr(cli, "_agent", lambda *a, **k: pytest.fail("the agent was built before --out was checked"))
     for out, msg in ((taken, "is a file, not a folder"), (taken / "sub", "inside"), (UNWRITABLE, "cannot be created")):
-        with pytest.raises(SystemExit, match=msg):
-            main(["play", str(midi), "--out", str(out), "--no-progress"])
+        assert msg in _refused(["play", str(midi), "--out", str(out), "--no-progress"], capsys)
     (tmp_path / "o" / "tune_performance.wav").mkdir(parents=True)  # an output file's name taken by a folder
-    with pytest.raises(SystemExit, match="tune_performance.wav' is a folder"):
-        main(["play", str(midi), "--out", str(tmp_path / "o"), "--no-progress"])
+    assert "tune_performance.wav' is a folder" in _refused(["play", str(midi), "--out", str(tmp_path / "o"),
+                                                            "--no-progress"], capsys)
 
 
 def test_train_and_export_refuse_a_bad_output_before_any_work(tmp_path, monkeypatch):
@@ -150,5 +155,8 @@ def test_train_and_export_refuse_a_bad_output_before_any_work(tmp_path, monkeypa
     monkeypatch.setattr(envs, "make_sb3_vec_env", lambda *a, **k: pytest.fail("envs were built before logdir"))
     with pytest.raises(ValueError, match="logdir=.*inside"):
         train(total_steps=64, n_envs=1, logdir=taken)
+    (tmp_path / "taken.safetensors").mkdir()
     with pytest.raises(ValueError, match="is a folder"):
-        export_policy("does-not-matter.safetensors", tmp_path)
+        export_policy("does-not-matter.safetensors", tmp_path / "taken.safetensors")
+    with pytest.raises(ValueError, match="must end in .safetensors"):
+        export_policy("does-not-matter.safetensors", tmp_path / "exported")
