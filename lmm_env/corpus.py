@@ -48,7 +48,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from lmm_env.score import HIGHEST_PITCH, LOWEST_PITCH, Score, ScoreError, _check_keys
+from lmm_env._checks import check_int, short_repr
+from lmm_env.score import HIGHEST_PITCH, LOWEST_PITCH, Score, ScoreError, _check_keys, _check_policy
 
 __all__ = ["Corpus", "load", "warm", "names", "exercises", "split_of", "cache_dir", "SPLITS", "EXERCISE_KINDS"]
 
@@ -62,6 +63,7 @@ _ABC_COLLECTIONS = {"essen": "essenFolksong", "oneills": "oneills1850", "ryans":
 _POOLS = {"folk": ("essen", "oneills", "ryans")}
 _REAL = ("bach-chorales", "folk", "essen", "oneills", "ryans")
 _EXERCISE_SIZES = {"train": 1000, "validation": 100, "test": 100}
+MAX_EXERCISES = 1_000_000  # an exercise corpus lists its ids up front (~100 bytes each)
 
 
 def names() -> list[str]:
@@ -80,8 +82,8 @@ def split_of(piece_id: str) -> str:
 
 
 def _check_split(split: str) -> str:
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; allowed: {', '.join(SPLITS)}")
+    if not isinstance(split, str) or split not in SPLITS:
+        raise ValueError(f"unknown split {short_repr(split)}; allowed: {', '.join(SPLITS)}")
     return split
 
 
@@ -277,7 +279,7 @@ class Corpus(Sequence):
         self.ids = list(ids)
         self._build = build
         self._keys = keys
-        self._out_of_range = out_of_range
+        self._out_of_range = _check_policy(out_of_range)
         self._memo: OrderedDict[int, Score] = OrderedDict()  # LRU of at most MEMO_SIZE pieces
         self._bad: set[int] = set()
         self._outside: set[int] = set()  # the bad pieces that only fail for lack of notes inside keys
@@ -376,15 +378,20 @@ def load(
     Raises:
         ValueError: unknown name or split (the message lists the allowed values), or
             exercise options given for a real corpus.
+        TypeError: ``name`` is not a str.
     """
+    if not isinstance(name, str):
+        raise TypeError(f"corpus name must be a str, got {type(name).__name__}: {short_repr(name)}; "
+                        f"allowed: {', '.join(names())}")
     _check_split(split)
+    _check_policy(out_of_range)  # exercises ignore it, but a typo must not pass (nor fail only at the first piece)
     if name.startswith("exercises-") and name[len("exercises-"):] in EXERCISE_KINDS:
         exercise_options.setdefault("n", _EXERCISE_SIZES[split])
         return exercises(name[len("exercises-"):], split=split,
                          keys=keys if keys is not None else (LOWEST_PITCH, HIGHEST_PITCH),
                          **exercise_options)
     if name not in _REAL:
-        raise ValueError(f"unknown corpus {name!r}; allowed: {', '.join(names())}")
+        raise ValueError(f"unknown corpus {short_repr(name)}; allowed: {', '.join(names())}")
     if exercise_options:
         raise ValueError(
             f"options {sorted(exercise_options)} only apply to exercises-* corpora, not {name!r}"
@@ -434,17 +441,20 @@ def warm(
         unparsable or empty}``.
     """
     if name not in _REAL:
-        raise ValueError(f"corpus {name!r} cannot be warmed; use a real corpus: {', '.join(_REAL)} "
+        raise ValueError(f"corpus {short_repr(name)} cannot be warmed; use a real corpus: {', '.join(_REAL)} "
                          "(exercises-* are generated on the fly, nothing to convert)")
-    splits = (splits,) if isinstance(splits, str) else tuple(splits)
+    try:
+        splits = (splits,) if isinstance(splits, str) else tuple(splits)
+    except TypeError:
+        raise ValueError(f"splits={short_repr(splits)} is not allowed; use a split or a sequence of {SPLITS}") from None
     if not splits:
-        raise ValueError(f"splits={splits!r} is empty; use one or more of {SPLITS}")
+        raise ValueError(f"splits={short_repr(splits)} is empty; use one or more of {SPLITS}")
     for sp in splits:
         _check_split(sp)
     if workers is None:  # the cores this process may run on (affinity and cgroup CPU sets)
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
-        raise ValueError(f"workers={workers!r} is not allowed; use an int >= 1 (or None: every core)")
+        raise ValueError(f"workers={short_repr(workers)} is not allowed; use an int >= 1 (or None: every core)")
     ids = [pid for c in _POOLS.get(name, (name,)) for pid in _all_ids(c) if split_of(pid) in splits]
     todo = [pid for pid in ids if not _cache_path(pid).is_file()]
     chunks = [todo[i : i + WARM_CHUNK] for i in range(0, len(todo), WARM_CHUNK)]
@@ -518,14 +528,14 @@ _CHORDS = {  # pitch classes above the root
 def _level(difficulty: Any) -> float:
     """Difficulty to a level in [0, 1]: int 1..5 -> (d - 1) / 4; float 0..1 as is."""
     if isinstance(difficulty, (bool, np.bool_)):
-        raise ValueError(f"difficulty must be an int 1..5 or a float 0..1, got {difficulty!r}")
+        raise ValueError(f"difficulty must be an int 1..5 or a float 0..1, got {short_repr(difficulty)}")
     if isinstance(difficulty, (int, np.integer)):
         if not 1 <= difficulty <= 5:
-            raise ValueError(f"difficulty must be an int 1..5 or a float 0..1, got {difficulty!r}")
+            raise ValueError(f"difficulty must be an int 1..5 or a float 0..1, got {short_repr(difficulty)}")
         return (int(difficulty) - 1) / 4
     if isinstance(difficulty, (float, np.floating)) and math.isfinite(difficulty) and 0 <= difficulty <= 1:
         return float(difficulty)
-    raise ValueError(f"difficulty must be an int 1..5 or a float 0..1, got {difficulty!r}")
+    raise ValueError(f"difficulty must be an int 1..5 or a float 0..1, got {short_repr(difficulty)}")
 
 
 class _Params:
@@ -686,15 +696,14 @@ def exercises(
         split: ``"train"``, ``"validation"`` or ``"test"``.
         keys: inclusive MIDI pitch range every note stays in (a smaller keyboard).
     """
-    if kind not in EXERCISE_KINDS:
-        raise ValueError(f"unknown exercise kind {kind!r}; allowed: {', '.join(EXERCISE_KINDS)}")
+    if not isinstance(kind, str) or kind not in EXERCISE_KINDS:
+        raise ValueError(f"unknown exercise kind {short_repr(kind)}; allowed: {', '.join(EXERCISE_KINDS)}")
     _check_split(split)
     x = _level(difficulty)
     lo, hi = _check_keys(keys)
-    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
+    n = check_int("n", n, 1, MAX_EXERCISES)
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        raise ValueError(f"seed must be a non-negative int, got {short_repr(seed)}")
     split_no = SPLITS.index(split)
     kind_no = EXERCISE_KINDS.index(kind)
     level_key = int(round(x * 1000))

@@ -26,8 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from lmm_env._checks import short_repr
 from lmm_env.metrics import note_density, pitch_class_entropy
-from lmm_env.score import N_KEYS, Score, _round_half_up
+from lmm_env.score import MAX_SECONDS, N_KEYS, Score, _round_half_up
 
 __all__ = ["judge_nll", "repetition", "key_of", "key_name", "in_key_share", "improv_metrics", "corpus_reference",
            "KEY_PROFILES", "SCALES", "STATS", "JUDGE"]
@@ -55,19 +56,20 @@ _PC_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 
 def _as_score(name: str, score: Any) -> Score:
     if not isinstance(score, Score):
-        raise ValueError(f"{name} must be a lmm_env.score.Score, got {type(score).__name__}: {score!r:.80}")
+        raise ValueError(f"{name} must be a lmm_env.score.Score, got {type(score).__name__}: {short_repr(score)}")
     return score
 
 
 def _positive_int(name: str, v: Any) -> int:
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, Integral) or v < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+        raise ValueError(f"{name} must be an int >= 1, got {short_repr(v)}")
     return int(v)
 
 
 def _positive_seconds(name: str, v: Any) -> float:
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, Real) or not (math.isfinite(v) and v > 0):
-        raise ValueError(f"{name} must be a finite number of seconds > 0, got {v!r}")
+    # at most a score's length (MAX_SECONDS): judge_nll pads its frame grid to the duration
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, Real) or not (math.isfinite(v) and 0 < v <= MAX_SECONDS):
+        raise ValueError(f"{name} must be a finite number of seconds in (0, {MAX_SECONDS:g}], got {short_repr(v)}")
     return float(v)
 
 
@@ -75,11 +77,13 @@ def _check_key(key: Any) -> tuple[int, str]:
     try:
         tonic, mode = key
     except (TypeError, ValueError):
-        raise ValueError(f"key must be a (tonic_pc, mode) pair such as (0, 'major'), got {key!r}") from None
+        raise ValueError(f"key must be a (tonic_pc, mode) pair such as (0, 'major'), got {short_repr(key)}") from None
     if isinstance(tonic, (bool, np.bool_)) or not isinstance(tonic, Integral) or not 0 <= tonic <= 11:
-        raise ValueError(f"key tonic must be a pitch class 0..11 (0 = C), got {tonic!r} in key={key!r}")
-    if mode not in MODES:
-        raise ValueError(f"key mode must be one of {', '.join(map(repr, MODES))}, got {mode!r} in key={key!r}")
+        raise ValueError(f"key tonic must be a pitch class 0..11 (0 = C), got {short_repr(tonic)} in "
+                         f"key={short_repr(key)}")
+    if not isinstance(mode, str) or mode not in MODES:
+        raise ValueError(f"key mode must be one of {', '.join(map(repr, MODES))}, got {short_repr(mode)} in "
+                         f"key={short_repr(key)}")
     return int(tonic), str(mode)
 
 
@@ -139,18 +143,18 @@ def judge_nll(score: Score, judge: Any = None, frame_rate: float = 20, duration:
 
     Raises:
         ValueError: a non-Score ``score``, an unknown or non-ScoreLM judge, a frame rate other
-            than the judge's, or a ``duration`` that is not a positive number of seconds.
+            than the judge's, or a ``duration`` that is not a number of seconds in (0, MAX_SECONDS] (6 hours).
     """
     score = _as_score("score", score)
     if isinstance(frame_rate, (bool, np.bool_)) or not isinstance(frame_rate, Real) or not (
             math.isfinite(frame_rate) and frame_rate > 0):
-        raise ValueError(f"frame_rate must be a finite number > 0, got {frame_rate!r}")
+        raise ValueError(f"frame_rate must be a finite number > 0, got {short_repr(frame_rate)}")
     if duration is not None:
         duration = _positive_seconds("duration", duration)
     lm = _load_judge(judge)
     if float(frame_rate) != lm.frame_rate:
-        raise ValueError(f"frame_rate={frame_rate!r} does not match the judge's frame rate {lm.frame_rate:g}: "
-                         "a ScoreLM only scores frames on the grid it was trained on")
+        raise ValueError(f"frame_rate={short_repr(frame_rate)} does not match the judge's frame rate "
+                         f"{lm.frame_rate:g}: a ScoreLM only scores frames on the grid it was trained on")
     fs = score.frames(frame_rate)
     held, onset = fs.held, fs.onset
     if duration is not None:
@@ -296,7 +300,7 @@ def improv_metrics(performance: Score, duration: float, key: Any = None, judge: 
     * ``n_notes``: the number of notes (a float, like the rest).
 
     Raises:
-        ValueError: a non-Score performance, a non-positive ``duration``, a malformed ``key``
+        ValueError: a non-Score performance, a ``duration`` outside (0, MAX_SECONDS], a malformed ``key``
             or an unusable ``judge``.
     """
     performance = _as_score("performance", performance)
@@ -342,23 +346,23 @@ def corpus_reference(split: str = "test", n: int = 20, seconds: float = 30.0,
 
     Raises:
         ValueError: an unknown split or corpus name, ``n`` not an int >= 1, or ``seconds`` not
-            a positive number.
+            a number in (0, MAX_SECONDS].
     """
     from lmm_env import corpus as _corpus
 
     if split not in _corpus.SPLITS:
-        raise ValueError(f"unknown split {split!r}; allowed: {', '.join(_corpus.SPLITS)}")
+        raise ValueError(f"unknown split {short_repr(split)}; allowed: {', '.join(_corpus.SPLITS)}")
     n = _positive_int("n", n)
     seconds = _positive_seconds("seconds", seconds)
     if isinstance(names, str) or not all(isinstance(c, str) for c in names) or not names:
         raise ValueError(f"names must be a non-empty sequence of corpus names such as ('folk', 'bach-chorales'), "
-                         f"got {names!r}")
+                         f"got {short_repr(names)}")
     names = tuple(names)
     if pick not in ("spread", "first"):
-        raise ValueError(f"pick must be 'spread' or 'first', got {pick!r}")
+        raise ValueError(f"pick must be 'spread' or 'first', got {short_repr(pick)}")
     for c in names:
         if c not in _corpus.names():
-            raise ValueError(f"unknown corpus {c!r}; allowed: {', '.join(_corpus.names())}")
+            raise ValueError(f"unknown corpus {short_repr(c)}; allowed: {', '.join(_corpus.names())}")
     cacheable = judge is None or isinstance(judge, str)
     cache_key = (split, n, seconds, names, judge if cacheable else None, pick)
     if cacheable and cache_key in _REFERENCE_CACHE:

@@ -17,10 +17,12 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from numbers import Real
 from typing import Any, Iterable
 
 import numpy as np
 
+from lmm_env._checks import check_int, short_repr
 from lmm_env.synth.base import HIGHEST_PITCH, LOWEST_PITCH, N_KEYS
 
 __all__ = [
@@ -31,11 +33,21 @@ __all__ = [
     "Score",
     "FrameScore",
     "OUT_OF_RANGE_POLICIES",
+    "MAX_SECONDS",
+    "MAX_FRAME_RATE",
+    "MAX_FRAMES",
 ]
 
 OUT_OF_RANGE_POLICIES = ("transpose", "reject", "drop")
 DEFAULT_VELOCITY = 80
 _TIME_ATOL = 1e-9
+# Bounds on what a file or an argument may ask for (a 44-byte MIDI file can hold a note
+# ending after 93 hours): a score lasts at most MAX_SECONDS, and a frame grid holds at most
+# MAX_FRAMES frames (3 hours at 100 fps; ~1 KB a frame while quantizing).
+MAX_SECONDS = 6 * 3600.0
+MAX_FRAME_RATE = 1000.0
+MAX_FRAMES = 3 * 3600 * 100
+MIN_TEMPO, MAX_TEMPO = 0.01, 100.0  # with_tempo factors
 
 
 class ScoreError(ValueError):
@@ -50,14 +62,14 @@ def _check_keys(keys: Any) -> tuple[int, int]:
     try:
         lo, hi = keys
     except (TypeError, ValueError):
-        raise ValueError(f"keys must be a (lowest, highest) pair of MIDI pitches, got {keys!r}") from None
+        raise ValueError(f"keys must be a (lowest, highest) pair of MIDI pitches, got {short_repr(keys)}") from None
     for v in (lo, hi):
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
-            raise ValueError(f"keys must hold integer MIDI pitches, got {keys!r}")
+            raise ValueError(f"keys must hold integer MIDI pitches, got {short_repr(keys)}")
     lo, hi = int(lo), int(hi)
     if not LOWEST_PITCH <= lo <= hi <= HIGHEST_PITCH:
         raise ValueError(
-            f"keys={keys!r} must satisfy {LOWEST_PITCH} <= lowest <= highest <= {HIGHEST_PITCH} "
+            f"keys={short_repr(keys)} must satisfy {LOWEST_PITCH} <= lowest <= highest <= {HIGHEST_PITCH} "
             "(the piano's 88 keys)"
         )
     return lo, hi
@@ -68,12 +80,33 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return a
 
 
+def _number(what: str, v: Any) -> float:
+    """``v`` as a float if it is a real number (not a bool, not a string), else a ValueError naming ``what``."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, Real):
+        raise ValueError(f"{what} must be a number, got {short_repr(v)}")
+    return float(v)
+
+
+def _check_frame_rate(frame_rate: Any) -> float:
+    fr = _number("frame_rate", frame_rate)
+    if not (math.isfinite(fr) and 0 < fr <= MAX_FRAME_RATE):
+        raise ValueError(f"frame_rate must be a finite number in (0, {MAX_FRAME_RATE:g}] frames per second, "
+                         f"got {short_repr(frame_rate)}")
+    return fr
+
+
 def _as_1d(name: str, values: Any, n: int | None = None) -> np.ndarray:
+    if isinstance(values, (list, tuple)):  # numpy would read True as 1 and "60" as 60.0
+        for i, x in enumerate(values):
+            if isinstance(x, (bool, np.bool_, str, bytes)):
+                raise ScoreError(f"{name} must be numbers, got {short_repr(x)} at index {i}")
     a = np.asarray(values)
     if a.ndim == 0 and a.size == 1 and n is None:
-        raise ScoreError(f"{name} must be a 1-D sequence, got a scalar {values!r}")
+        raise ScoreError(f"{name} must be a 1-D sequence, got a scalar {short_repr(values)}")
     if a.ndim != 1:
         raise ScoreError(f"{name} must be 1-D, got shape {a.shape}")
+    if a.dtype.kind in "SU":
+        raise ScoreError(f"{name} must be numbers, got strings ({short_repr(a[0].item()) if a.size else ''})")
     if a.dtype == object or a.dtype.kind not in "biuf":
         try:
             a = a.astype(np.float64)
@@ -86,13 +119,41 @@ def _as_1d(name: str, values: Any, n: int | None = None) -> np.ndarray:
     return a
 
 
-def _as_int(name: str, a: np.ndarray) -> np.ndarray:
+def _as_int(name: str, a: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """``a`` as int64 if every value is an integer in ``lo..hi``; checked before the cast (2**70 must not wrap)."""
+    bad = (a < lo) | (a > hi)
     if a.dtype.kind == "f":
-        bad = ~np.isfinite(a) | (a != np.round(a))
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise ScoreError(f"{name} must be integers, got {float(a[i])!r} at index {i}")
+        bad |= ~np.isfinite(a) | (a != np.round(a))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ScoreError(f"{name} must be integers in {lo}..{hi}, got {a[i].item()!r} at index {i}")
     return a.astype(np.int64)
+
+
+def _apply_range_policy(p, on, off, v, lo: int, hi: int, out_of_range: str):
+    """The notes with ``out_of_range`` applied to the pitches outside ``lo..hi``."""
+    outside = (p < lo) | (p > hi)
+    if outside.any():
+        if out_of_range == "reject":
+            i = int(np.flatnonzero(outside)[0])
+            raise ScoreError(
+                f"pitch {int(p[i])} (note {i}) is outside the allowed keys {lo}..{hi} "
+                "(out_of_range='reject')"
+            )
+        if out_of_range == "drop":
+            keep = ~outside
+            p, on, off, v = p[keep], on[keep], off[keep], v[keep]
+        else:
+            p = _fold_into_range(p, lo, hi)
+    return p, on, off, v
+
+
+def _check_policy(out_of_range: Any) -> str:
+    if not isinstance(out_of_range, str) or out_of_range not in OUT_OF_RANGE_POLICIES:
+        raise ValueError(
+            f"unknown out_of_range policy {short_repr(out_of_range)}; allowed: {', '.join(OUT_OF_RANGE_POLICIES)}"
+        )
+    return out_of_range
 
 
 def _fold_into_range(pitches: np.ndarray, lo: int, hi: int) -> np.ndarray:
@@ -156,21 +217,21 @@ class Score:
         out_of_range: str = "transpose",
         keys: tuple[int, int] = (LOWEST_PITCH, HIGHEST_PITCH),
     ) -> None:
-        if out_of_range not in OUT_OF_RANGE_POLICIES:
-            raise ValueError(
-                f"unknown out_of_range policy {out_of_range!r}; allowed: {', '.join(OUT_OF_RANGE_POLICIES)}"
-            )
+        _check_policy(out_of_range)
         lo, hi = _check_keys(keys)
-        p = _as_int("pitches", _as_1d("pitches", pitches))
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {type(name).__name__}: {short_repr(name)}")
+        p = _as_int("pitches", _as_1d("pitches", pitches), 0, 127)
         n = len(p)
         on = _as_1d("onsets", onsets, n).astype(np.float64)
         off = _as_1d("offsets", offsets, n).astype(np.float64)
         if velocities is None:
             v = np.full(n, DEFAULT_VELOCITY, dtype=np.int64)
         elif np.ndim(velocities) == 0:
-            v = _as_int("velocities", np.full(n, velocities))
+            one = velocities.item() if isinstance(velocities, np.ndarray) else velocities
+            v = _as_int("velocities", np.full(n, _number("velocities", one)), 1, 127)
         else:
-            v = _as_int("velocities", _as_1d("velocities", velocities, n))
+            v = _as_int("velocities", _as_1d("velocities", velocities, n), 1, 127)
 
         for nm, a in (("onsets", on), ("offsets", off)):
             bad = ~np.isfinite(a)
@@ -181,6 +242,12 @@ class Score:
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise ScoreError(f"onsets must be >= 0, got {float(on[i])!r} at index {i}")
+        for nm, a in (("onsets", on), ("offsets", off)):
+            bad = a > MAX_SECONDS
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise ScoreError(f"{nm} must be at most MAX_SECONDS = {MAX_SECONDS:g} s (6 hours), got "
+                                 f"{float(a[i])!r} at index {i}; trim the piece")
         bad = off <= on
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
@@ -188,26 +255,8 @@ class Score:
                 f"note {i} (pitch {int(p[i])}) has offset {float(off[i])!r} <= onset {float(on[i])!r}: "
                 "every note must last a positive time"
             )
-        bad = (v < 1) | (v > 127)
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise ScoreError(f"velocities must be in 1..127, got {int(v[i])} at index {i}")
-
-        outside = (p < lo) | (p > hi)
-        if outside.any():
-            if out_of_range == "reject":
-                i = int(np.flatnonzero(outside)[0])
-                raise ScoreError(
-                    f"pitch {int(p[i])} (note {i}) is outside the allowed keys {lo}..{hi} "
-                    "(out_of_range='reject')"
-                )
-            if out_of_range == "drop":
-                keep = ~outside
-                p, on, off, v = p[keep], on[keep], off[keep], v[keep]
-            else:
-                p = _fold_into_range(p, lo, hi)
-
-        self._set(p, on, off, v, str(name), sort=True)
+        p, on, off, v = _apply_range_policy(p, on, off, v, lo, hi, out_of_range)
+        self._set(p, on, off, v, name, sort=True)
 
     # internal fast constructor: arrays already valid
     @classmethod
@@ -241,12 +290,16 @@ class Score:
         ``pretty_midi.Note``, ``pitch``/``start``/``end``/``velocity``. Keyword arguments go
         to the constructor (``name``, ``out_of_range``, ``keys``).
         """
+        if isinstance(notes, (str, bytes)) or not hasattr(notes, "__iter__"):
+            raise TypeError(f"from_notes expects an iterable of (pitch, onset, offset[, velocity]) tuples or note "
+                            f"objects, got {type(notes).__name__}: {short_repr(notes)}")
         ps, ons, offs, vs = [], [], [], []
         for i, nt in enumerate(notes):
             if isinstance(nt, (tuple, list, np.ndarray)):
                 if len(nt) not in (3, 4):
                     raise ScoreError(
-                        f"note {i} is {nt!r}: expected (pitch, onset, offset) or (pitch, onset, offset, velocity)"
+                        f"note {i} is {short_repr(nt)}: expected (pitch, onset, offset) or "
+                        "(pitch, onset, offset, velocity)"
                     )
                 p, on, off = nt[0], nt[1], nt[2]
                 v = nt[3] if len(nt) == 4 else DEFAULT_VELOCITY
@@ -257,16 +310,21 @@ class Score:
                     off = nt.offset if hasattr(nt, "offset") else nt.end
                 except AttributeError:
                     raise ScoreError(
-                        f"note {i} ({nt!r}) has no pitch/onset/offset (or pitch/start/end) attributes"
+                        f"note {i} ({short_repr(nt)}) has no pitch/onset/offset (or pitch/start/end) attributes"
                     ) from None
                 v = getattr(nt, "velocity", DEFAULT_VELOCITY)
                 if v is None:
                     v = DEFAULT_VELOCITY
+            for what, x in (("pitch", p), ("onset", on), ("offset", off), ("velocity", v)):
+                # numpy would read True as 1 and "60" as 60.0, and fail on "C4" without naming the note
+                if isinstance(x, (bool, np.bool_)) or not isinstance(x, Real):
+                    raise ScoreError(f"note {i}: {what} must be a number, got {short_repr(x)}")
             ps.append(p)
             ons.append(on)
             offs.append(off)
             vs.append(v)
-        return cls(np.array(ps, dtype=np.float64), ons, offs, np.array(vs, dtype=np.float64), **kw)
+        return cls(np.array(ps, dtype=np.float64), np.array(ons, dtype=np.float64),
+                   np.array(offs, dtype=np.float64), np.array(vs, dtype=np.float64), **kw)
 
     @classmethod
     def from_midi(cls, path_or_prettymidi: Any, **kw: Any) -> "Score":
@@ -277,7 +335,9 @@ class Score:
 
         Raises:
             FileNotFoundError: the path does not exist.
-            ScoreError: the file is not a readable MIDI file, or it holds no (non-drum) notes.
+            TypeError: neither a path (str or os.PathLike) nor a PrettyMIDI.
+            ScoreError: the file is not a readable MIDI file, holds no (non-drum) notes, or
+                lasts longer than ``MAX_SECONDS``.
         """
         import pretty_midi
 
@@ -286,6 +346,10 @@ class Score:
             label = "the PrettyMIDI object"
             default_name = ""
         else:
+            if not isinstance(path_or_prettymidi, (str, os.PathLike)) or isinstance(os.fspath(path_or_prettymidi),
+                                                                                    bytes):
+                raise TypeError(f"from_midi expects a MIDI file path (str or os.PathLike) or a pretty_midi.PrettyMIDI, "
+                                f"got {type(path_or_prettymidi).__name__}: {short_repr(path_or_prettymidi)}")
             path = os.fspath(path_or_prettymidi)
             if not os.path.exists(path):
                 raise FileNotFoundError(2, "MIDI file not found", path)
@@ -300,6 +364,10 @@ class Score:
         notes = [n for inst in pm.instruments if not inst.is_drum for n in inst.notes if n.end > n.start]
         if not notes:
             raise ScoreError(f"{label} holds no (non-drum) notes")
+        end = max(n.end for n in notes)
+        if end > MAX_SECONDS:  # refused before any array the length of the piece is made
+            raise ScoreError(f"{label} lasts {end:.0f} s ({end / 3600:.1f} hours), longer than MAX_SECONDS = "
+                             f"{MAX_SECONDS:g} s (6 hours); cut the file to a shorter piece")
         kw.setdefault("name", default_name)
         return cls(
             np.array([n.pitch for n in notes]),
@@ -329,14 +397,14 @@ class Score:
 
         if isinstance(velocity, str):
             if velocity != "accent":
-                raise ValueError(f"velocity must be 'accent' or an int 1..127, got {velocity!r}")
+                raise ValueError(f"velocity must be 'accent' or an int 1..127, got {short_repr(velocity)}")
             const = None
         elif isinstance(velocity, (int, np.integer)) and not isinstance(velocity, (bool, np.bool_)):
             if not 1 <= int(velocity) <= 127:
-                raise ValueError(f"velocity must be 'accent' or an int 1..127, got {velocity!r}")
+                raise ValueError(f"velocity must be 'accent' or an int 1..127, got {short_repr(velocity)}")
             const = int(velocity)
         else:
-            raise ValueError(f"velocity must be 'accent' or an int 1..127, got {velocity!r}")
+            raise ValueError(f"velocity must be 'accent' or an int 1..127, got {short_repr(velocity)}")
 
         s = stream.stripTies(inPlace=False)
         accent: dict[int, float] = {}
@@ -393,8 +461,7 @@ class Score:
         """One-instrument ``pretty_midi.PrettyMIDI`` (General MIDI ``program``, 0 = piano)."""
         import pretty_midi
 
-        if not 0 <= int(program) <= 127:
-            raise ValueError(f"program must be a General MIDI program 0..127, got {program!r}")
+        program = check_int("program", program, 0, 127)  # a General MIDI program
         pm = pretty_midi.PrettyMIDI()
         inst = pretty_midi.Instrument(program=int(program), name=self.name or "piano")
         inst.notes = [
@@ -412,21 +479,26 @@ class Score:
         keys: tuple[int, int] = (LOWEST_PITCH, HIGHEST_PITCH),
     ) -> "Score":
         """Shift every pitch by ``semitones`` (an int), then apply ``out_of_range`` within ``keys``."""
-        if isinstance(semitones, (bool, np.bool_)) or not isinstance(semitones, (int, np.integer)):
-            raise ValueError(f"semitones must be an int, got {semitones!r}")
-        return Score(
-            self.pitches.astype(np.int64) + int(semitones), self.onsets, self.offsets, self.velocities,
-            name=self.name, out_of_range=out_of_range, keys=keys,
-        )
+        semitones = check_int("semitones", semitones, -127, 127)
+        _check_policy(out_of_range)
+        lo, hi = _check_keys(keys)
+        # the shifted pitches may leave 0..127 (which the constructor refuses): apply the policy here
+        p, on, off, v = _apply_range_policy(self.pitches.astype(np.int64) + semitones, self.onsets, self.offsets,
+                                            self.velocities, lo, hi, out_of_range)
+        return Score._from_valid(p, on, off, v, self.name, sort=True)
 
     def with_tempo(self, factor: float) -> "Score":
-        """Play ``factor`` times as fast: all times are divided by ``factor`` (> 0, finite)."""
-        try:
-            f = float(factor)
-        except (TypeError, ValueError):
-            raise ValueError(f"tempo factor must be a positive number, got {factor!r}") from None
-        if not (math.isfinite(f) and f > 0):
-            raise ValueError(f"tempo factor must be a finite number > 0, got {factor!r}")
+        """Play ``factor`` times as fast: all times are divided by ``factor`` (in [0.01, 100]).
+
+        The result must last at most ``MAX_SECONDS``."""
+        f = _number("tempo factor", factor)
+        if not (math.isfinite(f) and MIN_TEMPO <= f <= MAX_TEMPO):
+            raise ValueError(f"tempo factor must be a finite number in [{MIN_TEMPO:g}, {MAX_TEMPO:g}], "
+                             f"got {short_repr(factor)}")
+        if self.duration / f > MAX_SECONDS:
+            raise ValueError(f"tempo factor {f:g} would make score {short_repr(self.name)} last "
+                             f"{self.duration / f:.0f} s, "
+                             f"longer than MAX_SECONDS = {MAX_SECONDS:g} s; trim it first")
         return Score._from_valid(self.pitches, self.onsets / f, self.offsets / f, self.velocities,
                                  self.name, sort=False)
 
@@ -436,10 +508,10 @@ class Score:
         ``end=None`` means the end of the score. A note overlaps the window if
         ``onset < end`` and ``offset > start``.
         """
-        start = float(start)
+        start = _number("trim start", start)
         if not (math.isfinite(start) and start >= 0):
             raise ValueError(f"trim start must be a finite time >= 0, got {start!r}")
-        stop = math.inf if end is None else float(end)
+        stop = math.inf if end is None else _number("trim end", end)
         if math.isnan(stop) or stop <= start:
             raise ValueError(f"trim end must be > start ({start}), got {end!r}")
         keep = (self.onsets < stop) & (self.offsets > start)
@@ -448,7 +520,9 @@ class Score:
         return Score._from_valid(self.pitches[keep], on, off, self.velocities[keep], self.name, sort=True)
 
     def frames(self, frame_rate: float) -> "FrameScore":
-        """Quantize to a frame grid; see :class:`FrameScore` for the rule."""
+        """Quantize to a frame grid; see :class:`FrameScore` for the rule.
+
+        ``frame_rate`` is at most ``MAX_FRAME_RATE``, and the grid at most ``MAX_FRAMES`` frames."""
         return FrameScore.from_score(self, frame_rate)
 
     # ------------------------------------------------------------------ protocol
@@ -519,10 +593,7 @@ class FrameScore:
     _pad_cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        fr = float(self.frame_rate)
-        if not (math.isfinite(fr) and fr > 0):
-            raise ValueError(f"frame_rate must be a finite number > 0, got {self.frame_rate!r}")
-        self.frame_rate = fr
+        self.frame_rate = _check_frame_rate(self.frame_rate)
         held = np.asarray(self.held)
         if held.ndim != 2 or held.shape[1] != N_KEYS:
             raise ValueError(f"held must have shape (T, {N_KEYS}), got {held.shape}")
@@ -533,19 +604,21 @@ class FrameScore:
         self.held = _readonly(np.array(held, dtype=bool))
         self.onset = _readonly(np.array(self.onset, dtype=bool))
         vel = np.asarray(self.velocity)
+        if vel.dtype.kind not in "biuf":
+            raise ValueError(f"velocity must hold integers 0..127, got dtype {vel.dtype}")
         if vel.size and (vel.min() < 0 or vel.max() > 127):
             raise ValueError("velocity values must be in 0..127")
+        if vel.dtype.kind == "f" and (vel != np.round(vel)).any():  # a cast would truncate 64.7 to 64
+            raise ValueError("velocity values must be whole numbers (MIDI velocities 0..127), got fractions or NaN")
         self.velocity = _readonly(np.array(vel, dtype=np.uint8))
 
     @classmethod
     def from_score(cls, score: Score, frame_rate: float) -> "FrameScore":
-        """Quantize ``score`` at ``frame_rate`` frames per second (see the class docstring)."""
-        try:
-            fr = float(frame_rate)
-        except (TypeError, ValueError):
-            raise ValueError(f"frame_rate must be a positive number, got {frame_rate!r}") from None
-        if not (math.isfinite(fr) and fr > 0):
-            raise ValueError(f"frame_rate must be a finite number > 0, got {frame_rate!r}")
+        """Quantize ``score`` at ``frame_rate`` frames per second (see the class docstring).
+
+        Raises ValueError for a frame rate outside (0, ``MAX_FRAME_RATE``] or a grid of more
+        than ``MAX_FRAMES`` frames."""
+        fr = _check_frame_rate(frame_rate)
         n = len(score)
         if n == 0:
             z = np.zeros((0, N_KEYS), dtype=bool)
@@ -581,6 +654,11 @@ class FrameScore:
         k, o, e, v = ks[keep], os_[keep], end_sorted[keep], vel[order][keep]
 
         T = int(e.max())
+        if T > MAX_FRAMES:
+            raise ValueError(
+                f"score {short_repr(score.name)} lasts {score.duration:.0f} s: at {fr:g} frames per second that is "
+                f"{T} frames, "
+                f"more than MAX_FRAMES = {MAX_FRAMES}; trim it (Score.trim) or lower the frame rate")
         held_d = np.zeros((T + 1, N_KEYS), dtype=np.int32)
         vel_d = np.zeros((T + 1, N_KEYS), dtype=np.int32)
         np.add.at(held_d, (o, k), 1)
@@ -646,9 +724,7 @@ class FrameScore:
         """
         pad = self._pad_cache.get(length)
         if pad is None:
-            if length < 1:
-                raise ValueError(f"window length must be >= 1, got {length!r}")
-            length = int(length)
+            length = check_int("window length", length, 1, MAX_FRAMES)  # it sizes the padded copies
             z = lambda a: _readonly(np.concatenate([a, np.zeros((length,) + a.shape[1:], a.dtype)]))
             pad = (z(self.held), z(self.onset), z(self.velocity))
             self._pad_cache[length] = pad

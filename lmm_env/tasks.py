@@ -5,14 +5,28 @@ made with ``gym.make``) and an agent with SB3's ``predict``.
 """
 from __future__ import annotations
 
+import math
+from numbers import Real
+
 import numpy as np
 
-from lmm_env.score import Score
+from lmm_env._checks import check_seed, short_repr
+from lmm_env.keyboard import check_keys
+from lmm_env.score import Score, _check_frame_rate
 
 __all__ = ["probe_score", "probe_keyboard"]
 
 ALONE_SECONDS, ALONE_GAP = 0.3, 0.2
 CONTEXT_SECONDS, CONTEXT_GAP = 0.2, 0.05
+MAX_LEAD_SECONDS = 3600.0
+
+
+def _check_lead(lead_seconds):
+    if lead_seconds is not None and (isinstance(lead_seconds, (bool, np.bool_)) or not isinstance(lead_seconds, Real)
+                                     or not (math.isfinite(lead_seconds) and 0 <= lead_seconds <= MAX_LEAD_SECONDS)):
+        raise ValueError(f"lead_seconds={short_repr(lead_seconds)} is not allowed; use None or a number of seconds "
+                         f"in [0, {MAX_LEAD_SECONDS:g}]")
+    return lead_seconds
 
 
 def probe_score(keys, lead_seconds: float | None = None, frame_rate: float = 20.0) -> tuple[Score, list]:
@@ -20,8 +34,13 @@ def probe_score(keys, lead_seconds: float | None = None, frame_rate: float = 20.
 
     A silent lead-in of ``lead_seconds`` (default: two steps per key, room for an agent that
     works the keyboard out inside the episode) comes first. Returns the score and the
-    probe's slots ``[(pitch, onset, offset, kind)]`` with kind "alone" or "context"."""
-    lo, hi = int(keys[0]), int(keys[1])
+    probe's slots ``[(pitch, onset, offset, kind)]`` with kind "alone" or "context".
+
+    Raises ValueError for keys that are not a (lo, hi) pair with 21 <= lo <= hi <= 108, a
+    negative or non-finite ``lead_seconds``, or a ``frame_rate`` outside (0, 1000]."""
+    lo, hi = check_keys(keys)
+    lead_seconds = _check_lead(lead_seconds)
+    frame_rate = _check_frame_rate(frame_rate)
     if lead_seconds is None:
         lead_seconds = (2 * (hi - lo + 1) + 4) / frame_rate
     pitches = np.arange(lo, hi + 1)
@@ -52,11 +71,19 @@ def probe_keyboard(agent, env, seed: int = 0, lead_seconds: float | None = None)
     and the slot's end. Returns ``keys_deciphered`` (share of the range's pitches), the
     shares ``alone`` and ``in_context``, ``probe_steps`` and the per-pitch ``deciphered``
     list. The episode plays the probe whole (the env's ``max_seconds`` is lifted for it).
+
+    Raises TypeError for an agent without ``predict(obs) -> (action, state)`` or an env that
+    is not an lmm_env task.
     """
-    u = env.unwrapped
+    if not callable(getattr(agent, "predict", None)):
+        raise TypeError(f"agent must have predict(obs) -> (action, state) (SB3's interface), got "
+                        f"{type(agent).__name__}: {short_repr(agent)}")
+    seed = check_seed(seed)
+    lead_seconds = _check_lead(lead_seconds)
+    u = getattr(env, "unwrapped", None)
     sim = getattr(u, "sim", None)
     if sim is None:
-        raise TypeError(f"{env!r} is not an lmm_env task (it has no .sim)")
+        raise TypeError(f"{short_repr(env)} is not an lmm_env task (it has no .sim)")
     lo, hi = sim.keys
     score, slots = probe_score((lo, hi), lead_seconds, sim.frame_rate)
     saved = sim.max_seconds
@@ -67,7 +94,11 @@ def probe_keyboard(agent, env, seed: int = 0, lead_seconds: float | None = None)
             agent.reset()
         start, steps = np.ones((1,), bool), 0
         while True:
-            action, _ = agent.predict(obs, episode_start=start, deterministic=True)
+            out = agent.predict(obs, episode_start=start, deterministic=True)
+            if not (isinstance(out, (tuple, list)) and len(out) == 2):
+                raise TypeError(f"agent.predict must return (action, state), got {type(out).__name__}: "
+                                f"{short_repr(out)}")
+            action = out[0]
             start = np.zeros((1,), bool)
             obs, _, term, trunc, _ = env.step(np.asarray(action, np.float32).reshape(env.action_space.shape))
             steps += 1

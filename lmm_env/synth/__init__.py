@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 
-from lmm_env.synth.base import HIGHEST_PITCH, LOWEST_PITCH, N_KEYS, BlockPlayer, Synth
+from lmm_env._checks import short_repr
+from lmm_env.synth.base import HIGHEST_PITCH, LOWEST_PITCH, N_KEYS, BlockPlayer, Synth, check_sample_rate
 from lmm_env.synth.piano import PianoPlayer, PianoSynth
 from lmm_env.synth.soundfont import SoundFontPlayer, SoundFontSynth, default_soundfont
 
@@ -28,6 +29,7 @@ SYNTHS = {"piano": PianoSynth, "soundfont": SoundFontSynth}
 
 def make_synth(synth="piano", sample_rate: int = 16000, **kwargs) -> Synth:
     """A synth from a name ("piano", "soundfont"), a path to a .sf2 file, or a `Synth`."""
+    sample_rate = check_sample_rate(sample_rate)
     if isinstance(synth, Synth):
         if synth.sample_rate != sample_rate:
             raise ValueError(
@@ -41,7 +43,8 @@ def make_synth(synth="piano", sample_rate: int = 16000, **kwargs) -> Synth:
         if name.lower().endswith(".sf2"):
             return SoundFontSynth(sample_rate=sample_rate, path=name, **kwargs)
     raise ValueError(
-        f"unknown synth {synth!r}; use one of {sorted(SYNTHS)}, a path to a .sf2 file, or a lmm_env.synth.Synth"
+        f"unknown synth {short_repr(synth)}; use one of {sorted(SYNTHS)}, a path to a .sf2 file, "
+        "or a lmm_env.synth.Synth"
     )
 
 

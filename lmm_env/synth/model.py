@@ -26,12 +26,17 @@ from __future__ import annotations
 
 import functools
 import math
+from numbers import Real
 
 import numpy as np
 
-from lmm_env.synth.base import LOWEST_PITCH, N_KEYS
+from lmm_env._checks import short_repr
+from lmm_env.synth.base import LOWEST_PITCH, N_KEYS, check_sample_rate
 
 TABLE_SECONDS = 3.0  # how long a held note rings before its table ends (it has faded by then)
+# table_seconds bounds: longer than the attack and end fade; at most 20 s (A0 rings ~12 s),
+# as the tables take 2 * 88 * 4 bytes a sample (1.35 GB for 20 s at 96 kHz)
+MIN_TABLE_SECONDS, MAX_TABLE_SECONDS = 0.2, 20.0
 RELEASE_SECONDS = 0.1  # damper: a released note is silent this long after key-up
 RELEASE_TAU = 0.025  # time constant of the damper's exponential
 ATTACK_SECONDS = 0.003  # raised-cosine onset ramp: no click at the hammer strike
@@ -81,14 +86,26 @@ def voice_slots(sample_rate: int, block_size: int) -> int:
     return 1 + math.ceil(r / block_size)
 
 
-@functools.lru_cache(maxsize=4)
+def check_table_seconds(seconds) -> float:
+    """``seconds`` as a float in [MIN_TABLE_SECONDS, MAX_TABLE_SECONDS], else a ValueError naming it."""
+    if isinstance(seconds, (bool, np.bool_)) or not isinstance(seconds, Real) or not (
+            MIN_TABLE_SECONDS <= seconds <= MAX_TABLE_SECONDS):  # NaN fails the comparison too
+        raise ValueError(f"table_seconds={short_repr(seconds)} is not allowed; use a number of seconds in "
+                         f"[{MIN_TABLE_SECONDS:g}, {MAX_TABLE_SECONDS:g}]")
+    return float(seconds)
+
+
 def build_tables(sample_rate: int, seconds: float = TABLE_SECONDS) -> np.ndarray:
     """Per-key waveforms of the sound model: float32 array (2, 88, L), [soft, bright].
 
     Cached per (sample_rate, seconds); treat the result as read-only.
     """
-    if sample_rate < 8000 or sample_rate > 96000:
-        raise ValueError(f"sample_rate={sample_rate!r} is not supported; use 8000..96000 Hz")
+    # checked before the cache: an unhashable argument must get this message, not lru_cache's
+    return _build_tables(check_sample_rate(sample_rate), check_table_seconds(seconds))
+
+
+@functools.lru_cache(maxsize=4)
+def _build_tables(sample_rate: int, seconds: float) -> np.ndarray:
     length = int(round(seconds * sample_rate))
     t = np.arange(length, dtype=np.float64) / sample_rate
     nyquist_guard = 0.45 * sample_rate

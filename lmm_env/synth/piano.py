@@ -5,7 +5,7 @@ import numpy as np
 
 from lmm_env.synth import model
 from lmm_env.synth._voices import render_notes, step_voices, step_voices_threaded
-from lmm_env.synth.base import N_KEYS, BlockPlayer, Synth
+from lmm_env.synth.base import N_KEYS, BlockPlayer, Synth, check_player_args, check_sample_rate, render_samples
 
 
 def _as_score(score):
@@ -13,7 +13,7 @@ def _as_score(score):
 
     if isinstance(score, Score):
         return score
-    return Score.from_midi(score)
+    return Score.from_midi(score)  # names a bad path / type / over-long file
 
 
 class PianoSynth(Synth):
@@ -21,7 +21,7 @@ class PianoSynth(Synth):
 
     Args:
         sample_rate: audio rate in Hz (8000..96000).
-        table_seconds: how long a held note can ring (its table's length).
+        table_seconds: how long a held note can ring (its table's length), 0.2..20 s.
 
     ``render`` plays a whole Score/PrettyMIDI/MIDI path with sample-accurate onsets;
     ``player`` gives the batched block player the env steps with. Both produce the same
@@ -32,8 +32,8 @@ class PianoSynth(Synth):
     differentiable = False
 
     def __init__(self, sample_rate: int = 16000, table_seconds: float = model.TABLE_SECONDS):
-        self.sample_rate = int(sample_rate)
-        self.table_seconds = float(table_seconds)
+        self.sample_rate = check_sample_rate(sample_rate)
+        self.table_seconds = model.check_table_seconds(table_seconds)
         self._build()
 
     def _build(self) -> None:
@@ -66,7 +66,7 @@ class PianoSynth(Synth):
         same = score.pitches[order[1:]] == score.pitches[order[:-1]]
         cur, nxt = order[:-1][same], order[1:][same]  # each note and the next strike of its key
         releases[cur] = np.minimum(releases[cur], np.maximum(onsets[nxt], onsets[cur]))
-        total = int(offsets.max() + round(tail * sr)) if len(score) else int(round(tail * sr))
+        total = render_samples(score, tail, sr, offsets.max() if len(score) else 0)
         out = np.zeros(total + table_len + n_rel, dtype=np.float32)
         soft, bright = model.layer_gains(score.velocities.astype(np.float32))
         soft = soft.astype(np.float32)
@@ -80,13 +80,10 @@ class PianoPlayer(BlockPlayer):
     """Batched voices of `PianoSynth`: state arrays (n_envs, 88, slots), stepped by block."""
 
     def __init__(self, synth: PianoSynth, n_envs: int, block_size: int):
-        if n_envs < 1:
-            raise ValueError(f"n_envs={n_envs!r} must be >= 1")
-        if block_size < 1:
-            raise ValueError(f"block_size={block_size!r} must be >= 1")
+        n_envs, block_size = check_player_args(synth, n_envs, block_size)
         self.synth = synth
-        self.n_envs = int(n_envs)
-        self.block_size = b = int(block_size)
+        self.n_envs = n_envs
+        self.block_size = b = block_size
         self.sample_rate = synth.sample_rate
         self.slots = model.voice_slots(synth.sample_rate, b)
         self._threads = 1

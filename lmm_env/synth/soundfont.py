@@ -5,11 +5,17 @@ library). The default is the piano of TimGM6mb.sf2, which pretty_midi's wheel ca
 """
 from __future__ import annotations
 
+import math
 import os
+from numbers import Real
 
 import numpy as np
 
-from lmm_env.synth.base import LOWEST_PITCH, N_KEYS, BlockPlayer, Synth
+from lmm_env._checks import check_int, short_repr
+from lmm_env.synth.base import (LOWEST_PITCH, N_KEYS, BlockPlayer, Synth, check_player_args, check_sample_rate,
+                                render_samples)
+
+MIN_GAIN_DB, MAX_GAIN_DB = -100.0, 30.0  # beyond these the output is silent or clips throughout
 
 
 def default_soundfont() -> str:
@@ -33,21 +39,31 @@ class SoundFontSynth(Synth):
     """A SoundFont instrument: realistic sound, no gradients.
 
     Args:
-        sample_rate: audio rate in Hz.
+        sample_rate: audio rate in Hz (8000..96000).
         path: a .sf2 file; default TimGM6mb.sf2 from pretty_midi.
-        preset: General MIDI program (0 = Acoustic Grand Piano), bank 0.
-        gain: output gain in dB passed to tinysoundfont.
+        preset: General MIDI program 0..127 (0 = Acoustic Grand Piano), bank 0; the file must have it.
+        gain: output gain in dB passed to tinysoundfont, a finite number in [-100, 30]
+            (negative values are quieter, not an error: the default is -6 dB).
     """
 
     name = "soundfont"
     differentiable = False
 
     def __init__(self, sample_rate: int = 16000, path: str | None = None, preset: int = 0, gain: float = -6.0):
-        self.sample_rate = int(sample_rate)
+        self.sample_rate = check_sample_rate(sample_rate)
+        if path is not None and (not isinstance(path, (str, os.PathLike)) or isinstance(os.fspath(path), bytes)):
+            raise TypeError(f"path must be the path (str or os.PathLike) of a .sf2 file, got "
+                            f"{type(path).__name__}: {short_repr(path)}")
         self.path = default_soundfont() if path is None else os.fspath(path)
+        if os.path.isdir(self.path):
+            raise ValueError(f"SoundFont path {self.path!r} is a directory; pass the path of a .sf2 file")
         if not os.path.isfile(self.path):
             raise FileNotFoundError(f"SoundFont file {self.path!r} does not exist; pass the path of a .sf2 file")
-        self.preset = int(preset)
+        self.preset = check_int("preset", preset, 0, 127)  # a General MIDI program
+        if isinstance(gain, (bool, np.bool_)) or not isinstance(gain, Real) or not (
+                math.isfinite(gain) and MIN_GAIN_DB <= gain <= MAX_GAIN_DB):
+            raise ValueError(f"gain={short_repr(gain)} is not allowed; use a number of dB in "
+                             f"[{MIN_GAIN_DB:g}, {MAX_GAIN_DB:g}]")
         self.gain = float(gain)
         with open(self.path, "rb") as f:
             self._data = f.read()
@@ -60,7 +76,10 @@ class SoundFontSynth(Synth):
             sfid = synth.sfload(self._data)
         except Exception as exc:
             raise ValueError(f"{self.path!r} is not a readable SoundFont (.sf2) file: {exc}") from exc
-        synth.program_select(0, sfid, 0, self.preset)
+        try:
+            synth.program_select(0, sfid, 0, self.preset)
+        except RuntimeError as exc:  # tinysoundfont says only "Error in channel_set_preset_number"
+            raise ValueError(f"{self.path!r} has no preset {self.preset} in bank 0 ({exc})") from exc
         return synth
 
     @staticmethod
@@ -85,7 +104,7 @@ class SoundFontSynth(Synth):
         pitches = np.concatenate([score.pitches, score.pitches]).astype(int)
         vels = np.concatenate([score.velocities, score.velocities]).astype(int)
         order = np.lexsort((kinds, times))
-        total = int((off.max() if len(score) else 0) + round(tail * sr))
+        total = render_samples(score, tail, sr, off.max() if len(score) else 0)
         out = np.zeros(total, dtype=np.float32)
         now = 0
         for i in order:
@@ -107,8 +126,7 @@ class SoundFontPlayer(BlockPlayer):
 
     def __init__(self, synth: SoundFontSynth, n_envs: int, block_size: int):
         self.synth = synth
-        self.n_envs = int(n_envs)
-        self.block_size = int(block_size)
+        self.n_envs, self.block_size = check_player_args(synth, n_envs, block_size)
         self.sample_rate = synth.sample_rate
         self._synths = [synth._new_synth() for _ in range(self.n_envs)]
         self._sounding = np.zeros((self.n_envs, N_KEYS), dtype=bool)

@@ -1,11 +1,14 @@
 """`DifferentiablePianoSynth`: the sound model of `PianoSynth` in torch, with gradients."""
 from __future__ import annotations
 
+from numbers import Real
+
 import numpy as np
 import torch
 
+from lmm_env._checks import check_int, short_repr
 from lmm_env.synth import model
-from lmm_env.synth.base import N_KEYS
+from lmm_env.synth.base import N_KEYS, check_sample_rate
 
 
 class DifferentiablePianoSynth(torch.nn.Module):
@@ -31,6 +34,10 @@ class DifferentiablePianoSynth(torch.nn.Module):
     def __init__(self, sample_rate: int = 16000, frame_rate: float = 20, table_seconds: float = model.TABLE_SECONDS,
                  chunk: int = 64):
         super().__init__()
+        sample_rate = check_sample_rate(sample_rate)
+        if isinstance(frame_rate, (bool, np.bool_)) or not isinstance(frame_rate, Real) or not 1 <= frame_rate <= 1000:
+            raise ValueError(f"frame_rate={short_repr(frame_rate)} is not allowed; use a number in [1, 1000]")
+        chunk = check_int("chunk", chunk, 1, 1 << 16)
         hop = sample_rate / frame_rate
         if abs(hop - round(hop)) > 1e-9:
             raise ValueError(
@@ -40,7 +47,7 @@ class DifferentiablePianoSynth(torch.nn.Module):
         self.frame_rate = frame_rate
         self.hop = int(round(hop))
         self.chunk = int(chunk)
-        tables = model.build_tables(self.sample_rate, float(table_seconds))
+        tables = model.build_tables(self.sample_rate, table_seconds)
         self.register_buffer("tables", torch.from_numpy(np.array(tables)), persistent=False)
         self.register_buffer("release", torch.from_numpy(model.release_envelope(self.sample_rate)), persistent=False)
 
