@@ -239,9 +239,11 @@ class LMMByEarEnv(PianoTaskEnv):
     ``max_seconds``, ``reward``, ``pairs``, ``ear``, ...; no ``layout``), plus:
 
     * ``target``: None (default: corpus pieces from ``score``/``split``), a path to a WAV
-      (FLAC, OGG) file, or a float numpy array of samples (a list is refused: convert it
-      with ``np.asarray(samples, np.float32)``); another sample rate is resampled. With
-      ``max_seconds`` only that much of the recording is read (and of ``reference``).
+      (FLAC, OGG) file, or a float numpy array of samples in [-1, 1] (a list is refused:
+      convert it with ``np.asarray(samples, np.float32)``; a peak above 100 is refused as
+      unscaled int PCM), 1-D or (n, channels) with at most 8 channels; another sample rate
+      (a file's in [4000, 384000] Hz) is resampled. With ``max_seconds`` only that much of
+      the recording is read (and of ``reference``); at most `lmm_env.audio.MAX_SAMPLES`.
     * ``reference``: the target recording's notes (MIDI path, PrettyMIDI or `Score`),
       used only for metrics; optional.
     * ``target_synth``: the instrument corpus targets are rendered through: None (default:

@@ -21,17 +21,22 @@ import numpy as np
 from lmm_env import corpus as corpus_mod
 from lmm_env import metrics as metrics_mod
 from lmm_env import rewards as rewards_mod
+from lmm_env._checks import check_int, short_repr
 from lmm_env._threads import limit_blas_threads
 from lmm_env.audio import LogMel
 from lmm_env.keyboard import Keyboard, check_keys
-from lmm_env.rewards.base import BatchStepContext, EpisodeContext, call_model
-from lmm_env.score import FrameScore, Score
+from lmm_env.rewards.base import MAX_HISTORY_BLOCKS, BatchStepContext, EpisodeContext, call_model, check_needs
+from lmm_env.score import OUT_OF_RANGE_POLICIES, FrameScore, Score
 from lmm_env.synth import make_synth
-from lmm_env.synth.base import LOWEST_PITCH, N_KEYS
+from lmm_env.synth.base import HIGHEST_PITCH, LOWEST_PITCH, N_KEYS
 
-from .tapes import EpisodeTapes
+from .tapes import ROW_BYTES, EpisodeTapes
 
 _ONSET_BIT = 128  # tape code: velocity (1..127) on held frames, + 128 on onset frames
+MAX_ENVS = 65_536  # envs in one batch (each holds its synth voices, rings and tapes: ~0.1 MB at the defaults)
+# An untrimmed piece's episode holds all its frames: longer ones need max_seconds (which also stays below it).
+MAX_EPISODE_SECONDS = 3 * 3600.0
+MAX_WORLD_BYTES = 16 << 30  # what a world reserves for its envs' rings, tapes and windows at construction
 
 
 def _check_number(name, value, lo, hi, integer=False):
@@ -40,12 +45,20 @@ def _check_number(name, value, lo, hi, integer=False):
         ok = math.isfinite(value) and lo <= value <= hi and (not integer or float(value).is_integer())
     if not ok:
         kind = "an integer" if integer else "a number"
-        raise ValueError(f"{name}={value!r} is not allowed; it must be {kind} in [{lo}, {hi}]")
+        raise ValueError(f"{name}={short_repr(value)} is not allowed; it must be {kind} in [{lo}, {hi}]")
     return int(value) if integer else float(value)
 
 
-def resolve_scores(score, split: str, keys, out_of_range: str) -> Sequence[Score]:
-    """The pool of scores an env draws from: see `LMMPianoEnv`'s ``score`` argument."""
+def check_n_envs(n_envs, name: str = "n_envs") -> int:
+    """``n_envs`` as an int in [1, MAX_ENVS] (not a bool or a float), else a ValueError naming ``name``."""
+    try:
+        return check_int(name, n_envs, 1, MAX_ENVS)
+    except ValueError as exc:
+        raise ValueError(f"{exc} (each env holds its own synth voices, history rings and episode tapes)") from None
+
+
+def resolve_scores(score, split: str, keys, out_of_range: str, what: str = "score") -> Sequence[Score]:
+    """The pool of scores an env draws from: see `LMMPianoEnv`'s ``score`` argument (``what``: its name)."""
     import pretty_midi
 
     def one(item):
@@ -58,24 +71,28 @@ def resolve_scores(score, split: str, keys, out_of_range: str) -> Sequence[Score
             # the env's out_of_range policy applies to the file's own pitches (not to pitches
             # already folded into the piano's range by a default policy)
             return Score.from_midi(item, out_of_range=out_of_range, keys=keys)
+        many = isinstance(score, (list, tuple)) and len(score) > 1
+        label = f"{what} item {short_repr(item)}" if many else f"{what}={short_repr(item)}"
         raise ValueError(
-            f"score item {item!r} is not allowed; use a MIDI path, a PrettyMIDI, a lmm_env.score.Score, "
+            f"{label} is not allowed; use a MIDI path, a PrettyMIDI, a lmm_env.score.Score, "
             f"or a corpus name ({', '.join(corpus_mod.names())})"
         )
 
     if isinstance(score, str) and not (os.sep in score or score.lower().endswith((".mid", ".midi"))):
         pool = corpus_mod.load(score, split, keys=keys, out_of_range=out_of_range)
+        if tuple(keys) != (LOWEST_PITCH, HIGHEST_PITCH) and len(pool):
+            pool.resolve(0)  # a narrow range may fit none of the pieces: the corpus gives up after a few dozen
     elif isinstance(score, (list, tuple)):
         if not score:
-            raise ValueError("score=[] is empty; give at least one score")
+            raise ValueError(f"{what}=[] is empty; give at least one score")
         pool = [one(s) for s in score]
     else:
         pool = [one(score)]
     for s in pool if isinstance(pool, list) else ():
         if len(s) == 0:
-            raise ValueError(f"score {s.name!r} has no notes inside keys={keys}")
+            raise ValueError(f"score {short_repr(s.name)} has no notes inside keys={keys}")
     if len(pool) == 0:
-        raise ValueError(f"score={score!r} with split={split!r} holds no pieces")
+        raise ValueError(f"{what}={short_repr(score)} with split={split!r} holds no pieces")
     return pool
 
 
@@ -123,7 +140,7 @@ class PianoSim:
                  n_mels: int = 64, tail: float = 0.5, max_seconds: float | None = None,
                  out_of_range: str = "transpose", history_blocks: int | None = None, record_audio: bool = True,
                  relayout: str = "never", seal_layout: bool = False, pairs=None, ear=None, synth_threads: int = 1):
-        self.n_envs = _check_number("n_envs", n_envs, 1, 1 << 20, integer=True)
+        self.n_envs = check_n_envs(n_envs)
         self.frame_rate = _check_number("frame_rate", frame_rate, 1, 1000)
         self.sample_rate = _check_number("sample_rate", sample_rate, 8000, 96000, integer=True)
         hop = self.sample_rate / self.frame_rate
@@ -137,15 +154,22 @@ class PianoSim:
         self.keys = check_keys(keys)
         self.tail = _check_number("tail", tail, 0, 60)
         if max_seconds is not None:
-            max_seconds = _check_number("max_seconds", max_seconds, 1.0 / self.frame_rate, 1e6)
+            max_seconds = _check_number("max_seconds", max_seconds, 1.0 / self.frame_rate, MAX_EPISODE_SECONDS)
         self.max_seconds = max_seconds
         self.n_mels = _check_number("n_mels", n_mels, 1, 512, integer=True)
+        if split not in corpus_mod.SPLITS:  # checked with any score: a typo must not pass silently
+            raise ValueError(f"split={short_repr(split)} is not allowed; use one of {list(corpus_mod.SPLITS)}")
         self.split = split
+        if out_of_range not in OUT_OF_RANGE_POLICIES:
+            raise ValueError(f"out_of_range={short_repr(out_of_range)} is not allowed; "
+                             f"use one of {list(OUT_OF_RANGE_POLICIES)}")
+        if history_blocks is not None:
+            history_blocks = check_int("history_blocks", history_blocks, 0, MAX_HISTORY_BLOCKS)
         if not isinstance(record_audio, (bool, np.bool_)):
-            raise ValueError(f"record_audio={record_audio!r} is not allowed; use True or False")
+            raise ValueError(f"record_audio={short_repr(record_audio)} is not allowed; use True or False")
         self.record_audio = bool(record_audio)
         if relayout not in RELAYOUTS:
-            raise ValueError(f"relayout={relayout!r} is not allowed; use one of {list(RELAYOUTS)}")
+            raise ValueError(f"relayout={short_repr(relayout)} is not allowed; use one of {list(RELAYOUTS)}")
         if relayout == "episode" and layout != "shuffled":
             raise ValueError("relayout='episode' draws a new hidden permutation each reset; it needs layout='shuffled'")
         self.relayout = relayout
@@ -174,11 +198,10 @@ class PianoSim:
             if weight == 1.0:
                 self._single_name, self._single_reward = name, model
         # Keep only the audio history the reward asks for (shifting it costs memory traffic).
-        self.history_blocks = self.reward.history_blocks if history_blocks is None else int(history_blocks)
-        if self.history_blocks < self.reward.history_blocks:
-            raise ValueError(f"history_blocks={history_blocks} is less than the reward needs "
-                             f"({self.reward.history_blocks})")
-        self.score_context = int(self.reward.score_context)
+        needs_history, self.score_context = check_needs(self.reward, getattr(self.reward, "name", None))
+        self.history_blocks = needs_history if history_blocks is None else history_blocks
+        if self.history_blocks < needs_history:
+            raise ValueError(f"history_blocks={history_blocks} is less than the reward needs ({needs_history})")
         self.pad = max(self.lookahead + 1, self.score_context + 1)
         self.lo_col = self.keys[0] - LOWEST_PITCH
         self.hi_col = self.keys[1] - LOWEST_PITCH + 1
@@ -194,6 +217,7 @@ class PianoSim:
         # after construction); untrimmed pools start at 256 steps and take longer regions from
         # the shared pool (envs/tapes.py) as pieces need them.
         reserve = 256 if max_seconds is None else int(math.ceil((max_seconds + self.tail) * self.frame_rate)) + 2
+        self._check_size(reserve)
         self.tapes = EpisodeTapes(n, self.pad, reserve)
         # History rings: the last L = history_blocks + 1 blocks (and log-mel frames) are kept
         # twice over, so the window ending at the current step is always one contiguous slice
@@ -208,6 +232,19 @@ class PianoSim:
         self._look = np.arange(self.lookahead + 1)
         self._ctx = np.arange(-self.score_context, self.score_context + 1)
 
+    def _check_size(self, reserve: int) -> None:
+        """Refuse a world whose per-env arrays (history rings, tapes, score window, observation) times
+        ``n_envs`` exceed MAX_WORLD_BYTES: each argument is bounded, their product is not."""
+        per_env = (2 * (self.history_blocks + 1) * (self.block_size + self.n_mels) * 4 + (2 * self.pad + reserve)
+                   * ROW_BYTES + (2 * self.score_context + 1) * N_KEYS * 3 + 3 * (self.lookahead + 1) * N_KEYS * 4)
+        if self.n_envs * per_env > MAX_WORLD_BYTES:
+            raise ValueError(
+                f"n_envs={self.n_envs} with history_blocks={self.history_blocks}, score context "
+                f"{self.score_context}, lookahead={self.lookahead}, max_seconds={self.max_seconds} and "
+                f"{self.block_size}-sample blocks would take {self.n_envs * per_env / 2**30:.1f} GiB "
+                f"({per_env:,} bytes per env); the limit is {MAX_WORLD_BYTES / 2**30:g} GiB: use fewer envs, "
+                "a shorter history or max_seconds")
+
     # ------------------------------------------------------------------ storage
     def tape_rows(self, env_ids, t) -> np.ndarray:
         """Pool rows of step ``t`` on the target tapes of ``env_ids`` (see envs/tapes.py)."""
@@ -219,14 +256,28 @@ class PianoSim:
         return self.tapes.history(i, int(self.t[i]) if steps is None else steps)
 
     # ------------------------------------------------------------------ episodes
+    score_arg = "score"  # the argument that gives the pool, as messages name it
+
     def resolve_pool(self, score, split):
         """The pool of scores episodes draw from (see `LMMPianoEnv`'s ``score``)."""
-        return resolve_scores(score, split, self.keys, self.out_of_range)
+        pool = resolve_scores(score, split, self.keys, self.out_of_range, self.score_arg)
+        for s in pool if isinstance(pool, list) else ():  # corpus pieces are checked when drawn (trimmed)
+            self.check_length(s)
+        return pool
+
+    def check_length(self, score: Score) -> Score:
+        """``score``, unless it is too long to play untrimmed (all its frames are allocated at reset)."""
+        if self.max_seconds is None and score.duration > MAX_EPISODE_SECONDS:
+            raise ValueError(
+                f"score {short_repr(score.name)} lasts {score.duration:,.0f} s; without max_seconds an episode "
+                f"plays the whole piece, and pieces over {MAX_EPISODE_SECONDS:,.0f} s are refused: pass "
+                "max_seconds= to play its beginning")
+        return score
 
     def _resolve_ear(self, pairs, ear, synth):
         """(K, ear) the reward listens with: ``pairs=K`` fits (or loads) the ear of K pairs."""
         if pairs is not None and ear is not None:
-            raise ValueError(f"pass pairs= or ear=, not both (got pairs={pairs!r}, ear={ear!r})")
+            raise ValueError(f"pass pairs= or ear=, not both (got pairs={short_repr(pairs)}, ear={short_repr(ear)})")
         if pairs is None:
             return (None, ear)
         from lmm_env import pairs as pairs_mod
@@ -239,8 +290,9 @@ class PianoSim:
         """``score_index`` checked against the pool, or one drawn with ``rng``."""
         if score_index is None:
             return int(rng.integers(len(self.pool)))
-        if not (isinstance(score_index, (int, np.integer)) and 0 <= score_index < len(self.pool)):
-            raise ValueError(f"options['score_index']={score_index!r} is not allowed; "
+        if isinstance(score_index, (bool, np.bool_)) or not (
+                isinstance(score_index, (int, np.integer)) and 0 <= score_index < len(self.pool)):
+            raise ValueError(f"options['score_index']={short_repr(score_index)} is not allowed; "
                              f"use an int in [0, {len(self.pool) - 1}] (the env's pool holds {len(self.pool)} pieces)")
         return int(score_index)
 
@@ -248,7 +300,8 @@ class PianoSim:
         """The score of reset option ``score`` (which excludes ``score_index``)."""
         if score_index is not None:
             raise ValueError("reset options 'score' and 'score_index' exclude each other; give one")
-        return resolve_scores([score], self.split, self.keys, self.out_of_range)[0]
+        given = resolve_scores([score], self.split, self.keys, self.out_of_range, "options['score']")[0]
+        return self.check_length(given)
 
     def pick_score(self, rng: np.random.Generator, score_index=None, score=None) -> Score:
         """The episode's score: ``score`` (options["score"]), pool item ``score_index``, or a draw."""
@@ -259,7 +312,7 @@ class PianoSim:
     def trimmed(self, score: Score) -> Score:
         if self.max_seconds is not None and score.duration > self.max_seconds:
             score = score.trim(0.0, self.max_seconds)
-        return score
+        return self.check_length(score)
 
     def make_episode(self, i: int, rng: np.random.Generator, score_index=None, score=None) -> Episode:
         """What env ``i``'s next episode asks for (LMMPiano-v0: play the score)."""

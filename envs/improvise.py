@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 
+from lmm_env._checks import short_repr
 from lmm_env.envs.core import _ONSET_BIT, Episode, PianoSim
 from lmm_env.envs.piano import PianoTaskEnv
 from lmm_env.envs.piano_vector import PianoTaskVectorEnv
@@ -17,17 +18,24 @@ PROMPT_PLAYERS = ("world", "agent")
 class ImproviseSim(PianoSim):
     """The piano world with a prompt and then free play (see `LMMImproviseEnv`)."""
 
+    score_arg = "prompt"
+
     def __init__(self, n_envs: int = 1, *, prompt="folk", prompt_seconds: float = 4.0, length_seconds: float = 20.0,
                  prompt_player: str = "world", reward="improvise", **kwargs):
         if prompt_player not in PROMPT_PLAYERS:
-            raise ValueError(f"prompt_player={prompt_player!r} is not allowed; use one of {list(PROMPT_PLAYERS)}")
+            raise ValueError(f"prompt_player={short_repr(prompt_player)} is not allowed; "
+                             f"use one of {list(PROMPT_PLAYERS)}")
         for name, v, lo in (("prompt_seconds", prompt_seconds, 0.0), ("length_seconds", length_seconds, 0.5)):
-            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and lo <= v <= 3600):
-                raise ValueError(f"{name}={v!r} must be a number of seconds in [{lo}, 3600]")
+            ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+            if not (ok and math.isfinite(v) and lo <= v <= 3600):
+                raise ValueError(f"{name}={short_repr(v)} must be a number of seconds in [{lo}, 3600]")
         for fixed in ("score", "layout"):
             if fixed in kwargs:
                 raise ValueError(f"{fixed}= is not an argument of LMMImprovise-v0; the prompt is prompt= "
                                  "(a corpus name, MIDI path, Score, or None) and its length prompt_seconds=")
+        if "tail" in kwargs:
+            raise ValueError("tail= is not an argument of LMMImprovise-v0: an episode is prompt_seconds of prompt, "
+                             "then length_seconds of free play (no target to ring out)")
         self.prompt_player = prompt_player
         self.prompt_seconds, self.length_seconds = float(prompt_seconds), float(length_seconds)
         self.has_prompt = prompt is not None and self.prompt_seconds > 0
@@ -38,13 +46,27 @@ class ImproviseSim(PianoSim):
             cap = max(1, int(round(self.max_seconds * self.frame_rate)))
             self.prompt_steps = min(self.prompt_steps, cap)
             self.free_steps = min(self.free_steps, cap - self.prompt_steps)
+        if self.free_steps < 1:  # nothing would be improvised, yet metrics would be reported
+            raise ValueError(
+                f"prompt_seconds={prompt_seconds:g}, length_seconds={length_seconds:g} and max_seconds="
+                f"{self.max_seconds} leave no step of free play at frame_rate={self.frame_rate:g}; make max_seconds "
+                "longer than the prompt (it caps the whole episode, prompt first), or length_seconds at least a step")
         self.prompt_len = np.zeros(self.n_envs, np.int64)  # this episode's prompt steps, per env
 
     def resolve_pool(self, score, split):
         return super().resolve_pool(score, split) if self.has_prompt else [None]
 
+    def check_length(self, score):
+        return score  # only the prompt's first seconds are made into frames (make_episode)
+
     def make_episode(self, i, rng, score_index=None, score=None) -> Episode:
         P = self.prompt_steps
+        if not self.has_prompt and score_index is not None and (  # a pool of one: the empty prompt
+                isinstance(score_index, (bool, np.bool_)) or not isinstance(score_index, (int, np.integer))
+                or score_index != 0):
+            raise ValueError(f"options['score_index']={short_repr(score_index)} is not allowed: this env has no "
+                             "prompt pool (prompt=None or prompt_seconds=0), only index 0; give options={'score': "
+                             "...} for a one-off prompt, or make the env with prompt=")
         if self.has_prompt or score is not None:
             s = self.pick_score(rng, score_index, score)
             if s.duration > self.prompt_seconds + 1.0:  # only the prompt's frames are needed
@@ -154,7 +176,8 @@ class LMMImproviseEnv(PianoTaskEnv):
     * ``prompt``: a corpus name (default ``"folk"``), MIDI path, `Score`, list of those, or
       None (no prompt). ``split`` chooses the corpus split.
     * ``prompt_seconds`` (4.0), ``length_seconds`` (20.0), ``prompt_player`` ("world").
-    * ``max_seconds``: a cap on the whole episode (prompt first, then free play).
+    * ``max_seconds``: a cap on the whole episode (prompt first, then free play); it must
+      leave at least one step of free play.
     * LMMPiano-v0's ``keys``, ``synth``, ``frame_rate``, ``sample_rate``, ``lookahead``,
       ``reward``, ``pairs``, ``ear``, ``n_mels``, ``record_audio``.
     """

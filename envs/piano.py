@@ -1,12 +1,13 @@
 """LMMPiano-v0: read a score, play an 88-key piano, be rewarded by what you hear."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from lmm_env._checks import check_seed
+from lmm_env._checks import check_seed, short_repr
 from lmm_env.envs.core import PianoSim
 from lmm_env.envs.render import render_frame
 
@@ -17,11 +18,15 @@ def make_spaces(sim: PianoSim):
 
 
 def check_reset_options(options, allowed) -> dict:
-    """``options`` (None: {}) if every key is one of ``allowed``, else a ValueError listing them."""
-    options = options or {}
+    """``options`` (None: {}) if it is a dict whose keys are all in ``allowed``, else a ValueError."""
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise ValueError(f"options={short_repr(options)} is not allowed; reset options are a dict with keys from "
+                         f"{list(allowed)}, or None")
     unknown = set(options) - set(allowed)
     if unknown:
-        raise ValueError(f"unknown reset options {sorted(unknown)}; allowed: {list(allowed)}")
+        raise ValueError(f"unknown reset options {short_repr(sorted(unknown, key=repr))}; allowed: {list(allowed)}")
     return options
 
 
@@ -37,7 +42,7 @@ class PianoTaskEnv(gym.Env):
 
     def _setup(self, sim: PianoSim, render_mode: str | None) -> None:
         if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode={render_mode!r} is not supported; use None or 'rgb_array'")
+            raise ValueError(f"render_mode={short_repr(render_mode)} is not supported; use None or 'rgb_array'")
         self.render_mode = render_mode
         self.sim = sim
         self.metadata = dict(self.metadata, render_fps=self.sim.frame_rate)
@@ -188,7 +193,8 @@ class LMMPianoEnv(PianoTaskEnv):
     * ``synth``: "piano" (fast additive piano, default), "soundfont" (TimGM6mb through
       tinysoundfont) or a path to any .sf2 file, or a `lmm_env.synth.Synth`.
     * ``reward``: see Rewards. ``n_mels`` (64). ``tail`` (0.5 s). ``max_seconds``: trim
-      long pieces to their first ``max_seconds`` (None = whole piece).
+      long pieces to their first ``max_seconds`` (None = whole piece; a piece over
+      ``MAX_EPISODE_SECONDS``, 3 hours, is refused without it).
     * ``render_mode``: None or "rgb_array" (keyboard under a scrolling piano roll).
     * ``record_audio`` (True): keep the episode's audio for `episode_audio`.
     * ``pairs``: K score-audio pairs (`lmm_env.pairs`: 0, 4, 16, 64 or "all") the reward's

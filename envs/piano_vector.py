@@ -16,8 +16,8 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from lmm_env._checks import check_seed, short_repr
-from lmm_env.envs.core import PianoSim
+from lmm_env._checks import check_int, check_seed, short_repr
+from lmm_env.envs.core import PianoSim, check_n_envs
 from lmm_env.envs.piano import PianoTaskEnv, check_reset_options, make_spaces
 
 
@@ -31,15 +31,17 @@ class PianoTaskVectorEnv(VectorEnv):
     def __init__(self, num_envs: int = 1, record_audio: bool = False, render_mode: str | None = None,
                  backend: str = "numpy", device=None, **kwargs: Any):
         if render_mode is not None:
-            raise ValueError(f"render_mode={render_mode!r}: the vector env does not render; use the single env")
+            raise ValueError(f"render_mode={short_repr(render_mode)}: the vector env does not render; "
+                             "use the single env")
+        check_n_envs(num_envs, "num_envs")
         # gym.make_vec passes these to every task's vector entry point: say what this one supports
         if backend != "numpy":
             hint = ("the torch world plays LMMPiano-v0 only" if backend == "torch"
                     else "use backend='numpy' (or 'torch' for LMMPiano-v0)")
-            raise ValueError(f"backend={backend!r} is not available for {self.task_id}: {hint}; "
+            raise ValueError(f"backend={short_repr(backend)} is not available for {self.task_id}: {hint}; "
                              f"{self.task_id} runs on backend='numpy' (the default)")
         if device not in (None, "cpu"):
-            raise ValueError(f"device={device!r} is not available for {self.task_id}: it runs on the CPU "
+            raise ValueError(f"device={short_repr(device)} is not available for {self.task_id}: it runs on the CPU "
                              "(backend='numpy'); only LMMPiano-v0 has a torch world for other devices")
         self.sim = self.sim_class(num_envs, record_audio=record_audio, **kwargs)
         self.num_envs = self.sim.n_envs
@@ -83,6 +85,8 @@ class PianoTaskVectorEnv(VectorEnv):
         cols = []
         for name in self.reset_options:
             v = options.get(name)
+            if name == "score_index" and isinstance(v, np.ndarray):
+                v = v.tolist()  # one index per env, as a list (a 0-d array: one for all)
             if isinstance(v, (list, tuple)) and not (name == "score" and len(v) and isinstance(v[0], (int, float))):
                 if len(v) != self.num_envs:
                     raise ValueError(f"reset option {name}= has {len(v)} entries for {self.num_envs} envs; give one "
@@ -125,12 +129,16 @@ class PianoTaskVectorEnv(VectorEnv):
         for i in ended:
             sim.reset_env(int(i), self._rngs[i])
 
+    def env_index(self, i) -> int:
+        """``i`` if it names one of the envs, else a ValueError."""
+        return check_int("env index i", i, 0, self.num_envs - 1)
+
     def performance(self, i: int):
         """Env ``i``'s performance so far as PrettyMIDI."""
-        return self.sim.performance_midi(i)
+        return self.sim.performance_midi(self.env_index(i))
 
     def episode_audio(self, i: int) -> np.ndarray:
-        return self.sim.episode_audio(i)
+        return self.sim.episode_audio(self.env_index(i))
 
 
 class LMMPianoVectorEnv(PianoTaskVectorEnv):

@@ -8,6 +8,12 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
+from lmm_env._checks import short_repr
+
+_NEEDS_NUMPY = ("Stable-Baselines3 takes numpy arrays and the torch world returns torch tensors: use "
+                "backend='numpy' (the default), add as_numpy=True (the torch world's arrays copied to the host "
+                "each step), or train on the torch world (make_vector_env(..., backend='torch')) with a torch learner")
+
 
 class SB3VecEnv(VecEnv):
     """Adapter from a gymnasium ``VectorEnv`` to SB3's ``VecEnv``.
@@ -26,6 +32,9 @@ class SB3VecEnv(VecEnv):
                 f"SB3VecEnv needs a vector env with autoreset_mode SAME_STEP, got {mode!r}; make it with "
                 "gym.make_vec(..., vector_kwargs={'autoreset_mode': gymnasium.vector.AutoresetMode.SAME_STEP})"
             )
+        if getattr(venv.unwrapped, "as_numpy", True) is False:  # the torch world: tensors fail at the first step
+            raise ValueError(f"SB3VecEnv cannot wrap {type(venv.unwrapped).__name__} with as_numpy=False: "
+                             f"{_NEEDS_NUMPY}")
         self.venv = venv
         super().__init__(venv.num_envs, venv.single_observation_space, venv.single_action_space)
         self._actions: np.ndarray | None = None
@@ -94,6 +103,10 @@ class SB3VecEnv(VecEnv):
 
 def make_sb3_vec_env(num_envs: int = 8, env_id: str = "LMMPiano-v0", seed: int | None = None, **env_kwargs):
     """A batched LMMPiano env ready for SB3: ``PPO("MultiInputPolicy", make_sb3_vec_env(8))``."""
+    backend = env_kwargs.get("backend", "numpy")
+    if not (isinstance(backend, str) and backend == "numpy") and not env_kwargs.get("as_numpy"):
+        # refused before the world is built (it would fail only at the first step)
+        raise ValueError(f"backend={short_repr(backend)} is not allowed in make_sb3_vec_env: {_NEEDS_NUMPY}")
     venv = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **env_kwargs)
     env = SB3VecEnv(venv)
     if seed is not None:

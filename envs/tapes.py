@@ -19,6 +19,8 @@ import numpy as np
 
 from lmm_env.synth.base import N_KEYS
 
+ROW_BYTES = 3 * N_KEYS + 1  # one row of the four arrays: tape, down, vel (88 bytes each) and pedal
+
 
 class EpisodeTapes:
     """Target tapes and played histories of ``n_envs`` episodes, ``pad`` rows of margin each.

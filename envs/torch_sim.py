@@ -102,10 +102,10 @@ class TorchPianoSim:
             # checked before the world is built: a SoundFont would first need tinysoundfont
             raise ValueError(f"synth={short_repr(synth)} has no torch twin; the torch world plays synth='piano' (the "
                              "built-in additive piano) only; use backend='numpy' for the SoundFont or a .sf2 file")
-        if mix not in MIXES:
-            raise ValueError(f"mix={mix!r} is not allowed; use one of {list(MIXES)}")
-        if validate_actions not in (None, True, False):
-            raise ValueError(f"validate_actions={validate_actions!r} is not allowed; use None, True or False")
+        if not isinstance(mix, str) or mix not in MIXES:
+            raise ValueError(f"mix={short_repr(mix)} is not allowed; use one of {list(MIXES)}")
+        if not (validate_actions is None or isinstance(validate_actions, (bool, np.bool_))):  # 1 is not True
+            raise ValueError(f"validate_actions={short_repr(validate_actions)} is not allowed; use None, True or False")
         self.mix = mix
         self.validate_actions = self.device.type == "cpu" if validate_actions is None else bool(validate_actions)
         sim = self.sim = PianoSim(n_envs, record_audio=False, **kwargs)

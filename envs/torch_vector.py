@@ -15,6 +15,8 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from lmm_env._checks import short_repr
+from lmm_env.envs.core import check_n_envs
 from lmm_env.envs.piano import make_spaces
 from lmm_env.envs.piano_vector import LMMPianoVectorEnv, PianoTaskVectorEnv
 from lmm_env.envs.torch_sim import TorchPianoSim
@@ -74,13 +76,16 @@ class LMMPianoTorchVectorEnv(VectorEnv):
     _per_env_options = PianoTaskVectorEnv._per_env_options
     _reset_envs = PianoTaskVectorEnv._reset_envs
     _end_episodes = PianoTaskVectorEnv._end_episodes
+    env_index = PianoTaskVectorEnv.env_index
 
     def __init__(self, num_envs: int = 1, device="cpu", as_numpy: bool = False,
                  validate_actions: bool | None = None, render_mode: str | None = None, **kwargs: Any):
         if render_mode is not None:
-            raise ValueError(f"render_mode={render_mode!r}: the vector env does not render; use the single env")
+            raise ValueError(f"render_mode={short_repr(render_mode)}: the vector env does not render; "
+                             "use the single env")
         if not isinstance(as_numpy, (bool, np.bool_)):
-            raise ValueError(f"as_numpy={as_numpy!r} is not allowed; use True or False")
+            raise ValueError(f"as_numpy={short_repr(as_numpy)} is not allowed; use True or False")
+        check_n_envs(num_envs, "num_envs")
         self.world = TorchPianoSim(num_envs, device=device, validate_actions=validate_actions, **kwargs)
         self.sim = self.world.sim
         self.device = self.world.device
@@ -128,7 +133,7 @@ class LMMPianoTorchVectorEnv(VectorEnv):
 
     def performance(self, i: int):
         """Env ``i``'s performance so far as PrettyMIDI."""
-        return self.world.performance_midi(i)
+        return self.world.performance_midi(self.env_index(i))
 
 
 def make_vector_env(num_envs: int = 1, backend: str = "numpy", device=None, **kwargs: Any) -> VectorEnv:
@@ -139,11 +144,11 @@ def make_vector_env(num_envs: int = 1, backend: str = "numpy", device=None, **kw
     """
     if backend == "numpy":
         if device not in (None, "cpu"):
-            raise ValueError(f"device={device!r} needs backend='torch'; the numpy world runs on the CPU")
+            raise ValueError(f"device={short_repr(device)} needs backend='torch'; the numpy world runs on the CPU")
         extra = {k for k in ("as_numpy", "validate_actions") if k in kwargs}
         if extra:
             raise ValueError(f"{sorted(extra)} are arguments of backend='torch'; the numpy world returns numpy arrays")
         return LMMPianoVectorEnv(num_envs, **kwargs)
     if backend == "torch":
         return LMMPianoTorchVectorEnv(num_envs, device="cpu" if device is None else device, **kwargs)
-    raise ValueError(f"backend={backend!r} is not allowed; use one of {list(BACKENDS)}")
+    raise ValueError(f"backend={short_repr(backend)} is not allowed; use one of {list(BACKENDS)}")

@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import math
 import os
 import reprlib
 import tempfile
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["short_repr", "check_int", "check_seed", "writable_dir", "writable_file", "OutputPathError",
+__all__ = ["short_repr", "check_int", "check_real", "check_seed", "writable_dir", "writable_file", "OutputPathError",
            "check_cli_output"]
 
 _REPR = reprlib.Repr()
@@ -27,6 +28,8 @@ _REPR.maxlevel = 3
 
 def short_repr(value) -> str:
     """``repr(value)`` cut to about 120 characters; arrays by shape and dtype."""
+    if isinstance(value, np.generic):  # a numpy scalar reads as its value
+        return repr(value.item())
     if isinstance(value, np.ndarray):
         return f"array(shape={value.shape}, dtype={value.dtype})"
     if hasattr(value, "shape") and hasattr(value, "dtype") and not isinstance(value, (str, bytes)):  # a tensor
@@ -40,6 +43,26 @@ def check_int(name: str, value, lo: int, hi: int) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
         raise ValueError(f"{name}={short_repr(value)} is not allowed; use an int in [{lo}, {hi}]")
     return int(value)
+
+
+def check_real(name: str, value, lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False) -> float:
+    """``value`` as a float if it is a real number (not a str or bool), finite and in ``[lo, hi]``
+    (open ends with ``lo_open`` / ``hi_open``); else a ValueError naming ``name`` and the range.
+
+    The constructors whose config a checkpoint holds check every float with this: a file's
+    NaN or 1e300 must fail when it is loaded, naming the value, not later as a NaN reward."""
+    ok = not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, float, np.integer, np.floating))
+    if ok:
+        try:
+            v = float(value)
+        except OverflowError:  # an int beyond float range
+            ok = False
+        else:
+            ok = math.isfinite(v) and (lo < v if lo_open else lo <= v) and (v < hi if hi_open else v <= hi)
+    if not ok:
+        span = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+        raise ValueError(f"{name}={short_repr(value)} is not allowed; use a finite number in {span}")
+    return v
 
 
 def check_seed(seed, name: str = "seed"):

@@ -233,7 +233,9 @@ def test_improvise_reward_makes_collapse_unprofitable():
 
 def test_every_task_takes_the_common_arguments():
     for env_id in SHORT:
-        env = gym.make(env_id, max_seconds=3, keys=(48, 84), frame_rate=20, synth="piano")
+        # LMMImprovise-v0's 4 s prompt would fill 3 s with no free play (refused): a 1 s prompt
+        extra = {"prompt_seconds": 1} if env_id == "LMMImprovise-v0" else {}
+        env = gym.make(env_id, max_seconds=3, keys=(48, 84), frame_rate=20, synth="piano", **extra)
         obs, info = env.reset(seed=0)
         assert env.action_space.shape == (37,)
         assert info["n_steps"] <= 3 * 20 + 10  # the piece (or prompt + free play) capped, plus a 0.5 s tail

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Callable, Mapping
 
+from lmm_env._checks import short_repr
 from lmm_env.rewards.base import (
     BatchStepContext, CompositeReward, EpisodeContext, RewardError, RewardModel, StepContext, call_model,
 )
@@ -34,9 +35,9 @@ def register(name: str, factory: Callable[[], RewardModel], overwrite: bool = Fa
     ``takes_ear=True``: the factory accepts ``ear=`` (an ear object or name), so an env made
     with ``pairs=K`` or ``ear=`` can hand it the ear to listen with."""
     if not isinstance(name, str) or not name:
-        raise ValueError(f"reward name {name!r} must be a non-empty string")
+        raise ValueError(f"reward name {short_repr(name)} must be a non-empty string")
     if not callable(factory):
-        raise TypeError(f"factory for reward {name!r} must be callable, got {factory!r}")
+        raise TypeError(f"factory for reward {name!r} must be callable, got {short_repr(factory)}")
     if name in _REGISTRY and not overwrite:
         raise ValueError(f"reward {name!r} is already registered; pass overwrite=True to replace it")
     _REGISTRY[name] = factory
@@ -60,8 +61,8 @@ def make(spec, ear=None) -> RewardModel:
     """
     if isinstance(spec, RewardModel):
         if ear is not None:
-            raise ValueError(f"ear={ear!r} (or pairs=K) cannot be applied to the reward object {spec!r}; "
-                             "build it with that ear yourself, or pass a registered reward name")
+            raise ValueError(f"ear={short_repr(ear)} (or pairs=K) cannot be applied to the reward object "
+                             f"{short_repr(spec)}; build it with that ear yourself, or pass a registered reward name")
         return spec
     if isinstance(spec, str):
         spec = {spec: 1.0}
@@ -72,15 +73,19 @@ def make(spec, ear=None) -> RewardModel:
                 model, name = name, name.name
             elif name in _REGISTRY:
                 model = _REGISTRY[name](ear=ear) if (ear is not None and name in _TAKES_EAR) else _REGISTRY[name]()
+                if not isinstance(model, RewardModel):  # a plug-in's factory: refuse now, not at the first step
+                    hint = f": return {model.__name__}() instead" if isinstance(model, type) else ""
+                    raise TypeError(f"reward {name!r}: its factory returned {short_repr(model)}, not a "
+                                    f"lmm_env.rewards.RewardModel instance{hint}")
             else:
-                raise ValueError(f"unknown reward {name!r}; registered rewards: {names()}")
+                raise ValueError(f"unknown reward {short_repr(name)}; registered rewards: {names()}")
             parts[name] = (model, weight)
         if ear is not None and not any(n in _TAKES_EAR for n in parts):
-            raise ValueError(f"ear={ear!r} (or pairs=K) was given, but none of the rewards {sorted(parts)} listens "
-                             f"with an ear; rewards that do: {sorted(_TAKES_EAR)}")
+            raise ValueError(f"ear={short_repr(ear)} (or pairs=K) was given, but none of the rewards {sorted(parts)} "
+                             f"listens with an ear; rewards that do: {sorted(_TAKES_EAR)}")
         return CompositeReward(parts)
     raise TypeError(
-        f"reward={spec!r} is not allowed; pass a registered name {names()}, a {{name: weight}} dict, "
+        f"reward={short_repr(spec)} is not allowed; pass a registered name {names()}, a {{name: weight}} dict, "
         "or a lmm_env.rewards.RewardModel"
     )
 

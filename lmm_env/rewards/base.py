@@ -20,6 +20,13 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from lmm_env._checks import check_int, short_repr
+
+
+# Bounds on what a reward may ask the env to keep per env (the env allocates rings and tapes for it).
+MAX_HISTORY_BLOCKS = 1000  # past audio blocks (50 s at 20 steps per second)
+MAX_SCORE_CONTEXT = 10_000  # score frames on each side of now
+
 
 class RewardError(RuntimeError):
     """A reward model raised, or returned something that is not a finite number."""
@@ -264,7 +271,7 @@ def check_rewards(values, model: RewardModel, ctx: BatchStepContext, label: str 
             arr = arr.astype(np.float64)
     except _BadValue as bad:
         where = "" if bad.index is None else f" of env {int(ctx.env_ids[bad.index])}"
-        raise RewardError(f"reward {who} returned {bad.value!r} at step {step}{where}: {bad.why}") from None
+        raise RewardError(f"reward {who} returned {short_repr(bad.value)} at step {step}{where}: {bad.why}") from None
     if arr.shape != (len(ctx),):
         raise RewardError(f"reward {who} returned shape {arr.shape} at step {step} for {len(ctx)} envs; batch must "
                           f"return shape ({len(ctx)},), one number per env")
@@ -286,7 +293,7 @@ def call_model(model: RewardModel, ctx: BatchStepContext, label: str | None = No
         raise RewardError(f"reward {who} raised at step {int(ctx.step[f.index])} of env {int(ctx.env_ids[f.index])}: "
                           f"{f.cause!r}") from f.cause
     except _BadValue as bad:
-        raise RewardError(f"reward {who} returned {bad.value!r} at step {int(ctx.step[0])}"
+        raise RewardError(f"reward {who} returned {short_repr(bad.value)} at step {int(ctx.step[0])}"
                           f"{'' if bad.index is None else f' of env {int(ctx.env_ids[bad.index])}'}: {bad.why}") from None
     except Exception as exc:
         envs = [int(e) for e in ctx.env_ids]
@@ -295,6 +302,17 @@ def call_model(model: RewardModel, ctx: BatchStepContext, label: str | None = No
     if isinstance(values, (numbers.Real, np.floating, np.integer)) and not isinstance(values, (bool, np.bool_)):
         values = [values]
     return check_rewards(values, model, ctx, label)
+
+
+def check_needs(model: RewardModel, label: str | None = None) -> tuple[int, int]:
+    """``model``'s (history_blocks, score_context): ints (not bools) in their bounds, else a ValueError naming it."""
+    out = []
+    for attr, hi in (("history_blocks", MAX_HISTORY_BLOCKS), ("score_context", MAX_SCORE_CONTEXT)):
+        try:
+            out.append(check_int(attr, getattr(model, attr, 0), 0, hi))
+        except ValueError as exc:
+            raise ValueError(f"reward {_label(model, label)}: {exc} (what the env keeps for it per env)") from None
+    return out[0], out[1]
 
 
 MAX_WEIGHT = 1e6  # bound on a composite part's |weight|: weighted sums of [0, 1] terms stay finite
@@ -312,16 +330,18 @@ class CompositeReward(RewardModel):
     def __init__(self, parts: Mapping[str, tuple[RewardModel, float]]):
         if not parts:
             raise ValueError("a composite reward needs at least one part")
-        for n, (_, w) in parts.items():
+        for n, (m, w) in parts.items():
+            if not isinstance(m, RewardModel):
+                raise TypeError(f"reward {short_repr(n)} is {short_repr(m)}, not a lmm_env.rewards.RewardModel")
             ok = isinstance(w, (int, float, np.integer, np.floating)) and not isinstance(w, (bool, np.bool_))
             if not (ok and np.isfinite(w) and abs(w) <= MAX_WEIGHT):
-                raise ValueError(f"weight {w!r} of reward {n!r} is not allowed; use a number with "
+                raise ValueError(f"weight {short_repr(w)} of reward {short_repr(n)} is not allowed; use a number with "
                                  f"|weight| <= {MAX_WEIGHT:g} (each term is in [0, 1], so the sum stays finite)")
         self.parts = {n: (m, float(w)) for n, (m, w) in parts.items()}
-        models = [m for m, _ in self.parts.values()]
-        self.uses_motion = any(m.uses_motion for m in models)
-        self.history_blocks = max(m.history_blocks for m in models)
-        self.score_context = max(m.score_context for m in models)
+        needs = [check_needs(m, n) for n, (m, _) in self.parts.items()]
+        self.uses_motion = any(m.uses_motion for m, _ in self.parts.values())
+        self.history_blocks = max(h for h, _ in needs)
+        self.score_context = max(c for _, c in needs)
         self._terms: dict[str, np.ndarray] = {}
 
     def bind(self, n_envs: int) -> None:
