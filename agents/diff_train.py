@@ -268,9 +268,9 @@ def load_run(path, cfg: DiffConfig, net, opt, data: "_Windows") -> tuple[dict, d
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    from lmm_env.lm.checkpoint import check_finite, check_fits, header_shapes
+    from lmm_env.lm.checkpoint import check_finite, check_fits, header_dtypes, header_shapes, tensor_dtypes
 
-    shapes = header_shapes(path)
+    shapes, dtypes = header_shapes(path), header_dtypes(path)
     with safe_open(str(path), "pt") as f:
         meta = f.metadata() or {}
     if meta.get("format") != RUN_FORMAT:
@@ -287,11 +287,12 @@ def load_run(path, cfg: DiffConfig, net, opt, data: "_Windows") -> tuple[dict, d
                       and json.loads(json.dumps(dataclasses.asdict(cfg))).get(k) != saved_cfg.get(k))
         raise ValueError(f"{str(path)!r} is a run of another config (differs in {diff}); resume with the same "
                          "arguments, or remove it to start again")
-    net_shapes = {k[4:]: v for k, v in shapes.items() if k.startswith("net.")}
-    check_fits(path, {k: tuple(v.shape) for k, v in net.state_dict().items()}, net_shapes, "diff policy")
-    best_shapes = {k[5:]: v for k, v in shapes.items() if k.startswith("best.")}
-    if best_shapes:
-        check_fits(path, {k: tuple(v.shape) for k, v in net.state_dict().items()}, best_shapes, "best diff policy")
+    own = net.state_dict()
+    for prefix, what in (("net.", "diff policy"), ("best.", "best diff policy")):
+        held = {k[len(prefix):]: v for k, v in shapes.items() if k.startswith(prefix)}
+        if held or prefix == "net.":
+            check_fits(path, {k: tuple(v.shape) for k, v in own.items()}, held, what, expected_dtypes=tensor_dtypes(own),
+                       held_dtypes={k[len(prefix):]: v for k, v in dtypes.items() if k.startswith(prefix)})
     tensors = load_file(str(path))
     check_finite(path, tensors)
     net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})

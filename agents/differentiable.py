@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +59,13 @@ class KeyNet(nn.Module):
         return self.head(self.body(x))
 
 
+def _synth_name(spec) -> bool:
+    """Whether ``spec`` names an instrument a config may hold: a built-in synth or a .sf2 path (checked when used)."""
+    from lmm_env.synth import SYNTHS
+
+    return isinstance(spec, str) and (spec in SYNTHS or spec.lower().endswith(".sf2"))
+
+
 @dataclasses.dataclass
 class DiffConfig:
     """Everything that defines a run (stored in the weights' metadata)."""
@@ -86,17 +93,22 @@ class DiffConfig:
     keep_best: bool = True       # return the policy of the best validation point (validation split)
 
     def check(self) -> "DiffConfig":
+        """``self`` with every field checked (type and range), else a ValueError naming the field.
+
+        A weights file's config comes through here: nothing in it may be a string where a
+        number belongs, a bool where an int belongs, non-finite, or absurdly large."""
+        from lmm_env.corpus import names as corpus_names
+        from lmm_env._checks import check_real
         from lmm_env.pairs import check_k
 
-        if self.kind not in KINDS:
-            raise ValueError(f"kind={self.kind!r} is not allowed; use one of {list(KINDS)}")
+        if not isinstance(self.kind, str) or self.kind not in KINDS:
+            raise ValueError(f"kind={short_repr(self.kind)} is not allowed; use one of {list(KINDS)}")
         self.pairs = check_k(self.pairs)
-        for name in ("samples", "window", "batch"):
-            v = getattr(self, name)
-            if not (isinstance(v, int) and v >= 1):
-                raise ValueError(f"{name}={v!r} must be an int >= 1")
-        if not (isinstance(self.lookahead, int) and 0 <= self.lookahead <= 10):
-            raise ValueError(f"lookahead={self.lookahead!r} must be an int in [0, 10] (the env's default is 10)")
+        self.samples = check_int("samples", self.samples, 1, 10**9)
+        self.window = check_int("window", self.window, 1, 4096)
+        self.batch = check_int("batch", self.batch, 1, 1024)
+        if isinstance(self.lookahead, bool) or not (isinstance(self.lookahead, int) and 0 <= self.lookahead <= 10):
+            raise ValueError(f"lookahead={short_repr(self.lookahead)} must be an int in [0, 10] (the env's default is 10)")
         # the network's size comes from a file when a policy is loaded: bounded
         if not (isinstance(self.channels, (list, tuple)) and 1 <= len(self.channels) <= 16):
             raise ValueError(f"channels={short_repr(self.channels)} must be a list of 1 to 16 layer widths")
@@ -104,15 +116,35 @@ class DiffConfig:
         self.kernel = check_int("kernel", self.kernel, 1, 63)
         if self.kernel % 2 != 1:
             raise ValueError(f"kernel={self.kernel} must be odd (the key axis keeps its length)")
-        if not isinstance(self.ear_synth, str):
-            raise ValueError(f"ear_synth={short_repr(self.ear_synth)} must be 'piano', 'soundfont' or a .sf2 path")
+        synths = "'piano', 'soundfont' or a .sf2 path"
+        if not _synth_name(self.ear_synth):
+            raise ValueError(f"ear_synth={short_repr(self.ear_synth)} is not allowed; use {synths}")
+        if (not isinstance(self.target_synths, (list, tuple)) or not 1 <= len(self.target_synths) <= 16
+                or not all(_synth_name(t) for t in self.target_synths)):
+            raise ValueError(f"target_synths={short_repr(self.target_synths)} is not allowed; use a list of 1 to 16 "
+                             f"instruments, each {synths}")
+        self.target_synths = tuple(self.target_synths)
+        known = corpus_names()
+        if (not isinstance(self.corpora, (list, tuple)) or not 1 <= len(self.corpora) <= 16
+                or not all(isinstance(c, str) and c in known for c in self.corpora)):
+            raise ValueError(f"corpora={short_repr(self.corpora)} is not allowed; use a list of 1 to 16 corpus "
+                             f"names from {known}")
+        self.corpora = tuple(self.corpora)
         for name in ("candidate", "listen"):
-            if not (0.0 < getattr(self, name) < 1.0):
-                raise ValueError(f"{name}={getattr(self, name)!r} must be in (0, 1)")
-        for name in ("lr", "loudness", "lm"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-                raise ValueError(f"{name}={v!r} must be a finite number >= 0")
+            setattr(self, name, check_real(name, getattr(self, name), 0.0, 1.0, lo_open=True, hi_open=True))
+        self.lr = check_real("lr", self.lr, 0.0, 10.0)
+        self.loudness = check_real("loudness", self.loudness, 0.0, 1e3)
+        self.lm = check_real("lm", self.lm, 0.0, 1e3)
+        self.clip = check_real("clip", self.clip, 0.0, 1e6, lo_open=True)
+        seed = self.seed  # not None (check_seed's default): a run is deterministic in its seed
+        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed={short_repr(seed)} is not allowed; use an int >= 0 (a run is deterministic in it)")
+        self.seed = int(seed)
+        self.eval_every = check_int("eval_every", self.eval_every, 0, 10**9)
+        self.eval_pieces = check_int("eval_pieces", self.eval_pieces, 0, 1000)
+        if not isinstance(self.keep_best, (bool, np.bool_)):
+            raise ValueError(f"keep_best={short_repr(self.keep_best)} is not allowed; use True or False")
+        self.keep_best = bool(self.keep_best)
         return self
 
     @property
@@ -195,9 +227,15 @@ class DiffPolicy:
         from safetensors import safe_open
         from safetensors.torch import load_file
 
-        from lmm_env.lm.checkpoint import check_finite, check_fits, header_shapes, skeleton_shapes
+        from lmm_env.lm.checkpoint import (check_finite, check_fits, header_shapes, json_object, skeleton_dtypes,
+                                           skeleton_shapes)
 
+        if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+            raise TypeError(f"diff policy weights path {short_repr(path)} is not allowed; give the path of a "
+                            ".safetensors file (a str or pathlib.Path)")
         path = Path(path)
+        if path.is_dir():
+            raise ValueError(f"diff policy weights {str(path)!r} is a directory; give the path of a .safetensors file")
         if not path.is_file():
             raise FileNotFoundError(f"diff policy weights {str(path)!r} do not exist")
         try:
@@ -208,24 +246,29 @@ class DiffPolicy:
         if meta.get("format") != "lmm_env.diff-policy/1":
             raise ValueError(f"{str(path)!r} is not a diff policy (format {meta.get('format')!r}); "
                              "train one with python -m lmm_env.agents.differentiable")
+        if "config" not in meta:
+            raise ValueError(f"{str(path)!r} has no config in its metadata; the file was edited")
+        raw = json_object(path, "config", meta["config"], error=ValueError)  # also refuses [[[...]]] nesting
+        extra = json_object(path, "extra", meta.get("extra", "{}"), error=ValueError)
         try:
-            raw = json.loads(meta["config"])
             raw = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
             cfg = DiffConfig(**raw).check()
-        except (KeyError, TypeError, AttributeError, ValueError) as e:  # ValueError: also bad JSON, out-of-range sizes
+        except (TypeError, ValueError) as e:  # unknown keys, bad types, out-of-range sizes
             raise ValueError(f"{str(path)!r} has a bad config in its metadata: {e}") from None
+        if cfg.kind == "h" and cfg.pairs == "all":  # h listens with this ear: make_diff_agent would fit it
+            raise ValueError(f"{str(path)!r} asks for the ear of pairs='all' (9,501 pairs), which takes hours to fit "
+                             "(rendering alone ~1.5 s a pair); a weights file may name at most 64 pairs. Retrain with "
+                             "--pairs 64 or fewer")
         # the network the config describes, on the meta device, against the file's tensors:
         # nothing is allocated for a config that asks for more than the file holds
-        expected = skeleton_shapes(lambda: KeyNet(cfg.in_channels, tuple(cfg.channels), cfg.kernel))
-        check_fits(path, expected, header_shapes(path), "diff policy")
+        build = lambda: KeyNet(cfg.in_channels, tuple(cfg.channels), cfg.kernel)  # noqa: E731
+        check_fits(path, skeleton_shapes(build), header_shapes(path), "diff policy",
+                   expected_dtypes=skeleton_dtypes(build))
         tensors = load_file(str(path))
         check_finite(path, tensors)
         pol = cls(cfg)
         pol.net.load_state_dict(tensors)
-        try:
-            pol.extra = json.loads(meta.get("extra", "{}"))
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{str(path)!r} has a bad 'extra' in its metadata: {e}") from None
+        pol.extra = extra
         return pol
 
 

@@ -328,19 +328,20 @@ def _check_policy_fits(config: dict, tensors: dict, observation_space, action_sp
     before anything is allocated."""
     import torch
 
-    from lmm_env.lm.checkpoint import check_fits, skeleton_shapes
+    from lmm_env.lm.checkpoint import check_fits, skeleton_state, tensor_dtypes
 
     policy_cls = _policy_class(config)
     kwargs = _policy_kwargs(config)
     # SB3 moves sub-networks to ``self.device`` while building: a subclass whose device is meta keeps them there
     skeleton_cls = type(f"Skeleton{policy_cls.__name__}", (policy_cls,), {"device": property(lambda self: torch.device("meta"))})
     try:
-        expected = skeleton_shapes(lambda: skeleton_cls(observation_space, action_space, lambda _: 0.0, **kwargs))
+        expected = skeleton_state(lambda: skeleton_cls(observation_space, action_space, lambda _: 0.0, **kwargs))
     except (TypeError, ValueError, KeyError) as exc:
         raise ValueError(f"checkpoint {str(path)!r}: its policy_kwargs {short_repr(kwargs)} do not build a "
                          f"{policy_cls.__name__}: {exc}") from None
-    held = {k: tuple(v.shape) for k, v in _state_of(tensors, "policy.").items()}
-    check_fits(path, expected, held, "policy")
+    held = _state_of(tensors, "policy.")
+    check_fits(path, {k: tuple(v.shape) for k, v in expected.items()}, {k: tuple(v.shape) for k, v in held.items()},
+               "policy", expected_dtypes=tensor_dtypes(expected), held_dtypes=tensor_dtypes(held))
     return policy_cls, kwargs
 
 

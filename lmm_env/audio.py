@@ -150,6 +150,8 @@ class LogMel:
 
 
 SOURCE_RATES = (4000, 384000)  # Hz a recording may be given at (telephone speech to 384 kHz studio audio)
+MAX_SAMPLES = 1 << 27  # samples load_audio returns at most (512 MiB of float32; 2.3 h at 16 kHz)
+MAX_PEAK = 100.0  # float samples live in [-1, 1]; a peak above this is int PCM or another unit, not audio
 
 
 def load_audio(source, sample_rate: int, what: str = "audio", source_rate: int | None = None,
@@ -163,8 +165,11 @@ def load_audio(source, sample_rate: int, what: str = "audio", source_rate: int |
     ``max_seconds`` reads only the first seconds (a file is not decoded past them; an array
     is cut before resampling). ``return_seconds`` also returns the length in seconds of the
     whole recording (not just of what was read). Raises ValueError naming the problem: a
-    missing file or a directory, one that is not audio, an empty recording, non-finite
-    samples, or all silence (peak below -80 dBFS) unless ``allow_silence``.
+    missing file or a directory, one that is not audio or whose header gives a rate outside
+    `SOURCE_RATES`, a 2-D array that is not (n, channels) with at most 8 channels and n >= 256,
+    more than `MAX_SAMPLES` samples at ``sample_rate`` (checked before decoding or resampling),
+    an empty recording, non-finite samples, a peak above `MAX_PEAK` (samples not in [-1, 1]),
+    or all silence (peak below -80 dBFS) unless ``allow_silence``.
     """
     import os
     import warnings
@@ -186,24 +191,34 @@ def load_audio(source, sample_rate: int, what: str = "audio", source_rate: int |
 
         try:  # sf.info reads the header only: a long file is decoded no further than max_seconds
             info = sf.info(path)
-            sr, total = info.samplerate, info.frames
-            n = total if max_seconds is None else min(total, int(math.ceil(max_seconds * sr)))
-            data, sr = sf.read(path, frames=n, dtype="float32", always_2d=True)
         except Exception as exc:  # soundfile raises its own error type (e.g. a MIDI or text file)
+            raise ValueError(f"{what} file {name} is not audio soundfile can read (WAV, FLAC, OGG): {exc}") from None
+        sr, total = info.samplerate, info.frames
+        if not SOURCE_RATES[0] <= sr <= SOURCE_RATES[1]:  # a header saying 1 Hz would resample 16000-fold
+            raise ValueError(f"{what} file {name} says its sample rate is {sr} Hz; allowed: {SOURCE_RATES[0]} to "
+                             f"{SOURCE_RATES[1]} Hz (the header is wrong, or the file is no recording)")
+        n = total if max_seconds is None else min(total, int(math.ceil(max_seconds * sr)))
+        _check_length(n, sr, sample_rate, what, name)  # before decoding
+        try:
+            data, sr = sf.read(path, frames=n, dtype="float32", always_2d=True)
+        except Exception as exc:
             raise ValueError(f"{what} file {name} is not audio soundfile can read (WAV, FLAC, OGG): {exc}") from None
         x = data.mean(axis=1)
     elif isinstance(source, np.ndarray):
         if source.dtype.kind != "f":
             raise ValueError(f"{what} array has dtype {source.dtype}; pass float samples in [-1, 1]")
         x = source
-        if x.ndim == 2 and min(x.shape) <= 8:  # (n, channels) or (channels, n)
+        # (n, channels) or (channels, n): up to 8 channels of at least 256 samples, so (3, 3) is no recording
+        if x.ndim == 2 and min(x.shape) <= 8 and max(x.shape) >= 256:
             x = x.mean(axis=1 if x.shape[1] <= 8 else 0)
         if x.ndim != 1:
-            raise ValueError(f"{what} array has shape {source.shape}; pass 1-D mono samples (or (n, channels))")
+            raise ValueError(f"{what} array has shape {source.shape}; pass 1-D mono samples (or (n, channels) with "
+                             "at most 8 channels and n >= 256)")
         total = len(x)
         if max_seconds is not None:  # resample only the part used
             x = x[: int(math.ceil(max_seconds * sr))]
         name = "array"
+        _check_length(len(x), sr, sample_rate, what, name)
     else:
         hint = ": np.asarray(samples, np.float32)" if isinstance(source, (list, tuple)) else ""
         raise ValueError(f"{what}={short_repr(source)} is not allowed; pass a WAV path or a float numpy array{hint}")
@@ -211,6 +226,10 @@ def load_audio(source, sample_rate: int, what: str = "audio", source_rate: int |
         raise ValueError(f"{what} {name} is empty (no samples)")
     if not np.all(np.isfinite(x)):
         raise ValueError(f"{what} {name} contains NaN or inf samples")
+    peak = float(np.abs(x).max())
+    if peak > MAX_PEAK:
+        raise ValueError(f"{what} {name} peaks at {peak:.3g}; pass float samples in [-1, 1] (int PCM: divide by "
+                         f"32768 for 16-bit); a peak above {MAX_PEAK:g} is not audio in that range")
     cut = len(x) < total
     if sr != sample_rate:
         import librosa
@@ -222,3 +241,12 @@ def load_audio(source, sample_rate: int, what: str = "audio", source_rate: int |
         raise ValueError(f"{what} {name} is silent{f' in its first {max_seconds:g} s' if cut else ''} "
                          f"(peak {float(np.abs(x).max()):.2e}, below -80 dBFS); give a recording of music")
     return (x, total / sr) if return_seconds else x
+
+
+def _check_length(n: int, sr: int, sample_rate: int, what: str, name: str) -> None:
+    """Refuse audio that would be more than `MAX_SAMPLES` at ``sample_rate`` (checked before decoding or resampling)."""
+    out = math.ceil(n * sample_rate / sr)
+    if out > MAX_SAMPLES:
+        raise ValueError(f"{what} {name} is {n / sr:.1f} s long, {out} samples at {sample_rate} Hz; at most "
+                         f"{MAX_SAMPLES} ({MAX_SAMPLES / sample_rate:.0f} s) are read: pass max_seconds= to read its "
+                         "start")

@@ -198,7 +198,9 @@ class Pairs(Sequence):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
         n = len(self)
-        if not isinstance(i, (int, np.integer)) or not -n <= i < n:
+        if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
+            raise TypeError(f"pair index {short_repr(i)} is not allowed; use an int (or a slice)")
+        if not -n <= i < n:
             raise IndexError(f"pair index {i!r} out of range for {n} pairs")
         i = int(i) % n
         if i not in self._cache:
@@ -242,15 +244,26 @@ def ear_for(K, synth="piano", seed: int = 0, progress: bool = True):
     """The ear of K pairs: analytic for K = 0, else `lmm_env.lm.fit_ear` on ``load(K, synth, seed)``.
 
     Shipped for the built-in piano (K = 4, 16, 64, seed 0); otherwise fitted once (at most
-    about two minutes on 2 cores for K <= 64) and cached under the corpus cache dir.
+    about two minutes on 2 cores for K <= 64; hours for "all") and cached under the corpus
+    cache dir, with a warning before the fit saying how long it may take and where it goes.
+    ``synth`` is "piano", "soundfont" or a .sf2 path (the cache is keyed by it).
     """
     from lmm_env.lm import load_pretrained
     from lmm_env.lm.checkpoint import WEIGHTS_DIR, load_checkpoint, save_checkpoint
 
     K = check_k(K)
+    # checked before anything is loaded or fitted (a fit takes minutes)
+    if not isinstance(synth, (str, os.PathLike)):
+        raise ValueError(f"synth={short_repr(synth)} is not allowed for ear_for (its cache is keyed by the "
+                         "instrument's name): use 'piano', 'soundfont' or a .sf2 path; for a Synth object, "
+                         "lmm_env.lm.fit_ear(lmm_env.pairs.load(K, synth=...))")
+    _check_synth(synth, 16000)
+    if seed is None:
+        raise ValueError("seed=None is not allowed; use an int >= 0 (the pairs are the same for everyone who uses it)")
+    seed = check_seed(seed)
     if K == 0:
         return load_pretrained("ear-analytic")
-    key = (K, _synth_tag(synth), int(seed))
+    key = (K, _synth_tag(synth), seed)
     if key in _EARS:
         return _EARS[key]
     shipped = WEIGHTS_DIR / f"ear_pairs{K}.safetensors"
@@ -270,9 +283,28 @@ def ear_for(K, synth="piano", seed: int = 0, progress: bool = True):
                 warnings.warn(f"{exc}; the ear of {K} pairs will be fitted but not cached (set LMM_ENV_CACHE to a "
                               "writable folder)", UserWarning, stacklevel=2)
                 path = None
-            ear = fit_ear(load(K, synth=synth, seed=seed), seed=seed, progress=progress)
+            todo = load(K, synth=synth, seed=seed)
+            _warn_fit(len(todo), synth, seed, path)
+            ear = fit_ear(todo, seed=seed, progress=progress)
             if path is not None:
                 save_checkpoint(ear, path, extra={"pairs": K, "synth": key[1], "seed": seed})
     ear.eval()
     _EARS[key] = ear
     return ear
+
+
+# rough costs of an uncached fit (BENCHMARKS.md): fit_ear's training, a 15 s clip's render, and the
+# memory a pair holds while fitting (its audio and the features of it at two gains)
+FIT_SECONDS, RENDER_SECONDS_PER_PAIR, BYTES_PER_PAIR = 60.0, 1.5, 3e6
+
+
+def _warn_fit(n: int, synth, seed: int, path) -> None:
+    """Say, before a fit that nothing has cached, what it costs and where it goes (the fit shows progress)."""
+    seconds = FIT_SECONDS + RENDER_SECONDS_PER_PAIR * n
+    took = f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+    gb = n * BYTES_PER_PAIR / 1e9
+    memory = f" and about {gb:.0f} GB of memory" if gb >= 1 else ""
+    where = f"it will be cached at {str(path)!r} for next time" if path is not None else "it will not be cached"
+    warnings.warn(f"fitting the ear of {n} pairs (synth {os.fspath(synth)!r}, seed {seed}) before this can run: "
+                  f"roughly {took} (about {RENDER_SECONDS_PER_PAIR:g} s to render each pair, then the fit){memory}; "
+                  f"{where}", UserWarning, stacklevel=3)

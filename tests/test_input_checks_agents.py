@@ -152,3 +152,19 @@ def test_benchmark_refuses_a_quick_that_is_not_a_bool():
 
     with pytest.raises(benchmark.BenchmarkArgumentError, match="quick='no'"):
         benchmark.resolve(["random"], quick="no")
+
+
+def test_agent_checkpoints_stored_in_another_dtype_are_refused(tmp_path):
+    import torch
+
+    from lmm_env.agents import load_agent
+
+    src = SHIPPED / "ppo-closed-loop.safetensors"
+    with safe_open(str(src), "pt") as f:
+        meta = dict(f.metadata())
+    tensors = load_file(str(src))
+    k = next(k for k in tensors if k.startswith("policy.") and tensors[k].is_floating_point())
+    tensors[k] = tensors[k].to(torch.float16)
+    save_file(tensors, str(tmp_path / "half.safetensors"), metadata=meta)
+    with pytest.raises(ValueError, match=r"half\.safetensors.*is float16 where the policy holds float32"):
+        load_agent(tmp_path / "half.safetensors")

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lmm_env._checks import check_cli_output, check_int
+from lmm_env._checks import check_cli_output, check_int, check_real
 from lmm_env.lm.checkpoint import WEIGHTS_DIR, save_checkpoint
 
 SILENCE = float(np.log(1e-8))  # LogMel's floor with its default eps
@@ -68,8 +68,12 @@ class AudioLM(nn.Module):
                                 ("n_mels", n_mels, 1, 512), ("context", context, 1, 4096), ("hidden", hidden, 1, 8192),
                                 ("layers", layers, 1, 64), ("components", components, 1, 64)):
             check_int(name, v, lo, hi)
-        if not float(sigma_min) > 0:
-            raise ValueError(f"sigma_min={sigma_min!r} must be > 0")
+        # every float too: a file's NaN or inf scale would make every reward NaN, far from the file
+        sigma_min = check_real("sigma_min", sigma_min, 0.0, 100.0, lo_open=True)
+        sigma_max = check_real("sigma_max", sigma_max, sigma_min, 1000.0, lo_open=True)
+        bg_weight = check_real("bg_weight", bg_weight, 0.0, 1.0, lo_open=True, hi_open=True)
+        bg_scale = check_real("bg_scale", bg_scale, 0.0, 1000.0, lo_open=True)
+        silence = check_real("silence", silence, -1000.0, 0.0)  # log(eps) of LogMel's floor, eps <= 1
         self.config = {
             "sample_rate": int(sample_rate), "block_size": int(block_size), "n_mels": int(n_mels),
             "context": int(context), "hidden": int(hidden), "layers": int(layers),
@@ -82,12 +86,8 @@ class AudioLM(nn.Module):
         self.sigma_min, self.silence = float(sigma_min), float(silence)
         self.log_sigma_min = math.log(self.sigma_min)
         self.sigma_max = float(sigma_max)
-        if not self.sigma_max > self.sigma_min:
-            raise ValueError(f"sigma_max={sigma_max!r} must be > sigma_min={sigma_min!r}")
         self._ls_mid = 0.5 * (math.log(self.sigma_max) + self.log_sigma_min)
         self._ls_half = 0.5 * (math.log(self.sigma_max) - self.log_sigma_min)
-        if not 0 < float(bg_weight) < 1 or not float(bg_scale) > 0:
-            raise ValueError(f"need 0 < bg_weight < 1 and bg_scale > 0, got {bg_weight!r}, {bg_scale!r}")
         self.bg_weight, self.bg_scale = float(bg_weight), float(bg_scale)
         # Per-band input normalization (set from training data; folded into layer 0 for numpy).
         self.register_buffer("in_mean", torch.full((self.n_mels,), -12.0))

@@ -41,6 +41,21 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, corrupt, or does not match its model."""
 
 
+def _path_arg(path, what: str = "checkpoint") -> Path:
+    """``path`` as a Path if it is a str or os.PathLike, else a CheckpointError (not pathlib's TypeError)."""
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        raise CheckpointError(f"{what} path {short_repr(path)} is not allowed; give the path of a .safetensors file "
+                              "(a str or pathlib.Path)")
+    return Path(path)
+
+
+def _check_file(path: Path, what: str = "checkpoint") -> None:
+    if path.is_dir():
+        raise CheckpointError(f"{what} {str(path)!r} is a directory, not a file; give the path of a .safetensors file")
+    if not path.is_file():
+        raise CheckpointError(f"{what} {str(path)!r} does not exist")
+
+
 # --------------------------------------------------------------------------- fit before allocating
 #
 # A checkpoint's config decides the size of the model it builds; a file of a few KB could
@@ -52,30 +67,71 @@ class CheckpointError(ValueError):
 
 def header_shapes(path) -> dict[str, tuple[int, ...]]:
     """Name -> shape of every tensor a safetensors file holds, read from its header only."""
+    return {k: shape for k, (shape, _) in _header(path).items()}
+
+
+# safetensors' dtype codes -> torch's names (what `skeleton_dtypes` gives)
+_DTYPE_NAMES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
+                "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
+
+
+def header_dtypes(path) -> dict[str, str]:
+    """Name -> dtype ("float32", "int64", ...: torch's names) of every tensor a safetensors file holds, from its header."""
+    return {k: dtype for k, (_, dtype) in _header(path).items()}
+
+
+def _header(path) -> dict[str, tuple[tuple[int, ...], str]]:
     from safetensors import safe_open
 
     try:
         with safe_open(str(path), framework="pt") as f:
-            return {k: tuple(int(d) for d in f.get_slice(k).get_shape()) for k in f.keys()}
+            out = {}
+            for k in f.keys():
+                sl = f.get_slice(k)
+                code = sl.get_dtype()
+                out[k] = (tuple(int(d) for d in sl.get_shape()), _DTYPE_NAMES.get(code, code.lower()))
+            return out
     except Exception as exc:  # safetensors raises its own error types on corrupt headers
         raise CheckpointError(f"checkpoint {str(path)!r} is not a readable safetensors file: {exc}") from None
 
 
 def skeleton_shapes(build) -> dict[str, tuple[int, ...]]:
     """Name -> shape of the state dict of the module ``build()`` makes, built on the meta device (no memory)."""
+    return {k: tuple(v.shape) for k, v in skeleton_state(build).items()}
+
+
+def skeleton_dtypes(build) -> dict[str, str]:
+    """Name -> dtype name ("float32", ...) of the state dict of the module ``build()`` makes (meta device, no memory)."""
+    return tensor_dtypes(skeleton_state(build))
+
+
+def tensor_dtypes(tensors: dict) -> dict[str, str]:
+    """Name -> dtype name ("float32", ...) of torch tensors (a state dict, or tensors already read)."""
+    return {k: str(v.dtype).removeprefix("torch.") for k, v in tensors.items()}
+
+
+def skeleton_state(build) -> dict:
+    """The state dict of the module ``build()`` makes, built on torch's meta device (shapes and dtypes, no memory)."""
     import torch
 
     with torch.device("meta"):
         module = build()
-    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    return module.state_dict()
 
 
-def check_fits(path, expected: dict, held: dict, what: str) -> None:
-    """Refuse a file whose tensors (``held``: name -> shape) are not exactly ``expected``'s, naming what differs."""
+def check_fits(path, expected: dict, held: dict, what: str, *, expected_dtypes: dict | None = None,
+               held_dtypes: dict | None = None) -> None:
+    """Refuse a file whose tensors (``held``: name -> shape) are not exactly ``expected``'s, naming what differs.
+
+    With ``expected_dtypes`` (name -> dtype name, e.g. `skeleton_dtypes`), also refuse a tensor
+    stored in another dtype (``held_dtypes``, default `header_dtypes(path)`): loading would cast
+    it silently (an int64 copy of float weights is not the model that was saved)."""
     missing = sorted(set(expected) - set(held))
     extra = sorted(set(held) - set(expected))
     wrong = [(k, held[k], expected[k]) for k in sorted(set(expected) & set(held)) if tuple(held[k]) != tuple(expected[k])]
     if not (missing or extra or wrong):
+        if expected_dtypes is not None:
+            _check_dtypes(path, expected_dtypes, header_dtypes(path) if held_dtypes is None else held_dtypes, what)
         return
     parts = []
     if missing:
@@ -88,6 +144,19 @@ def check_fits(path, expected: dict, held: dict, what: str) -> None:
                      + (f" (+{len(wrong) - 1} more shapes differ)" if len(wrong) > 1 else ""))
     raise CheckpointError(f"checkpoint {str(path)!r} does not fit the {what} its own config builds: "
                           + "; ".join(parts) + " (the file is damaged, edited, or from another version)")
+
+
+def _check_dtypes(path, expected: dict, held: dict, what: str) -> None:
+    unread = sorted(set(expected) - set(held))
+    if unread:  # a caller's bug (e.g. names with a prefix stripped from the shapes only): never a silent pass
+        raise TypeError(f"check_fits: held_dtypes lacks {unread[:5]}; give it the names ``held`` has")
+    wrong = [(k, held[k], want) for k, want in sorted(expected.items()) if held[k] != want]
+    if wrong:
+        k, got, want = wrong[0]
+        raise CheckpointError(f"checkpoint {str(path)!r} does not fit the {what} its own config builds: tensor {k!r} "
+                              f"is {got} where the {what} holds {want}"
+                              + (f" (+{len(wrong) - 1} more tensors of another dtype)" if len(wrong) > 1 else "")
+                              + "; loading would cast it (the file is damaged, edited, or from another version)")
 
 
 def check_finite(path, tensors: dict) -> None:
@@ -137,9 +206,8 @@ def read_metadata(path) -> dict:
     """The checkpoint's class, config and extra, without building the model."""
     from safetensors import safe_open
 
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+    path = _path_arg(path)
+    _check_file(path)
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
@@ -150,12 +218,23 @@ def read_metadata(path) -> dict:
             f"checkpoint {str(path)!r} lacks lmm_env metadata (class, config, format_version={FORMAT_VERSION}); "
             "save models with lmm_env.lm.save_checkpoint"
         )
+    config = json_object(path, "config", meta["config"])
+    extra = json_object(path, "extra", meta["extra"]) if "extra" in meta else {}
+    return {"class": meta["class"], "config": config, "extra": extra}
+
+
+def json_object(path, key: str, text, error=CheckpointError) -> dict:
+    """The JSON object a file's metadata ``key`` holds, else ``error`` naming the file and the key.
+
+    Deeply nested JSON (``[[[...]]]``) raises RecursionError inside json: refused here too."""
     try:
-        out = {"class": meta["class"], "config": json.loads(meta["config"]),
-               "extra": json.loads(meta["extra"]) if "extra" in meta else {}}
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"checkpoint {str(path)!r} has a corrupt config: {exc}") from exc
-    return out
+        value = json.loads(text)
+    except (json.JSONDecodeError, RecursionError, TypeError) as exc:
+        why = "it nests too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise error(f"checkpoint {str(path)!r}: its metadata {key!r} is not valid JSON ({why})") from None
+    if not isinstance(value, dict):
+        raise error(f"checkpoint {str(path)!r}: its metadata {key!r} is not a JSON object: {short_repr(value)}")
+    return value
 
 
 def load_checkpoint(path, expect: str | None = None):
@@ -165,7 +244,7 @@ def load_checkpoint(path, expect: str | None = None):
     """
     from safetensors.torch import load_file
 
-    path = Path(path)
+    path = _path_arg(path)
     meta = read_metadata(path)
     cls_name = meta["class"]
     if cls_name not in MODEL_CLASSES:
@@ -174,14 +253,12 @@ def load_checkpoint(path, expect: str | None = None):
         raise CheckpointError(f"checkpoint {str(path)!r} holds a {cls_name}, not the {expect} asked for")
     cls = _import(MODEL_CLASSES[cls_name])
     config = meta["config"]
-    if not isinstance(config, dict) or not all(isinstance(k, str) for k in config):
-        raise CheckpointError(f"checkpoint {str(path)!r} has a config that is not a JSON object of arguments: "
-                              f"{short_repr(config)}")
     try:  # the constructors bound every size; the meta build allocates nothing
-        expected = skeleton_shapes(lambda: cls(**config))
+        skeleton = skeleton_state(lambda: cls(**config))
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {str(path)!r} has a config {cls_name} does not accept: {exc}") from None
-    check_fits(path, expected, header_shapes(path), cls_name)
+    check_fits(path, {k: tuple(v.shape) for k, v in skeleton.items()}, header_shapes(path), cls_name,
+               expected_dtypes=tensor_dtypes(skeleton))
     model = cls(**config)
     try:
         state = load_file(str(path))
@@ -212,7 +289,7 @@ def load_pretrained(name_or_path, *, cached: bool = True):
     """
     key = os.fspath(name_or_path) if isinstance(name_or_path, (str, os.PathLike)) else None
     if key is None:
-        raise CheckpointError(f"load_pretrained({name_or_path!r}): pass a name ({', '.join(PRETRAINED)}) or a path")
+        raise CheckpointError(f"load_pretrained({short_repr(name_or_path)}): pass a name ({', '.join(PRETRAINED)}) or a path")
     if cached and key in _CACHE:
         return _CACHE[key]
     if key in PRETRAINED:

@@ -317,25 +317,28 @@ class AnalyticEar(_EarBase):
     def __init__(self, sample_rate: int = SAMPLE_RATE, block_size: int = BLOCK_SIZE, history_blocks: int = 2,
                  iterations: int = 3, relative: float = 0.2, floor: float = 3e-4, slope: float = 2.5,
                  bins_per_semitone: int = 2, n_fft: int | str | None = "auto"):
-        self.sample_rate = int(sample_rate)
-        self.block_size = int(block_size)
-        self.history_blocks = int(history_blocks)
-        self.iterations = int(iterations)
-        if self.iterations < 1:
-            raise ValueError(f"iterations={iterations!r} is not allowed; use an int >= 1")
-        self.relative = float(relative)
-        self.floor = float(floor)
-        self.slope = float(slope)
-        self.bins_per_semitone = int(bins_per_semitone)
-        if self.bins_per_semitone not in (1, 2, 3, 4, 5, 6):
-            raise ValueError(f"bins_per_semitone={bins_per_semitone!r} is not allowed; use an int in 1..6")
+        from lmm_env._checks import check_int, short_repr
+        from lmm_env._checks import check_real
+
+        # the LearnedEar's bounds (it builds one of these from its file's config)
+        self.sample_rate = check_int("sample_rate", sample_rate, 8000, 96000)
+        self.block_size = check_int("block_size", block_size, 16, 8192)
+        self.history_blocks = check_int("history_blocks", history_blocks, 0, 32)
+        self.iterations = check_int("iterations", iterations, 1, 1000)
+        self.relative = check_real("relative", relative, 0.0, 1.0, lo_open=True)
+        self.floor = check_real("floor", floor, 0.0, 1.0)
+        self.slope = check_real("slope", slope, 0.0, 100.0, lo_open=True)
+        self.bins_per_semitone = check_int("bins_per_semitone", bins_per_semitone, 1, 6)
         full = (self.history_blocks + 1) * self.block_size
         if isinstance(n_fft, str) and n_fft == "auto":  # 128 ms, or the whole window if shorter
             n_fft = min(int(round(2048 * self.sample_rate / SAMPLE_RATE)), full)
-        self.n_fft = full if n_fft is None else int(n_fft)
-        if not (self.block_size <= self.n_fft <= full):
-            raise ValueError(f"n_fft={n_fft!r} is not allowed; use an int from block_size={self.block_size} to "
-                             f"the window, (history_blocks + 1) * block_size = {full}")
+        if n_fft is None:
+            n_fft = full
+        if (isinstance(n_fft, (bool, np.bool_)) or not isinstance(n_fft, (int, np.integer))
+                or not self.block_size <= n_fft <= full):
+            raise ValueError(f"n_fft={short_repr(n_fft)} is not allowed; use an int from block_size={self.block_size} "
+                             f"to the window, (history_blocks + 1) * block_size = {full}")
+        self.n_fft = int(n_fft)
         self.config = dict(sample_rate=self.sample_rate, block_size=self.block_size,
                            history_blocks=self.history_blocks, iterations=self.iterations,
                            relative=self.relative, floor=self.floor, slope=self.slope,
@@ -422,6 +425,7 @@ class LearnedEar(nn.Module if nn is not None else object, _EarBase):
                  channels: int = 16, kernel: int = 9, hidden: int = 32, scale: float = 1e-3):
         nn.Module.__init__(self)
         from lmm_env._checks import check_int
+        from lmm_env._checks import check_real
 
         # bounded: an ear file's config decides these sizes (see lmm_env.lm.checkpoint)
         self.sample_rate = check_int("sample_rate", sample_rate, 8000, 96000)
@@ -430,9 +434,8 @@ class LearnedEar(nn.Module if nn is not None else object, _EarBase):
         self.channels = check_int("channels", channels, 1, 1024)
         self.kernel = check_int("kernel", kernel, 1, 255)
         self.hidden = check_int("hidden", hidden, 1, 4096)
-        self.scale = float(scale)
-        if not (math.isfinite(self.scale) and self.scale > 0):
-            raise ValueError(f"scale={scale!r} is not allowed; use a finite number > 0")
+        # the spectra's floor (default 1e-3 of full scale): a string or 1e300 is no ear at all
+        self.scale = check_real("scale", scale, 1e-9, 1e3)
         if self.kernel % 2 != 1:
             raise ValueError(f"kernel={kernel!r} must be odd")
         self.config = dict(sample_rate=self.sample_rate, block_size=self.block_size,
@@ -725,22 +728,28 @@ def fit_ear(pairs, steps: int = 1500, batch: int = 128, lr: float = 3e-3, seed: 
     pair): a `lmm_env.pairs.Pair` whose audio is a non-empty 1-D float numpy array (int16 PCM:
     divide by 32768), all finite, at 16 kHz, ending at most ``PAIR_TOLERANCE_SECONDS`` (0.5 s)
     before the score's last note ends and near silent from ``PAIR_TAIL_SECONDS`` (5 s) after it.
-    ``steps`` is an int in [1, 10**6], ``batch`` an int in [1, 65536], ``lr`` a number in (0, 1].
+    ``steps`` is an int in [1, 10**6], ``batch`` an int in [1, 65536], ``lr`` a number in (0, 1],
+    ``seed`` an int >= 0, ``threads`` None (torch's setting) or an int in [1, 256].
     """
-    from lmm_env._checks import check_int, short_repr
+    from lmm_env._checks import check_int, check_seed, short_repr
 
     steps = check_int("steps", steps, 1, 10**6)
     batch = check_int("batch", batch, 1, 65536)
     if isinstance(lr, (bool, np.bool_)) or not isinstance(lr, (int, float, np.number)) or not 0 < lr <= 1:
         raise ValueError(f"lr={short_repr(lr)} is not allowed; use a learning rate in (0, 1]")
+    if seed is None:  # the fit is deterministic in its seed
+        raise ValueError("seed=None is not allowed; use an int >= 0")
+    seed = check_seed(seed)
+    if threads is not None:
+        threads = check_int("threads", threads, 1, 256)
     pairs = _checked_pairs(pairs)  # all of them, before any feature is computed
     if len(pairs) == 0:
         return AnalyticEar()
     from tqdm import tqdm
 
     n_threads = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(int(threads))
+    if threads is not None:
+        torch.set_num_threads(threads)
     try:
         torch.manual_seed(seed)
         spec, act, held, onset = pairs_dataset(pairs, seed=seed, progress=progress)

@@ -30,7 +30,6 @@ model that the reward's ScoreLM never shared data or weights with.
 from __future__ import annotations
 
 import argparse
-import math
 import shlex
 import sys
 import time
@@ -42,6 +41,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from lmm_env._checks import check_cli_output, check_int, short_repr
+from lmm_env._checks import check_real
 
 N_KEYS = 88
 DEFAULT_OUT = Path(__file__).resolve().parent / "weights" / "score_lm.safetensors"
@@ -85,9 +85,8 @@ class ScoreLM(nn.Module):
         if not isinstance(dilations, (list, tuple)) or not 1 <= len(dilations) <= 64:
             raise ValueError(f"dilations={short_repr(dilations)} must be a list of 1 to 64 ints")
         dilations = [check_int("dilations[i]", d, 1, 4096) for d in dilations]
-        frame_rate = float(frame_rate)
-        if not (math.isfinite(frame_rate) and frame_rate > 0):
-            raise ValueError(f"frame_rate must be > 0, got {frame_rate!r}")
+        # a number, not "20" or True (float() would take both); the envs run at 1 to 1000 fps
+        frame_rate = check_real("frame_rate", frame_rate, 1.0, 1000.0)
         self.config = dict(width=width, dilations=dilations, channels=channels, kernel=kernel, clock=clock,
                            run_cap=run_cap, frame_rate=frame_rate)
         self.frame_rate = frame_rate
