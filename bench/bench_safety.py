@@ -19,6 +19,11 @@ Cases (issue 21):
   loaded with ``lmm_env.lm.load_checkpoint``.
 * ``long-wav``: a 2-hour 16 kHz mono 16-bit WAV (230 MB, written once to ``--workdir``) as
   LMMByEar-v0's target with ``max_seconds=10``: ``gym.make`` and one ``reset``.
+* ``long-midi``: a 44-byte MIDI file whose one note ends at 335,544 s (93 hours: a slow tempo
+  and a long tick count) as LMMPiano-v0's score with ``reward="key_match"``: ``gym.make`` and
+  one ``reset``.
+* ``wav-1hz``: a 200 KB WAV whose header says 1 Hz (100,000 samples) as LMMByEar-v0's
+  target: ``gym.make`` (it would be resampled to 16 kHz).
 
 An older checkout (e.g. the commit before issue 21) can be measured with the same venv:
 ``git worktree add /tmp/old <commit>; ln -s ../envs /tmp/old/lmm_env/envs; ln -s ../agents
@@ -36,7 +41,7 @@ import textwrap
 import time
 from pathlib import Path
 
-CASES = ("module-env-id", "wide-policy", "wide-ear", "long-wav")
+CASES = ("module-env-id", "wide-policy", "wide-ear", "long-wav", "long-midi", "wav-1hz")
 
 PRELUDE = """
 import json, resource, sys, warnings
@@ -83,6 +88,24 @@ import gymnasium as gym, lmm_env
 env = gym.make("LMMByEar-v0", target=LONG_WAV, max_seconds=10)
 obs, info = env.reset(seed=0)
 print("OUTCOME reset: %d steps" % info["n_steps"])
+""",
+    "long-midi": """
+import os, mido, gymnasium as gym, lmm_env
+mf = mido.MidiFile(ticks_per_beat=1); tr = mido.MidiTrack(); mf.tracks.append(tr)
+tr.append(mido.MetaMessage("set_tempo", tempo=0xFFFFFF, time=0))
+tr.append(mido.Message("note_on", note=60, velocity=80, time=0))
+tr.append(mido.Message("note_off", note=60, velocity=0, time=20000))
+path = os.path.join(WORK, "long.mid"); mf.save(path)
+env = gym.make("LMMPiano-v0", score=path, reward="key_match")
+obs, info = env.reset(seed=0)
+print("OUTCOME reset: %d steps" % info["n_steps"])
+""",
+    "wav-1hz": """
+import os, numpy as np, soundfile as sf, gymnasium as gym, lmm_env
+path = os.path.join(WORK, "sr1.wav")
+sf.write(path, (0.3 * np.sin(np.arange(100000) * 0.3)).astype(np.float32), 1)
+env = gym.make("LMMByEar-v0", target=path, reward="key_match")
+print("OUTCOME made")
 """,
 }
 
