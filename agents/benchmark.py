@@ -95,7 +95,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from lmm_env._checks import short_repr
+from lmm_env._checks import check_int, short_repr
 from lmm_env.agents.zoo import AGENTS, TASKS, AgentSpec
 
 __all__ = ["run", "resolve", "PROTOCOL", "QUICK", "COLUMNS", "BenchmarkArgumentError", "SYNTHS", "write_outputs",
@@ -235,6 +235,12 @@ def _check_synth(s) -> str:
     if s.lower().endswith(".sf2"):
         if not os.path.isfile(s):
             raise BenchmarkArgumentError(f"synth {s!r}: no such .sf2 file")
+        try:  # loaded now (a second or so): a file that is no SoundFont fails here, not at its first row
+            from lmm_env.synth import make_synth
+
+            make_synth(s, 16000)
+        except (ValueError, TypeError, OSError, RuntimeError, ImportError) as exc:
+            raise BenchmarkArgumentError(f"synth {s!r} cannot be loaded as a SoundFont: {exc}") from None
         return s
     raise BenchmarkArgumentError(f"synth {s!r} is not allowed; use one of {list(SYNTHS)} or a path to a .sf2 file")
 
@@ -276,8 +282,10 @@ def resolve(agents, tasks=None, pairs=(0,), synths=("piano",), episodes: int = 1
         raise BenchmarkArgumentError(f"quick={short_repr(quick)} is not allowed; use True or False")
     if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or episodes < 1:
         raise BenchmarkArgumentError(f"episodes={episodes!r} must be an int >= 1")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise BenchmarkArgumentError(f"seed={seed!r} must be an int")
+    try:
+        check_int("seed", seed, 0, 2**32 - 1)
+    except ValueError as exc:
+        raise BenchmarkArgumentError(str(exc)) from None
     # training
     if train_algo is not None:
         from lmm_env.agents.train import ALGOS
@@ -476,6 +484,9 @@ def _play_row_inner(entry, task, K, synth, plan, bar, agent_override, extra_step
     try:
         try:
             agent = agent_override if agent_override is not None else entry.build(env, K, plan.seed)
+            if not callable(getattr(agent, "predict", None)):
+                raise TypeError(f"agent {entry.label!r}: its factory returned {short_repr(agent)}, not an agent with "
+                                "predict(obs, state=None, episode_start=None, deterministic=True) -> (action, state)")
             n = min(plan.episodes, len(env.unwrapped.sim.pool))
             if n < plan.episodes:
                 bar.total -= plan.episodes - n
@@ -592,6 +603,9 @@ def run(agents, tasks=None, pairs=(0,), synths=("piano",), episodes: int = 10, q
     """
     from tqdm import tqdm
 
+    for name, flag in (("resume", resume), ("overwrite", overwrite), ("progress", progress)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise BenchmarkArgumentError(f"{name}={short_repr(flag)} is not allowed; use True or False")
     plan = resolve(agents, tasks, pairs, synths, episodes, quick, train_algo, train_steps, seed)
     if command is None:
         command = (f"lmm_env.agents.benchmark.run(agents={agents!r}, tasks={tasks!r}, pairs={pairs!r}, "
@@ -708,6 +722,12 @@ def _prepare_out(out, plan: Plan, resume: bool, overwrite: bool) -> dict | None:
     except OutputPathError as exc:
         raise BenchmarkArgumentError(str(exc)) from None
     existing = [f for f in RESULT_FILES if (folder / f).exists()]
+    if existing == ["results.md", "results.csv", "results.json"] and not overwrite:
+        try:  # a run stopped before its first row holds nothing to keep
+            if not [r for r in read_results(folder)["rows"] if r.get("kind") != "corpus"]:
+                overwrite = True
+        except BenchmarkArgumentError:
+            pass
     if not existing or overwrite:
         for f in existing:
             (folder / f).unlink()

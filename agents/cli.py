@@ -58,7 +58,7 @@ def cmd_train(args) -> int:
                   logdir=args.logdir, env_kwargs=_json_arg(args.env_kwargs, "--env-kwargs"),
                   hyperparams=_json_arg(args.hyperparams, "--hyperparams"), policy=args.policy,
                   eval_every=args.eval_every, eval_episodes=args.eval_episodes, checkpoint_every=args.checkpoint_every,
-                  resume=args.resume, progress=not args.no_progress)
+                  resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
     print(f"trained {model.num_timesteps} steps; checkpoint: {os.path.join(args.logdir, 'checkpoints', 'last.safetensors')}")
     return 0
 
@@ -132,7 +132,10 @@ def _improvise_env(args, env_kwargs):
     try:
         env = gym.make(IMPROVISE, prompt=value, **env_kwargs)
     except (OSError, EOFError, ValueError, KeyError, IndexError) as exc:
-        raise SystemExit(f"lmm-env play: --prompt {prompt!r}: cannot be used as a prompt: {exc}")
+        # blame the prompt only when the error is about it (another argument is named by the error itself)
+        about_prompt = "prompt" in str(exc) or (value is not None and str(value) in str(exc))
+        blame = f"--prompt {prompt!r}: cannot be used as a prompt" if about_prompt else f"{IMPROVISE} cannot be made"
+        raise SystemExit(f"lmm-env play: {blame}: {exc}")
     return env, stem
 
 
@@ -158,16 +161,24 @@ def cmd_play(args) -> int:
     from lmm_env.agents.train import roll_image
 
     env_kwargs = _json_arg(args.env_kwargs, "--env-kwargs")
+    if env_kwargs.get("record_audio", True) is not True:
+        raise SystemExit("lmm-env play: record_audio must stay on: play writes the audio the agent heard (WAV, MP4)")
     improvise = _play_task(args) == IMPROVISE
     if improvise:
         env, stem = _improvise_env(args, env_kwargs)
     else:
         if args.midi is None:
             raise SystemExit("lmm-env play: give a MIDI file to play (or --prompt for LMMImprovise-v0)")
+        if not args.midi.lower().endswith((".mid", ".midi")):
+            raise SystemExit(f"lmm-env play: {args.midi!r} is not a MIDI file (.mid or .midi): play reads a score and "
+                             "plays it; LMMByEar-v0 hears recordings given as --env-kwargs '{\"target\": \"x.wav\"}' "
+                             "(use its agents through lmm_env.agents.evaluate)")
         if os.path.isdir(args.midi):
             raise SystemExit(f"lmm-env play: {args.midi!r} is a directory, not a MIDI file")
         if not os.path.isfile(args.midi):
             raise SystemExit(f"lmm-env: MIDI file {args.midi!r} does not exist")
+        if "score" in env_kwargs:
+            raise SystemExit("lmm-env play: the score to play is the MIDI argument, not score= in --env-kwargs")
         stem = os.path.splitext(os.path.basename(args.midi))[0]
         _check_outputs(args.out, stem, args.video)
         env = gym.make(args.env or "LMMPiano-v0", score=args.midi, **env_kwargs)
@@ -347,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--eval-episodes", type=int, default=4)
     t.add_argument("--checkpoint-every", type=int, default=20_000, help="env steps between checkpoints")
     t.add_argument("--resume", action="store_true", help="continue from --logdir's last checkpoint")
+    t.add_argument("--overwrite", action="store_true", help="start again in a --logdir that holds a run")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
 

@@ -364,7 +364,12 @@ def make_diff_agent(kind: str, env, pairs=None, path=None) -> DiffAgent:
 # ----------------------------------------------------------------------------- CLI
 
 def _parse_k(v: str):
-    return "all" if v == "all" else int(v)
+    if v == "all":
+        return v
+    try:
+        return int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{v!r} is not a K: use 0, 4, 16, 64 or all") from None
 
 
 def main(argv=None) -> int:
@@ -401,6 +406,11 @@ def main(argv=None) -> int:
                      target_synths=tuple(s for s in args.target_synths.split(",") if s), samples=args.samples,
                      window=args.window, batch=args.batch, lr=args.lr, lm=args.lm, loudness=args.loudness,
                      listen=args.listen, lookahead=args.lookahead, seed=args.seed, eval_every=args.eval_every)
+    try:  # every flag checked before the ear is fitted or a sample rendered
+        cfg.check()
+        check_int("--threads", args.threads, 1, 256)
+    except ValueError as exc:
+        ap.error(str(exc))
     from lmm_env.agents.diff_train import train
 
     policy, report = train(cfg, threads=args.threads, checkpoint=run, resume=args.resume and run.exists(),

@@ -40,7 +40,7 @@ def _policy_agent(path, seed: int = 0):
         from lmm_env.agents.improvise import PolicySamplerAgent
 
         sampler = PolicySamplerAgent(policy, seed=seed)
-        sampler.env_id = policy.env_id
+        sampler.env_id, sampler.world = policy.env_id, policy.world
         return sampler
     return policy
 
@@ -81,6 +81,8 @@ def load_agent(name_or_path, env=None, seed: int = 0):
     path = None
     if isinstance(name_or_path, (str, os.PathLike)) and os.fspath(name_or_path).lower().endswith(".safetensors"):
         path = os.fspath(name_or_path)
+        if os.path.isdir(path):
+            raise ValueError(f"agent checkpoint {path!r} is a directory, not a file")
         if not os.path.isfile(path):
             raise FileNotFoundError(f"agent checkpoint {path!r} does not exist")
     elif isinstance(name_or_path, str) and name_or_path in SHIPPED:
@@ -95,6 +97,11 @@ def load_agent(name_or_path, env=None, seed: int = 0):
             label = name_or_path if isinstance(name_or_path, str) else os.fspath(name_or_path)
             check_task(label, (agent.env_id,), env)
             check_spaces(getattr(agent, "policy", agent), env, label)
+            sim = env.unwrapped.sim
+            here = {"frame_rate": float(sim.frame_rate), "sample_rate": int(sim.sample_rate)}
+            if agent.world != here:
+                raise ValueError(f"agent {label!r} was trained at {agent.world}, but this env runs at {here}; its "
+                                 "observations would mean other things: make the env at the policy's rates")
         return agent
     if isinstance(name_or_path, str) and name_or_path in BASELINES:
         if env is None:
@@ -148,6 +155,8 @@ class EvalTable:
 
     def markdown(self, label: str = "agent") -> str:
         """One row of means as a markdown table (header included)."""
+        if not isinstance(label, str):
+            raise TypeError(f"label={short_repr(label)} must be a str (the agent's name in the table)")
         m = self.mean()
         head = "| " + label + " | episodes | " + " | ".join(self.columns) + " |"
         sep = "|---" * (len(self.columns) + 2) + "|"
@@ -170,8 +179,15 @@ def evaluate(agent, env_id: str = "LMMPiano-v0", split: str = "test", episodes: 
         keep_first: also return the first episode's audio (``first["audio"]``,
             ``first["sample_rate"]``) and target / played velocity rolls (T, 88), for logging.
     """
+    from lmm_env.agents.zoo import TASKS
+
+    if env_id not in TASKS:
+        raise ValueError(f"env_id={short_repr(env_id)} is not allowed; evaluate plays lmm_env's tasks {list(TASKS)}")
     check_int("episodes", episodes, 1, 1_000_000)
     check_seed(seed)
+    for name, flag in (("deterministic", deterministic), ("progress", progress), ("keep_first", keep_first)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise ValueError(f"{name}={short_repr(flag)} is not allowed; use True or False")
     if env_kwargs is not None and not isinstance(env_kwargs, dict):
         raise ValueError(f"env_kwargs={short_repr(env_kwargs)} must be a dict of env arguments (or None)")
     if "split" in (env_kwargs or {}):

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from lmm_env._checks import check_int, check_seed, short_repr, writable_dir, writable_file
+from lmm_env._checks import check_int, short_repr, writable_dir, writable_file
 
 # "sac" is SB3's SAC extended to train the per-key categorical "KeyLevelPolicy" (agents/sac.py).
 ALGOS = {"ppo": "stable_baselines3:PPO", "a2c": "stable_baselines3:A2C", "sac": "lmm_env.agents.sac:SAC"}
@@ -212,7 +212,11 @@ def read_checkpoint(path) -> tuple[dict, dict, int]:
 
     from lmm_env.lm.checkpoint import check_finite, header_shapes
 
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        raise ValueError(f"checkpoint path {short_repr(path)} is not allowed; give the path of a .safetensors file")
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"checkpoint {str(path)!r} is a directory, not a file; give the path of a .safetensors file")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     shapes = header_shapes(path)  # a clear error for anything that is not safetensors
@@ -250,6 +254,9 @@ _TENSOR_PREFIXES = ("policy.", "optim.", "sac.")
 # lmm_env's registered tasks: the only env ids a checkpoint may name (nothing is imported for them)
 TASK_IDS = ("LMMPiano-v0", "LMMDecipher-v0", "LMMByEar-v0", "LMMImprovise-v0")
 MAX_N_ENVS = 4096  # a checkpoint's n_envs (envs load_trained builds when given none)
+MAX_SEED = 2**32 - 1  # what SB3 and torch take
+MAX_MODEL_BYTES = 4 << 30  # a policy's parameters
+
 # Sizes in hyperparams that decide what SB3 allocates (rollout and replay buffers, minibatches).
 _HYPER_LIMITS = {"n_steps": 1 << 20, "batch_size": 1 << 20, "buffer_size": 10_000_000, "n_epochs": 10_000,
                  "gradient_steps": 100_000, "train_freq": 1 << 20, "learning_starts": 1 << 30, "n_critics": 16}
@@ -270,9 +277,12 @@ def _check_config(config: dict, path) -> None:
     for key in ("env_kwargs", "hyperparams"):
         if not isinstance(config[key], dict) or not all(isinstance(k, str) for k in config[key]):
             raise ValueError(f"{where} has {key}={short_repr(config[key])}; it must be a JSON object of arguments")
+    if config["env_kwargs"].get("pairs") == "all":  # the ear of every pair: hours of fitting named by a file
+        raise ValueError(f"{where} asks for env_kwargs.pairs='all' (an ear fitted on every train piece, hours of "
+                         "work); a checkpoint may name K up to 64: retrain with pairs=64 or fewer")
     try:
         check_int("n_envs", config["n_envs"], 1, MAX_N_ENVS)
-        check_int("seed", config["seed"], -(1 << 63), (1 << 63) - 1)
+        check_int("seed", config["seed"], 0, MAX_SEED)
         hyper = config["hyperparams"]
         for key, hi in _HYPER_LIMITS.items():
             v = hyper.get(key)
@@ -345,6 +355,57 @@ def _check_policy_fits(config: dict, tensors: dict, observation_space, action_sp
     return policy_cls, kwargs
 
 
+def _machine_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 40
+
+
+def _check_memory(cls, config: dict, observation_space, action_space, where: str) -> None:
+    """Refuse hyperparameters whose buffers or policy cannot fit in this machine's memory, before SB3
+    allocates them: the rollout buffer (n_steps x n_envs transitions), SAC's replay buffer (buffer_size,
+    observations stored twice) and the policy's parameters (counted on the meta device)."""
+    import inspect
+
+    import numpy as np
+
+    from lmm_env.lm.checkpoint import skeleton_state
+
+    hyper = config["hyperparams"]
+    spaces_ = getattr(observation_space, "spaces", {"obs": observation_space})
+    obs = sum(int(np.prod(sp.shape)) for sp in spaces_.values())
+    act = int(np.prod(action_space.shape))
+    defaults = inspect.signature(cls.__init__).parameters
+    need, what = 0, []
+    if "n_steps" in defaults:
+        n_steps = int(hyper.get("n_steps", defaults["n_steps"].default))
+        need += n_steps * int(config["n_envs"]) * (obs + act + 8) * 4
+        what.append(f"n_steps={n_steps} x n_envs={config['n_envs']}")
+    if "buffer_size" in defaults:
+        size = int(hyper.get("buffer_size", defaults["buffer_size"].default))
+        need += size * (2 * obs + act + 4) * 4
+        what.append(f"buffer_size={size}")
+    limit = _machine_bytes()
+    if need > limit:
+        raise ValueError(f"{where}: {' and '.join(what)} transitions of {obs + act} numbers take {need / 2**30:.1f} GiB, "
+                         f"more than this machine's {limit / 2**30:.0f} GiB; lower them")
+    import torch
+
+    policy_cls = _policy_class(config)
+    kwargs = _policy_kwargs(config)
+    skeleton_cls = type(f"Skeleton{policy_cls.__name__}", (policy_cls,), {"device": property(lambda self: torch.device("meta"))})
+    try:
+        state = skeleton_state(lambda: skeleton_cls(observation_space, action_space, lambda _: 0.0, **kwargs))
+    except (TypeError, ValueError, KeyError, AssertionError) as exc:
+        raise ValueError(f"{where}: policy_kwargs {short_repr(kwargs)} do not build a {policy_cls.__name__}: "
+                         f"{type(exc).__name__}: {exc}") from None
+    size = sum(v.numel() * v.element_size() for v in state.values())
+    if size > MAX_MODEL_BYTES:
+        raise ValueError(f"{where}: policy_kwargs {short_repr(kwargs)} build a {policy_cls.__name__} of "
+                         f"{size / 2**30:.1f} GiB of parameters; at most {MAX_MODEL_BYTES / 2**30:g} GiB")
+
+
 def load_trained(path, env=None):
     """Rebuild the SB3 model a checkpoint describes and load its weights (no unpickling)."""
     import torch
@@ -355,6 +416,11 @@ def load_trained(path, env=None):
 
         env = make_sb3_vec_env(config["n_envs"], env_id=config["env_id"], seed=config["seed"],
                                **config["env_kwargs"])
+    elif not hasattr(env, "observation_space") or not hasattr(env, "num_envs"):
+        raise ValueError(f"env={short_repr(env)} is not a vector env; pass an SB3 VecEnv (e.g. "
+                         "lmm_env.envs.make_sb3_vec_env) or None to build the checkpoint's own")
+    _check_memory(algo_class(config["algo"]), config, env.observation_space, env.action_space,
+                  f"checkpoint {str(path)!r}")
     tensors = data["tensors"]
     _check_policy_fits(config, tensors, env.observation_space, env.action_space, path)
     cls = algo_class(config["algo"])
@@ -424,6 +490,9 @@ def load_policy(path):
     _load_state(policy, _state_of(data["tensors"], "policy."), path, "policy")
     policy.set_training_mode(False)
     policy.env_id = config["env_id"]  # the task it was trained on (load_agent checks it against the env)
+    # and the world's timing: its observations mean other things at another frame or sample rate
+    policy.world = {"frame_rate": float(config["env_kwargs"].get("frame_rate", 20)),
+                    "sample_rate": int(config["env_kwargs"].get("sample_rate", 16000))}
     with torch.no_grad():
         return policy
 
@@ -563,7 +632,10 @@ def _callbacks(config, logdir, eval_every, eval_episodes, checkpoint_every, eval
     return LMMCallback()
 
 
-_VECTOR_ONLY = ("synth_threads",)  # arguments of the batched env that the single evaluation env does not take
+# arguments of the batched env (numpy or torch world) that the single evaluation env does not take
+_VECTOR_ONLY = ("synth_threads", "backend", "device", "as_numpy", "validate_actions", "mix")
+# env arguments that train itself decides (the batch size and its seeds)
+_TRAIN_OWNS = ("num_envs", "n_envs", "seed", "vectorization_mode", "vector_kwargs")
 
 
 def _held_out_kwargs(env_kwargs: dict) -> dict:
@@ -590,6 +662,20 @@ def _build_model(cls, policy, env, seed: int, verbose: int, hyperparams: dict, w
                          f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc) else ''}") from None
 
 
+def _claim_logdir(logdir: Path, resume: bool, overwrite: bool) -> None:
+    """A new run never silently replaces another's checkpoints and learning curve."""
+    held = [p for p in (logdir / "checkpoints" / "last.safetensors", logdir / "checkpoints" / "best.safetensors",
+                        logdir / "eval.csv") if p.exists()]
+    if not held or resume:
+        return
+    if not overwrite:
+        raise ValueError(f"logdir={str(logdir)!r} already holds a run ({', '.join(p.name for p in held)}); continue "
+                         "it with resume=True (--resume), start again with overwrite=True (--overwrite), or choose "
+                         "another logdir")
+    for p in held:
+        p.unlink()
+
+
 def _warn_rollout(cls, hyperparams: dict, n_envs: int, total_steps: int, resume: bool) -> None:
     """On-policy algorithms learn in whole rollouts of n_steps x n_envs: say so when that exceeds total_steps."""
     import inspect
@@ -608,7 +694,7 @@ def train(env_id: str = "LMMPiano-v0", algo: str = "ppo", total_steps: int = 100
           seed: int = 0, logdir: str | os.PathLike | None = None, env_kwargs: dict | None = None,
           hyperparams: dict | None = None, policy: str = "MultiInputPolicy", eval_every: int = 20_000,
           eval_episodes: int = 4, eval_split: str = "validation", checkpoint_every: int = 20_000,
-          resume: bool = False, progress: bool = True, verbose: int = 0):
+          resume: bool = False, progress: bool = True, verbose: int = 0, overwrite: bool = False):
     """Train an SB3 agent on a batched LMMPiano env; returns the trained model.
 
     Args:
@@ -623,6 +709,8 @@ def train(env_id: str = "LMMPiano-v0", algo: str = "ppo", total_steps: int = 100
         eval_episodes, eval_split: held-out scores each evaluation plays.
         resume: continue from ``logdir``'s last checkpoint with its step count (SAC's replay
             buffer is not saved: a resumed SAC collects ``learning_starts`` steps before updating).
+        overwrite: start a new run in a ``logdir`` that already holds one (its checkpoints and
+            learning curve are removed first); without it (or ``resume``) such a logdir is refused.
     """
     from lmm_env.corpus import SPLITS
     from lmm_env.envs import make_sb3_vec_env
@@ -634,11 +722,18 @@ def train(env_id: str = "LMMPiano-v0", algo: str = "ppo", total_steps: int = 100
         if value is not None and not isinstance(value, dict):
             raise ValueError(f"{name}={short_repr(value)} must be a dict of keyword arguments (or None)")
     n_envs = check_int("n_envs", n_envs, 1, MAX_N_ENVS)
-    seed = check_seed(seed)
-    if seed is None:
-        raise ValueError("seed=None is not allowed: a training run is seeded (use an int >= 0)")
+    seed = check_int("seed", seed, 0, MAX_SEED)
     check_int("total_steps", total_steps, 1, 10**13)
     check_int("verbose", verbose, 0, 2)
+    for name, flag in (("resume", resume), ("progress", progress), ("overwrite", overwrite)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise ValueError(f"{name}={short_repr(flag)} is not allowed; use True or False")
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other: resume continues the run in logdir, overwrite "
+                         "starts a new one there")
+    owned = sorted(k for k in (env_kwargs or {}) if k in _TRAIN_OWNS)
+    if owned:
+        raise ValueError(f"env_kwargs holds {owned}: train sets them itself (n_envs=, seed=); give them to train")
     if eval_split not in SPLITS:
         raise ValueError(f"eval_split={short_repr(eval_split)} is not allowed; use one of {list(SPLITS)}")
     env_kwargs = dict(env_kwargs or {})
@@ -658,6 +753,7 @@ def train(env_id: str = "LMMPiano-v0", algo: str = "ppo", total_steps: int = 100
         raise ValueError(f"eval_episodes={eval_episodes!r} must be an int >= 1 (held-out pieces each evaluation plays)")
     if logdir:  # checked before the envs are built and any step is taken, not at the first checkpoint
         writable_dir(Path(logdir) / "checkpoints", "logdir")
+        _claim_logdir(Path(logdir), resume, overwrite)
     _warn_rollout(cls, hyperparams, n_envs, total_steps, resume)
     env = make_sb3_vec_env(n_envs, env_id=env_id, seed=seed, **env_kwargs)
     if eval_every:  # the held-out env the evaluations will play, built once now: a bad argument fails here
@@ -687,6 +783,7 @@ def train(env_id: str = "LMMPiano-v0", algo: str = "ppo", total_steps: int = 100
 
             model.set_logger(configure(tb, ["tensorboard"] + (["stdout"] if verbose else [])))
     else:
+        _check_memory(cls, config, env.observation_space, env.action_space, "hyperparams")
         model = _build_model(cls, policy_obj, env, seed, verbose, hyperparams, "hyperparams")
         if tb:
             from stable_baselines3.common.logger import configure

@@ -168,3 +168,138 @@ def test_agent_checkpoints_stored_in_another_dtype_are_refused(tmp_path):
     save_file(tensors, str(tmp_path / "half.safetensors"), metadata=meta)
     with pytest.raises(ValueError, match=r"half\.safetensors.*is float16 where the policy holds float32"):
         load_agent(tmp_path / "half.safetensors")
+
+
+# --------------------------------------------------------------------------- round 2 (a second probe)
+
+
+def test_training_keeps_its_logdir_and_filters_what_the_evaluation_env_does_not_take(tmp_path):
+    from lmm_env.agents import train
+
+    kw = dict(total_steps=16, n_envs=2, hyperparams={"n_steps": 8, "batch_size": 16, "n_epochs": 1}, eval_every=8,
+              eval_episodes=1, checkpoint_every=8, progress=False,
+              env_kwargs={"score": "exercises-scale", "max_seconds": 1, "backend": "torch", "as_numpy": True})
+    train(logdir=tmp_path, **kw)  # the torch world as numpy (what make_sb3_vec_env advises), evaluated each rollout
+    assert (tmp_path / "eval.csv").is_file() and (tmp_path / "checkpoints" / "last.safetensors").is_file()
+    lines = (tmp_path / "eval.csv").read_text().count("\n")
+    with pytest.raises(ValueError, match="already holds a run .*resume=True.*overwrite=True"):
+        train(logdir=tmp_path, **kw)
+    with pytest.raises(ValueError, match="exclude each other"):
+        train(logdir=tmp_path, resume=True, overwrite=True, **kw)
+    train(logdir=tmp_path, overwrite=True, **kw)
+    assert (tmp_path / "eval.csv").read_text().count("\n") == lines  # a new curve, not appended to the old
+
+
+@pytest.mark.parametrize("kw, msg", [
+    ({"seed": 2**70}, "seed=1180591620717411303424"),
+    ({"env_kwargs": {"num_envs": 4}}, r"env_kwargs holds \['num_envs'\]"),
+    ({"resume": "yes"}, "resume='yes'"), ({"progress": "x"}, "progress='x'"),
+])
+def test_train_refuses_more_arguments_before_building_anything(kw, msg, monkeypatch):
+    from lmm_env import envs
+    from lmm_env.agents import train
+
+    monkeypatch.setattr(envs, "make_sb3_vec_env", lambda *a, **k: pytest.fail("envs were built before the check"))
+    with pytest.raises(ValueError, match=msg):
+        train(**dict({"total_steps": 64, "n_envs": 1}, **kw))
+
+
+@pytest.mark.parametrize("algo, hyper, msg", [
+    ("sac", {"buffer_size": 10**9}, r"buffer_size=1000000000 transitions .* GiB, more than this machine"),
+    ("ppo", {"n_steps": 10**7}, r"n_steps=10000000 x n_envs=1 .* GiB"),
+    ("ppo", {"policy_kwargs": {"net_arch": [100_000, 100_000]}}, r"GiB of parameters"),
+])
+def test_train_refuses_buffers_and_policies_the_machine_cannot_hold(algo, hyper, msg):
+    from lmm_env.agents import train
+
+    with pytest.raises(ValueError, match=msg):
+        train(algo=algo, total_steps=64, n_envs=1, env_kwargs={"score": "exercises-scale", "max_seconds": 1},
+              hyperparams=hyper, eval_every=0, checkpoint_every=0, progress=False)
+
+
+def test_a_checkpoint_cannot_ask_for_hours_of_ear_fitting_or_giant_buffers(tmp_path):
+    from lmm_env.agents import load_agent, load_trained
+
+    def all_pairs(meta):
+        config = json.loads(meta["config"])
+        config["env_kwargs"]["pairs"] = "all"
+        meta["config"] = json.dumps(config)
+
+    def huge_rollout(meta):
+        config = json.loads(meta["config"])
+        config["hyperparams"]["n_steps"] = 1_000_000
+        meta["config"] = json.dumps(config)
+
+    with pytest.raises(ValueError, match=r"pairs='all'.*K up to 64"):
+        load_agent(_edited(tmp_path, "all.safetensors", all_pairs))
+    with pytest.raises(ValueError, match=r"huge\.safetensors': n_steps=1000000 x n_envs=8 .* GiB"):
+        load_trained(_edited(tmp_path, "huge.safetensors", huge_rollout))
+
+
+def test_policies_refuse_a_world_at_other_rates_and_paths_that_are_folders(tmp_path):
+    from lmm_env.agents import load_agent, load_trained
+
+    env = gym.make("LMMPiano-v0", score="exercises-scale", frame_rate=25, reward="key_match")
+    with pytest.raises(ValueError, match=r"trained at \{'frame_rate': 20.0, 'sample_rate': 16000\}.*'frame_rate': 25"):
+        load_agent("ppo-closed-loop", env)
+    (tmp_path / "dir.safetensors").mkdir()
+    for load in (load_agent, load_trained):
+        with pytest.raises(ValueError, match="is a directory"):
+            load(tmp_path / "dir.safetensors")
+    with pytest.raises(ValueError, match="is not a vector env"):
+        load_trained(SHIPPED / "ppo-closed-loop.safetensors", env="x")
+
+
+def test_evaluate_names_an_unknown_task_and_bad_flags():
+    from lmm_env.agents import evaluate
+
+    with pytest.raises(ValueError, match="env_id='Bogus-v0' is not allowed"):
+        evaluate("random", env_id="Bogus-v0")
+    with pytest.raises(ValueError, match="deterministic='x'"):
+        evaluate("random", deterministic="x", env_kwargs={"score": "exercises-scale"})
+    with pytest.raises(TypeError, match="label=5"):
+        evaluate("random", episodes=1, env_kwargs={"score": "exercises-scale", "max_seconds": 1},
+                 progress=False).markdown(5)
+
+
+def test_benchmark_checks_seed_and_soundfonts_up_front_and_restarts_an_empty_run(tmp_path):
+    from lmm_env.agents import benchmark
+    from lmm_env.agents.zoo import AgentSpec
+
+    with pytest.raises(benchmark.BenchmarkArgumentError, match="seed=-1"):
+        benchmark.resolve(["random"], seed=-1)
+    fake = tmp_path / "text.sf2"
+    fake.write_text("not a soundfont")
+    with pytest.raises(benchmark.BenchmarkArgumentError, match="cannot be loaded as a SoundFont"):
+        benchmark.resolve(["random"], synths=[str(fake)])
+    out = tmp_path / "b"
+    nothing = ("nothing", AgentSpec(lambda env, K, seed: None, ("LMMPiano-v0",), False, "returns no agent"))
+    with pytest.raises(TypeError, match="'nothing': its factory returned None"):
+        benchmark.run([nothing], quick=True, out=out, progress=False)
+    assert json.loads((out / "results.json").read_text())["rows_done"] == 0
+    rows = benchmark.run(["random"], tasks=["LMMPiano-v0"], quick=True, out=out, progress=False)  # 0 rows: no refusal
+    assert len(rows) == 1
+
+
+def test_play_refuses_what_it_cannot_use_before_playing(tmp_path, capsys):
+    from lmm_env.score import Score
+
+    midi = tmp_path / "tune.mid"
+    Score.from_notes([(60, 0.0, 0.5)]).to_pretty_midi().write(str(midi))
+    assert "not a MIDI file" in _one_line(["play", str(tmp_path / "x.wav"), "--env", "LMMByEar-v0"], capsys)
+    assert "not score= in --env-kwargs" in _one_line(["play", str(midi), "--env-kwargs", '{"score": "folk"}'], capsys)
+    assert "record_audio must stay on" in _one_line(["play", str(midi), "--env-kwargs", '{"record_audio": false}'],
+                                                    capsys)
+    err = _one_line(["play", "--prompt", "none", "--agent", "repeat-prompt", "--env-kwargs", '{"length_seconds": 0}'],
+                    capsys)
+    assert "LMMImprovise-v0 cannot be made" in err and "length_seconds" in err
+
+
+@pytest.mark.parametrize("flag", [["--samples", "0"], ["--pairs", "3"], ["--lookahead", "11"],
+                                  ["--target-synths", "bogus"], ["--threads", "0"]])
+def test_the_diff_training_cli_names_bad_flags_before_training(flag, tmp_path, capsys):
+    from lmm_env.agents.differentiable import main as diff_main
+
+    with pytest.raises(SystemExit) as exc:
+        diff_main(["--out", str(tmp_path / "g.safetensors")] + flag)
+    assert exc.value.code == 2 and "Traceback" not in capsys.readouterr().err
