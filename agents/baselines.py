@@ -4,13 +4,27 @@ from __future__ import annotations
 import numpy as np
 from gymnasium import spaces
 
+from lmm_env._checks import check_int, check_seed, short_repr
+
 _SILENT = -1.0
 
 
-def _score_sim(env):
-    sim = getattr(env.unwrapped, "sim", None)
+def _task_name(env) -> str:
+    spec = getattr(env, "spec", None) or getattr(getattr(env, "unwrapped", None), "spec", None)
+    return getattr(spec, "id", None) or type(getattr(env, "unwrapped", env)).__name__
+
+
+def _score_sim(env, who: str):
+    """The sim of an lmm_env task whose observation holds the score (one env or a vector env)."""
+    if env is None:
+        raise TypeError(f"{who} needs the env it will play, got None")
+    sim = getattr(getattr(env, "unwrapped", None), "sim", None)
     if sim is None:
-        raise TypeError(f"{env!r} is not an LMMPiano env (it has no .sim); baselines need LMMPiano-v0")
+        raise TypeError(f"{short_repr(env)} is not an LMMPiano env (it has no .sim); baselines need LMMPiano-v0")
+    space = env.single_observation_space if hasattr(env, "single_observation_space") else env.observation_space
+    if not (isinstance(space, spaces.Dict) and "score" in space.spaces):  # LMMByEar-v0 observes only audio
+        raise ValueError(f"{who} reads obs['score'], which {_task_name(env)} does not observe; it plays the score "
+                         "tasks (LMMPiano-v0, LMMDecipher-v0, LMMImprovise-v0)")
     return sim
 
 
@@ -18,6 +32,9 @@ class RandomAgent:
     """Uniform random actions from the env's action space (seeded)."""
 
     def __init__(self, env, seed: int | None = None):
+        if env is None:
+            raise TypeError("RandomAgent needs the env it will play (for its action space), got None")
+        seed = check_seed(seed)
         space = env.single_action_space if hasattr(env, "single_action_space") else env.action_space
         if not isinstance(space, spaces.Box):
             raise TypeError(f"RandomAgent needs a Box action space, got {space!r}")
@@ -43,7 +60,7 @@ class ScoreReaderAgent:
     oracle = True  # reads the hidden layout of a shuffled keyboard
 
     def __init__(self, env):
-        sim = _score_sim(env)
+        sim = _score_sim(env, "ScoreReaderAgent")
         self.keyboard = kb = sim.keyboard
         self.n_actions = kb.n_actions
         self.pedal = kb.pedal
@@ -95,15 +112,15 @@ class WrongPlayAgent:
     KINDS = ("semitone", "late", "velocity", "extra")
 
     def __init__(self, env, kind: str, delay: int = 2, interval: int = 6):
-        if kind not in self.KINDS:
-            raise ValueError(f"kind={kind!r} is not allowed; use one of {self.KINDS}")
-        sim = _score_sim(env)
+        if not isinstance(kind, str) or kind not in self.KINDS:
+            raise ValueError(f"kind={short_repr(kind)} is not allowed; use one of {self.KINDS}")
+        sim = _score_sim(env, "WrongPlayAgent")
         if sim.keyboard.layout != "identity":
             raise ValueError("WrongPlayAgent needs layout='identity'")
-        if not (isinstance(delay, int) and delay >= 1):
-            raise ValueError(f"delay={delay!r} must be an int >= 1")
+        delay = check_int("delay", delay, 1, 10_000)
+        interval = check_int("interval", interval, 1, 87)  # semitones above the top key, within the 88
         self.reader = ScoreReaderAgent(env)
-        self.kind, self.delay, self.interval = kind, delay, int(interval)
+        self.kind, self.delay, self.interval = kind, delay, interval
         self.n_keys = self.reader.column_of_action.shape[-1]
         self._queue: list[np.ndarray] = []
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from lmm_env.agents.gradient import GradientAgent
+from lmm_env._checks import short_repr
+from lmm_env.agents.gradient import GradientAgent, _single_env_sim
 
 _SILENT = -1.0
 
@@ -14,9 +15,9 @@ class ReferenceOracle:
     oracle = True
 
     def __init__(self, env):
-        sim = getattr(env.unwrapped, "sim", None)
-        if sim is None or not hasattr(sim, "target_feats"):
-            raise TypeError(f"{env!r} is not LMMByEar-v0; ReferenceOracle plays LMMByEar-v0")
+        sim = _single_env_sim(env, "ReferenceOracle")
+        if not hasattr(sim, "target_feats"):
+            raise TypeError(f"{short_repr(env)} is not LMMByEar-v0; ReferenceOracle plays LMMByEar-v0")
         self.sim = sim
         self.cols = np.arange(sim.keyboard.lo, sim.keyboard.hi + 1) - 21
         self._ref = None
@@ -49,10 +50,15 @@ class ByEarGradientAgent(GradientAgent):
     def __init__(self, env, pairs=0, **kwargs):
         from lmm_env import pairs as pairs_mod
 
+        _single_env_sim(env, "ByEarGradientAgent")
         if not hasattr(env.unwrapped, "target_audio"):
-            raise TypeError(f"{env!r} is not LMMByEar-v0; ByEarGradientAgent plays LMMByEar-v0")
+            raise TypeError(f"{short_repr(env)} is not LMMByEar-v0; ByEarGradientAgent plays LMMByEar-v0")
+        if "init" in kwargs:
+            raise TypeError("ByEarGradientAgent takes no init: its initial guess is the ear of `pairs`")
         kwargs.setdefault("progress", False)
-        super().__init__(env, init=pairs_mod.ear_for(pairs), **kwargs)
+        # every argument is checked before the ear of K pairs is loaded (or fitted: minutes)
+        super().__init__(env, **kwargs)
+        self.init = pairs_mod.ear_for(pairs)
         self._heard = None
 
     def reset(self) -> None:

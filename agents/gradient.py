@@ -44,14 +44,32 @@ in extra notes, and the velocities are in the built-in piano's loudness scale.
 from __future__ import annotations
 
 import math
+import os
 import time
 
+import gymnasium as gym
 import numpy as np
 
+from lmm_env._checks import check_int, check_real, check_seed, short_repr
 from lmm_env.score import FrameScore, Score
 from lmm_env.synth.base import LOWEST_PITCH, N_KEYS
 
 _SILENT = -1.0
+MAX_STEPS = 100_000  # Adam steps of either stage (the default is 80: minutes are a few hundred)
+MAX_SHIFTS, MAX_SHIFT = 16, 100  # time-shifted alternatives per note, and their reach in frames
+
+
+def _single_env_sim(env, who: str):
+    """The sim of ``env``, one lmm_env task; a clear error for None, a vector env or another env."""
+    if env is None:
+        raise TypeError(f"{who} needs the env it will play, got None")
+    if isinstance(env, gym.vector.VectorEnv) or hasattr(env, "num_envs"):
+        raise TypeError(f"{who} plays one env; got a vector env ({type(env).__name__}): "
+                        "pass a single env made with gym.make")
+    sim = getattr(getattr(env, "unwrapped", None), "sim", None)
+    if sim is None:
+        raise TypeError(f"{short_repr(env)} is not an lmm_env task (it has no .sim); {who} plays lmm_env tasks")
+    return sim
 
 
 def _loudness_db(v):
@@ -67,18 +85,22 @@ class GradientAgent:
     Args:
         env: an LMMPiano env (gives frame rate, sample rate and the key layout), or None
             for transcription only (20 fps, 16 kHz, 88 keys).
-        steps: Adam steps of the selection stage.
-        refine_steps: Adam steps of the velocity stage.
+        steps: Adam steps of the selection stage (at most 100_000).
+        refine_steps: Adam steps of the velocity stage (at most 100_000).
         lr: Adam learning rate (on logits).
         seed: torch seed (the descent is deterministic given it; it only matters for ties).
         init: ``"ear-analytic"`` (the shipped analytic ear), ``"ear"`` (the learned ear), or
             an ear object (e.g. ``lmm_env.pairs.ear_for(K)``, the ear of K pairs).
         candidate_threshold: activation threshold at which the ear proposes extra candidates.
-        shifts: frame offsets of the time-shifted alternatives of each initial note.
+        shifts: frame offsets of the time-shifted alternatives of each initial note (at most 16,
+            each in [-100, 100]).
         min_velocity: effective velocity below which a candidate is dropped.
         sparsity: weight of the L1 prior on note amplitudes.
         progress: show a tqdm progress bar.
-        threads: torch intra-op threads while transcribing (None: leave as is).
+        threads: torch intra-op threads while transcribing, 1 to 1024 (None: leave as is).
+
+    Every argument is checked here (a ValueError or TypeError naming it); ``env`` must be one
+    lmm_env task, not a vector env.
 
     ``transcribe(audio)`` returns the `Score`; ``listen(audio)`` transcribes and arms
     ``predict``, which then plays the transcription one env step per call (reset at
@@ -89,19 +111,12 @@ class GradientAgent:
                  init: str = "ear-analytic", candidate_threshold: float = 0.3, shifts=(-1, 1),
                  min_velocity: float = 12.0, sparsity: float = 0.3, progress: bool = True,
                  threads: int | None = 1):
-        if int(steps) < 0 or int(refine_steps) < 0:
-            raise ValueError(f"steps={steps!r} and refine_steps={refine_steps!r} must be >= 0")
-        if not (float(lr) > 0):
-            raise ValueError(f"lr={lr!r} must be > 0")
+        self._check_args(steps, refine_steps, lr, seed, init, candidate_threshold, shifts, min_velocity, sparsity,
+                         progress, threads)
         self.env = env
         if env is not None:
-            sim = getattr(env.unwrapped, "sim", None)
-            if sim is None:
-                raise TypeError(f"{env!r} is not an LMMPiano env (it has no .sim)")
+            sim = _single_env_sim(env, type(self).__name__)
             kb = sim.keyboard
-            if kb.lo != LOWEST_PITCH or kb.hi != LOWEST_PITCH + N_KEYS - 1:
-                # fine: we only press the keys the env has
-                pass
             self.frame_rate = float(sim.frame_rate)
             self.sample_rate = int(sim.sample_rate)
             self.column_of_action = np.asarray(kb.pitch_of_action) - LOWEST_PITCH
@@ -114,14 +129,14 @@ class GradientAgent:
         if abs(hop - round(hop)) > 1e-9:
             raise ValueError(f"sample_rate / frame_rate = {hop} is not a whole number of samples")
         self.hop = int(round(hop))
-        self.steps, self.refine_steps, self.lr, self.seed = int(steps), int(refine_steps), float(lr), seed
+        self.steps, self.refine_steps, self.lr, self.seed = int(steps), int(refine_steps), float(lr), check_seed(seed)
         self.init = init
         self.candidate_threshold = float(candidate_threshold)
         self.shifts = tuple(int(s) for s in shifts)
         self.min_velocity = float(min_velocity)
         self.sparsity = float(sparsity)
         self.progress = bool(progress)
-        self.threads = threads
+        self.threads = None if threads is None else int(threads)
         self._synth = None
         self._ear = None
         self._mel = None
@@ -131,6 +146,35 @@ class GradientAgent:
         self.losses: dict[str, float] = {}
         self.timings: dict[str, float] = {}
         self._t = 0
+
+    @staticmethod
+    def _check_args(steps, refine_steps, lr, seed, init, candidate_threshold, shifts, min_velocity, sparsity,
+                    progress, threads) -> None:
+        """Every argument now, with bounds: a typo must not become a billion Adam steps or a NaN threshold."""
+        check_int("steps", steps, 0, MAX_STEPS)
+        check_int("refine_steps", refine_steps, 0, MAX_STEPS)
+        check_real("lr", lr, 0.0, 10.0, lo_open=True)
+        if check_seed(seed) is not None:
+            check_int("seed", seed, 0, 2**64 - 1)  # torch's seed range
+        if isinstance(init, str):  # loaded at the first transcription: a bad name must fail now
+            if init not in ("ear-analytic", "ear") and not (init.endswith(".safetensors") and os.path.isfile(init)):
+                raise ValueError(f"init={short_repr(init)} is not allowed; use 'ear-analytic', 'ear', an ear "
+                                 ".safetensors file, or an ear object (with .transcribe)")
+        elif not callable(getattr(init, "transcribe", None)):
+            raise TypeError(f"init={short_repr(init)} is not allowed; use 'ear-analytic', 'ear', an ear .safetensors "
+                            "file, or an ear object (with .transcribe, e.g. lmm_env.pairs.ear_for(K))")
+        check_real("candidate_threshold", candidate_threshold, 0.0, 1.0)
+        if isinstance(shifts, (str, bytes)) or not hasattr(shifts, "__len__") or len(shifts) > MAX_SHIFTS:
+            raise ValueError(f"shifts={short_repr(shifts)} is not allowed; use a list of at most {MAX_SHIFTS} "
+                             f"frame offsets in [-{MAX_SHIFT}, {MAX_SHIFT}]")
+        for i, s in enumerate(shifts):
+            check_int(f"shifts[{i}]", s, -MAX_SHIFT, MAX_SHIFT)
+        check_real("min_velocity", min_velocity, 0.0, 127.0)
+        check_real("sparsity", sparsity, 0.0, 1000.0)
+        if not isinstance(progress, (bool, np.bool_)):
+            raise ValueError(f"progress={short_repr(progress)} is not allowed; use True or False")
+        if threads is not None:
+            check_int("threads", threads, 1, 1024)
 
     # ------------------------------------------------------------------ input
 

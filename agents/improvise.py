@@ -3,13 +3,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from lmm_env._checks import check_int, check_real, check_seed, short_repr
+
 _SILENT = -1.0
 
 
-def _keys_of(env):
-    sim = getattr(env.unwrapped, "sim", None)
+def _keys_of(env, who: str):
+    if env is None:
+        raise TypeError(f"{who} needs the env it will play, got None")
+    sim = getattr(getattr(env, "unwrapped", None), "sim", None)
     if sim is None or not hasattr(sim, "prompt_steps"):
-        raise TypeError(f"{env!r} is not LMMImprovise-v0")
+        raise TypeError(f"{short_repr(env)} is not LMMImprovise-v0; {who} plays LMMImprovise-v0")
     return sim
 
 
@@ -19,7 +23,7 @@ class RepeatPromptAgent:
     oracle = False
 
     def __init__(self, env):
-        self.sim = _keys_of(env)
+        self.sim = _keys_of(env, "RepeatPromptAgent")
         self.n_actions = self.sim.keyboard.n_actions
         self.reset()
 
@@ -58,12 +62,11 @@ class ScoreLMSamplerAgent:
     def __init__(self, env, seed: int = 0, temperature: float = 1.0, velocity: int = 80):
         from lmm_env.lm import load_pretrained
 
-        self.sim = _keys_of(env)
+        self.sim = _keys_of(env, "ScoreLMSamplerAgent")
+        self.temperature = check_real("temperature", temperature, 0.0, 100.0, lo_open=True)
+        self.velocity = check_int("velocity", velocity, 1, 127)
+        self.rng = np.random.default_rng(check_seed(seed))
         self.lm = load_pretrained("score")
-        if not (temperature > 0):
-            raise ValueError(f"temperature={temperature!r} must be > 0")
-        self.temperature, self.velocity = float(temperature), int(velocity)
-        self.rng = np.random.default_rng(seed)
         self.lo, self.hi = self.sim.keyboard.lo, self.sim.keyboard.hi
         self.n_actions = self.sim.keyboard.n_actions
         self.reset()
@@ -116,8 +119,13 @@ class PolicySamplerAgent:
 
     def __init__(self, policy, seed: int = 0):
         self.policy = getattr(policy, "policy", policy)
+        if not all(hasattr(self.policy, a) for a in ("obs_to_tensor", "get_distribution", "action_space")):
+            raise TypeError(f"policy={short_repr(policy)} is not allowed; pass an SB3 actor-critic policy or a model "
+                            "with one (.policy), e.g. lmm_env.agents.load_agent('ppo-improvise')")
         self.observation_space = self.policy.observation_space
         self.action_space = self.policy.action_space
+        if check_seed(seed) is None:  # None would make a run irreproducible, which this agent promises
+            raise ValueError("seed=None is not allowed; use an int >= 0")
         self.seed = int(seed)
         self.rng = np.random.default_rng(self.seed)
 

@@ -42,6 +42,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,7 @@ from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import nn
 
+from lmm_env._checks import check_int, check_real, check_seed, short_repr, writable_file
 from lmm_env.agents.policies import KeyActionHead, KeyConvExtractor, KeyObsExtractor, _key_layout
 
 __all__ = ["KeyConvRLModule", "NextStepAutoreset", "RewardTermsCallback", "make_env", "register_envs", "lmm_task_ids",
@@ -74,6 +76,10 @@ POLICY_KWARGS = {"actor_channels": (32, 32), "critic_channels": (16, 16), "kerne
                  "critic_hidden": 64, "init_bias": -1.0, "log_std_init": -0.5, "learn_log_std": True,
                  "key_bias": False}
 VECTORIZE_MODES = ("vector_entry_point", "sync", "async")
+# Bounds of what an argument may ask RLlib to build (KeyConvPolicy's checkpoint bounds for the module).
+MAX_ENV_RUNNERS, MAX_ENVS_PER_RUNNER = 256, 4096
+MAX_N_STEPS, MAX_TRAIN_BATCH = 1 << 20, 1 << 24  # n_steps per env; n_steps x all envs (env steps per iteration)
+MAX_LAYERS, MAX_WIDTH, MAX_KERNEL = 64, 4096, 63
 
 
 # --------------------------------------------------------------------------- envs
@@ -105,6 +111,10 @@ class NextStepAutoreset(VectorWrapper):
     def __init__(self, env: gym.vector.VectorEnv):
         from lmm_env.envs.piano_vector import PianoTaskVectorEnv
 
+        if not isinstance(env, gym.vector.VectorEnv):  # gymnasium's VectorWrapper would only assert
+            raise TypeError("NextStepAutoreset wraps an lmm_env batched twin (a vector env), got "
+                            f"{type(env).__name__}; "
+                            "make one with gym.make_vec(env_id, num_envs=n, vectorization_mode='vector_entry_point')")
         super().__init__(env)
         base = env.unwrapped
         if not isinstance(base, PianoTaskVectorEnv):
@@ -160,14 +170,24 @@ def make_env(env_id: str, env_config: dict | None = None):
     this process, whichever worker or node it is), then builds one env from ``env_config``
     (the env's keyword arguments), or with ``num_envs`` in it (RLlib's
     ``vector_entry_point`` mode) the batched twin of that many envs behind `NextStepAutoreset`."""
-    import lmm_env  # noqa: F401  (registers the Gymnasium ids on this worker)
-
+    _check_task_id(env_id)
+    if env_config is not None and not isinstance(env_config, dict):  # RLlib's EnvContext is a dict
+        raise TypeError(f"env_config={short_repr(env_config)} is not allowed; pass a dict of the env's arguments")
     kwargs = dict(env_config or {})
     num_envs = kwargs.pop("num_envs", None)
     if num_envs is None:
         return gym.make(env_id, **kwargs)
-    return NextStepAutoreset(gym.make_vec(env_id, num_envs=int(num_envs), vectorization_mode="vector_entry_point",
+    num_envs = check_int("num_envs", num_envs, 1, MAX_ENVS_PER_RUNNER)
+    return NextStepAutoreset(gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point",
                                           **kwargs))
+
+
+def _check_task_id(env_id) -> str:
+    """``env_id`` if lmm_env registers it (importing lmm_env registers them here), else a ValueError naming them."""
+    known = lmm_task_ids()
+    if not isinstance(env_id, str) or env_id not in known:
+        raise ValueError(f"env id {short_repr(env_id)} is not an lmm_env task; registered lmm_env tasks: {known}")
+    return env_id
 
 
 def register_envs(env_ids=None) -> list[str]:
@@ -180,8 +200,11 @@ def register_envs(env_ids=None) -> list[str]:
     from ray.tune.registry import register_env
 
     known = lmm_task_ids()
+    if not (env_ids is None or isinstance(env_ids, (str, list, tuple, set, frozenset))):
+        raise TypeError(f"env_ids={short_repr(env_ids)} is not allowed; pass None (every task), an id or a list "
+                        f"of ids of {known}")
     ids = known if env_ids is None else [env_ids] if isinstance(env_ids, str) else list(env_ids)
-    bad = [i for i in ids if i not in known]
+    bad = [i for i in ids if not isinstance(i, str) or i not in known]
     if bad:
         raise ValueError(f"env ids {bad} are not lmm_env tasks; registered lmm_env tasks: {known}")
     for env_id in ids:
@@ -200,20 +223,32 @@ def _module_kwargs(model_config) -> dict[str, Any]:
     if not isinstance(model_config, dict):
         import dataclasses
 
+        if not dataclasses.is_dataclass(model_config):
+            raise TypeError(f"model_config={short_repr(model_config)} is not allowed; pass a dict of "
+                            f"KeyConvPolicy's keywords {sorted(POLICY_KWARGS)}")
         model_config = dataclasses.asdict(model_config)
     out = dict(POLICY_KWARGS)
     out.update({k: v for k, v in model_config.items() if k in POLICY_KWARGS})
+    # bounded as a KeyConvPolicy checkpoint's are: a typo must not ask for a terabyte of weights
     for k in ("actor_channels", "critic_channels"):
         v = out[k]
-        if not (isinstance(v, (list, tuple)) and len(v) >= 1 and all(isinstance(c, int) and c >= 1 for c in v)):
-            raise ValueError(f"model_config {k}={v!r} must be a non-empty list of ints >= 1 (conv channels)")
-        out[k] = tuple(int(c) for c in v)
-    for k in ("kernel_size", "audio_hidden", "critic_hidden"):
-        if not (isinstance(out[k], int) and not isinstance(out[k], bool) and out[k] >= 1):
-            raise ValueError(f"model_config {k}={out[k]!r} must be an int >= 1")
-    for k in ("init_bias", "log_std_init"):
-        if not (isinstance(out[k], (int, float)) and math.isfinite(out[k])):
-            raise ValueError(f"model_config {k}={out[k]!r} must be a finite number")
+        if not (isinstance(v, (list, tuple)) and 1 <= len(v) <= MAX_LAYERS):
+            raise ValueError(f"model_config {k}={short_repr(v)} is not allowed; use a list of 1 to {MAX_LAYERS} "
+                             f"conv channel counts in [1, {MAX_WIDTH}]")
+        out[k] = tuple(check_int(f"model_config {k}[{i}]", c, 1, MAX_WIDTH) for i, c in enumerate(v))
+    for k in ("audio_hidden", "critic_hidden"):
+        out[k] = check_int(f"model_config {k}", out[k], 1, MAX_WIDTH)
+    k = check_int("model_config kernel_size", out["kernel_size"], 1, MAX_KERNEL)
+    if k % 2 != 1:
+        raise ValueError(f"model_config kernel_size={k} is not allowed; use an odd int in [1, {MAX_KERNEL}] "
+                         "(so the key axis keeps its length)")
+    out["kernel_size"] = k
+    out["init_bias"] = check_real("model_config init_bias", out["init_bias"], -100.0, 100.0)
+    out["log_std_init"] = check_real("model_config log_std_init", out["log_std_init"], -20.0, 20.0)
+    for k in ("learn_log_std", "key_bias"):
+        if not isinstance(out[k], (bool, np.bool_)):
+            raise ValueError(f"model_config {k}={short_repr(out[k])} is not allowed; use True or False")
+        out[k] = bool(out[k])
     return out
 
 
@@ -330,21 +365,35 @@ _SB3_TO_RLLIB = {"batch_size": ("minibatch_size", 64), "n_epochs": ("num_epochs"
                  "ent_coef": ("entropy_coeff", 0.0), "clip_range": ("clip_param", 0.2),
                  "vf_coef": ("vf_loss_coeff", 0.5), "max_grad_norm": ("grad_clip", 0.5)}
 _SB3_OTHER = ("n_steps", "policy_kwargs")
+_INT_BOUNDS = {"batch_size": (1, 1 << 20), "n_epochs": (1, 10_000)}  # as train.py bounds a checkpoint's
+_REAL_BOUNDS = {"learning_rate": (0.0, 1.0, True), "gamma": (0.0, 1.0, False), "gae_lambda": (0.0, 1.0, False),
+                "ent_coef": (0.0, 1e3, False), "clip_range": (0.0, 1e3, True), "vf_coef": (0.0, 1e3, False),
+                "max_grad_norm": (0.0, 1e6, True)}  # (lo, hi, lo open)
 
 
 def rllib_ppo_settings(hyperparams: dict, n_envs: int) -> dict[str, Any]:
     """PPOConfig.training settings equal to SB3 PPO ``hyperparams`` (its names, e.g. the
     ``ppo`` preset) on ``n_envs`` envs in all: the train batch is ``n_steps * n_envs``; no KL
     penalty, no value-loss clipping and global-norm gradient clipping, as SB3 does."""
-    unknown = sorted(set(hyperparams) - set(_SB3_TO_RLLIB) - set(_SB3_OTHER))
+    if not isinstance(hyperparams, dict):
+        raise TypeError(f"hyperparams={short_repr(hyperparams)} is not allowed; pass a dict of SB3 PPO hyperparameters")
+    unknown = sorted(set(hyperparams) - set(_SB3_TO_RLLIB) - set(_SB3_OTHER), key=str)
     if unknown:
-        raise ValueError(f"SB3 PPO hyperparameters {unknown} have no RLlib equivalent here; allowed: "
+        raise ValueError(f"SB3 PPO hyperparameters {short_repr(unknown)} have no RLlib equivalent here; allowed: "
                          f"{sorted(_SB3_TO_RLLIB) + list(_SB3_OTHER)}")
-    n_steps = int(hyperparams.get("n_steps", 2048))
-    if n_steps < 1 or n_envs < 1:
-        raise ValueError(f"n_steps={n_steps} and n_envs={n_envs} must be >= 1")
-    out = {rl: float(hyperparams.get(sb, default)) for sb, (rl, default) in _SB3_TO_RLLIB.items()}
-    out["minibatch_size"], out["num_epochs"] = int(out["minibatch_size"]), int(out["num_epochs"])
+    n_steps = check_int("n_steps", hyperparams.get("n_steps", 2048), 1, MAX_N_STEPS)
+    n_envs = check_int("n_envs", n_envs, 1, MAX_ENV_RUNNERS * MAX_ENVS_PER_RUNNER)
+    if n_steps * n_envs > MAX_TRAIN_BATCH:  # RLlib holds the whole train batch in memory
+        raise ValueError(f"n_steps={n_steps} x n_envs={n_envs} = {n_steps * n_envs} env steps per train batch is "
+                         f"not allowed; at most {MAX_TRAIN_BATCH}")
+    out = {}
+    for sb, (rl, default) in _SB3_TO_RLLIB.items():
+        v = hyperparams.get(sb, default)
+        if sb in _INT_BOUNDS:
+            out[rl] = check_int(sb, v, *_INT_BOUNDS[sb])
+        else:
+            lo, hi, lo_open = _REAL_BOUNDS[sb]
+            out[rl] = check_real(sb, v, lo, hi, lo_open=lo_open)
     out.update(train_batch_size_per_learner=n_steps * n_envs, use_kl_loss=False, vf_clip_param=float("inf"),
                grad_clip_by="global_norm", use_gae=True, use_critic=True)
     return out
@@ -373,17 +422,28 @@ def ppo_config(env_id: str = "LMMPiano-v0", *, num_env_runners: int = 1, num_env
 
     from lmm_env.agents.train import preset
 
-    register_envs(env_id)
-    for name, v in (("num_env_runners", num_env_runners), ("num_envs_per_env_runner", num_envs_per_env_runner)):
-        if not (isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= (0 if name == "num_env_runners" else 1)):
-            raise ValueError(f"{name}={v!r} must be an int >= {0 if name == 'num_env_runners' else 1}")
-    if vectorize_mode not in VECTORIZE_MODES:
-        raise ValueError(f"vectorize_mode={vectorize_mode!r} is not allowed; use one of {list(VECTORIZE_MODES)}")
+    _check_task_id(env_id)
+    num_env_runners = check_int("num_env_runners", num_env_runners, 0, MAX_ENV_RUNNERS)
+    num_envs_per_env_runner = check_int("num_envs_per_env_runner", num_envs_per_env_runner, 1, MAX_ENVS_PER_RUNNER)
+    if not isinstance(vectorize_mode, str) or vectorize_mode not in VECTORIZE_MODES:
+        raise ValueError(f"vectorize_mode={short_repr(vectorize_mode)} is not allowed; "
+                         f"use one of {list(VECTORIZE_MODES)}")
+    seed = check_seed(seed)
+    check_real("num_cpus_per_env_runner", num_cpus_per_env_runner, 0, 1024)
+    for name, v in (("env_kwargs", env_kwargs), ("hyperparams", hyperparams)):
+        if v is not None and not isinstance(v, dict):
+            raise TypeError(f"{name}={short_repr(v)} is not allowed; pass a dict (or None for the ppo preset's)")
     base = preset("ppo")
     hyperparams = dict(base["hyperparams"] if hyperparams is None else hyperparams)
     env_kwargs = dict(base["env_kwargs"] if env_kwargs is None else env_kwargs)
-    n_envs = max(1, int(num_env_runners)) * int(num_envs_per_env_runner)
+    n_envs = max(1, num_env_runners) * num_envs_per_env_runner
     settings = rllib_ppo_settings(hyperparams, n_envs)
+    policy_kwargs = hyperparams.get("policy_kwargs") or {}
+    if not isinstance(policy_kwargs, dict):
+        raise TypeError(f"hyperparams policy_kwargs={short_repr(policy_kwargs)} is not allowed; pass a dict of "
+                        f"KeyConvPolicy's keywords {sorted(POLICY_KWARGS)}")
+    _module_kwargs(policy_kwargs)  # now, not when each Learner builds the module
+    register_envs(env_id)
     probe = gym.make(env_id, **env_kwargs)  # here, not first on a worker: a bad argument fails now, by name
     obs_space = probe.observation_space
     probe.close()
@@ -391,7 +451,7 @@ def ppo_config(env_id: str = "LMMPiano-v0", *, num_env_runners: int = 1, num_env
     config = (
         PPOConfig()
         .environment(env_id, env_config=env_kwargs, normalize_actions=False, clip_actions=True)
-        .env_runners(num_env_runners=int(num_env_runners), num_envs_per_env_runner=int(num_envs_per_env_runner),
+        .env_runners(num_env_runners=num_env_runners, num_envs_per_env_runner=num_envs_per_env_runner,
                      gym_env_vectorize_mode=vectorize_mode, rollout_fragment_length=int(hyperparams.get("n_steps", 2048)),
                      num_cpus_per_env_runner=num_cpus_per_env_runner)
         .training(**settings)
@@ -400,7 +460,7 @@ def ppo_config(env_id: str = "LMMPiano-v0", *, num_env_runners: int = 1, num_env
     )
     if keyconv:
         config = config.rl_module(rl_module_spec=RLModuleSpec(
-            module_class=KeyConvRLModule, model_config=dict(hyperparams.get("policy_kwargs") or {})))
+            module_class=KeyConvRLModule, model_config=dict(policy_kwargs)))
     else:  # LMMByEar-v0: no score over keys; RLlib's default MLP on the flattened Dict
         from ray.rllib.connectors.env_to_module import FlattenObservations
 
@@ -441,6 +501,12 @@ def export_policy(algo, out, *, steps: int | None = None) -> Path:
 
     from lmm_env.agents.train import CHECKPOINT_FORMAT, _write_atomic
 
+    if not (hasattr(algo, "config") and hasattr(algo, "learner_group")):
+        raise TypeError(f"algo={short_repr(algo)} is not allowed; pass the RLlib Algorithm that "
+                        "ppo_config(...).build_algo() made")
+    out = writable_file(out, "out")  # before the weights are gathered from the learners
+    if steps is not None:
+        steps = check_int("steps", steps, 0, (1 << 63) - 1)
     cfg = algo.config
     spec = cfg.rl_module_spec
     if spec.module_class is not KeyConvRLModule:
@@ -460,8 +526,6 @@ def export_policy(algo, out, *, steps: int | None = None) -> Path:
                                                               cfg.gym_env_vectorize_mode))}}
     meta = {"format": CHECKPOINT_FORMAT, "config": json.dumps(config), "num_timesteps": str(int(steps)),
             "optimizers": "[]"}
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     return _write_atomic(tensors, out, meta)
 
 
@@ -480,6 +544,8 @@ def policy_state(path) -> dict[str, torch.Tensor]:
     the RLModule from it. Nothing is unpickled."""
     from lmm_env.agents.train import read_checkpoint
 
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        raise TypeError(f"path={short_repr(path)} is not allowed; give the path of a .safetensors policy checkpoint")
     config, data, _ = read_checkpoint(path)
     if config.get("policy") != "KeyConvPolicy" or config.get("algo") not in ("ppo", "a2c"):
         raise ValueError(f"checkpoint {str(path)!r} holds a {config.get('policy')!r} for {config.get('algo')!r}; "
