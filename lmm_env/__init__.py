@@ -13,17 +13,20 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+# id -> (module, env class, vector module, vector entry point), under lmm_env.envs
+_TASKS = {
+    "LMMPiano-v0": ("piano", "LMMPianoEnv", "torch_vector", "make_vector_env"),
+    "LMMDecipher-v0": ("decipher", "LMMDecipherEnv", "decipher", "LMMDecipherVectorEnv"),
+    "LMMByEar-v0": ("by_ear", "LMMByEarEnv", "by_ear", "LMMByEarVectorEnv"),
+    "LMMImprovise-v0": ("improvise", "LMMImproviseEnv", "improvise", "LMMImproviseVectorEnv"),
+}
+TASK_IDS = tuple(_TASKS)  # the Gymnasium ids this package registers
+
 
 def _register() -> None:
     from gymnasium.envs.registration import register, registry
 
-    tasks = {
-        "LMMPiano-v0": ("piano", "LMMPianoEnv", "torch_vector", "make_vector_env"),
-        "LMMDecipher-v0": ("decipher", "LMMDecipherEnv", "decipher", "LMMDecipherVectorEnv"),
-        "LMMByEar-v0": ("by_ear", "LMMByEarEnv", "by_ear", "LMMByEarVectorEnv"),
-        "LMMImprovise-v0": ("improvise", "LMMImproviseEnv", "improvise", "LMMImproviseVectorEnv"),
-    }
-    for env_id, (module, cls, vmodule, vcls) in tasks.items():
+    for env_id, (module, cls, vmodule, vcls) in _TASKS.items():
         if env_id not in registry:
             register(
                 id=env_id,

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["short_repr", "check_int", "check_real", "check_seed", "writable_dir", "writable_file", "OutputPathError",
-           "check_cli_output"]
+           "check_cli_output", "check_cli"]
 
 _REPR = reprlib.Repr()
 _REPR.maxstring = 120
@@ -143,3 +143,11 @@ def check_cli_output(parser, path, what: str = "--out", suffix: str | None = ".s
     except OutputPathError as exc:
         parser.error(str(exc))
 
+
+def check_cli(parser, check, option: str, value, *bounds, **kw):
+    """For scripts: ``check(option, value, *bounds, **kw)`` (e.g. `check_int`, `check_real`), its ValueError
+    turned into ``parser.error`` (one line, exit 2) before the run: ``check_cli(ap, check_int, "--steps", 0, 1, 10)``."""
+    try:
+        return check(option, value, *bounds, **kw)
+    except ValueError as exc:
+        parser.error(str(exc))

@@ -41,12 +41,15 @@ import os
 import re
 import tempfile
 import warnings
+import zipfile
+import zlib
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from numpy.lib import format as npy_format
 
 from lmm_env._checks import check_int, short_repr
 from lmm_env.score import HIGHEST_PITCH, LOWEST_PITCH, Score, ScoreError, _check_keys, _check_policy
@@ -72,7 +75,20 @@ def names() -> list[str]:
 
 
 def split_of(piece_id: str) -> str:
-    """The split of a piece id: SHA-1 of the id, first 8 bytes, mod 100 -> 80/10/10."""
+    """The split of a piece id: SHA-1 of the id, first 8 bytes, mod 100 -> 80/10/10.
+
+    ``piece_id`` is a piece's id (``Corpus.ids``: ``"bach/bwv10.7.mxl"``); a corpus or split
+    name is refused (a ValueError), as is anything but a non-empty str (a TypeError)."""
+    if not isinstance(piece_id, str) or not piece_id:
+        raise TypeError(f"split_of({short_repr(piece_id)}): give a piece id, a non-empty str such as "
+                        "'bach/bwv10.7.mxl' (see Corpus.ids)")
+    if piece_id in SPLITS or piece_id in names():  # a likely mix-up: it would hash like any id
+        raise ValueError(f"split_of({piece_id!r}): that is a corpus or split name, not a piece id; give an id such "
+                         "as 'bach/bwv10.7.mxl' (see Corpus.ids)")
+    return _split_of(piece_id)
+
+
+def _split_of(piece_id: str) -> str:
     h = int.from_bytes(hashlib.sha1(piece_id.encode("utf-8")).digest()[:8], "big") % 100
     if h < 80:
         return "train"
@@ -218,17 +234,56 @@ def _write_npz_atomic(path: Path, **arrays: Any) -> None:
 TRANSIENT_ERRORS = (MemoryError, OSError, RecursionError)
 
 
+# A cache entry is read, not trusted (a file in a shared cache may be edited or crafted): each array's
+# .npy header is checked before its data is read, so no entry makes us allocate more than this many notes
+# (corpus pieces hold at most a few thousand), and the notes are validated by the Score constructor.
+MAX_CACHED_NOTES = 200_000
+_MAX_NAME_CHARS = 1000
+_CACHED = {"bad": ("b", 0), "pitches": ("iu", 1), "onsets": ("f", 1), "offsets": ("f", 1),
+           "velocities": ("iu", 1), "name": ("U", 0)}
+
+
+def _read_member(zf: zipfile.ZipFile, key: str) -> np.ndarray:
+    """Array ``key`` of an .npz, its header checked (dtype kind, dimensions, size) before its data is read."""
+    kinds, ndim = _CACHED[key]
+    with zf.open(key + ".npy") as f:
+        version = npy_format.read_magic(f)
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f"{key}: .npy format {version} is not what np.savez writes")
+        read_header = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+        shape, fortran, dtype = read_header(f)
+        count = math.prod(shape)
+        if dtype.hasobject or dtype.kind not in kinds or len(shape) != ndim or count > MAX_CACHED_NOTES or (
+                dtype.kind == "U" and dtype.itemsize > 4 * _MAX_NAME_CHARS):
+            raise ValueError(f"{key} is {dtype} of shape {shape}")
+        data = f.read(count * dtype.itemsize)  # never more than the header's (bounded) size
+    if len(data) != count * dtype.itemsize:
+        raise ValueError(f"{key} is truncated")
+    return np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C")
+
+
+def _read_cache_entry(path: Path) -> Score | None:
+    """The Score a cache file holds (None: a piece marked bad); ValueError etc. if the file is not a valid entry."""
+    with zipfile.ZipFile(path) as zf:
+        if bool(_read_member(zf, "bad")):
+            return None
+        arrays = [_read_member(zf, k) for k in ("pitches", "onsets", "offsets", "velocities")]
+        # keys and out_of_range="reject": what the conversion wrote lies inside the piano's keys
+        return Score(*arrays, name=str(_read_member(zf, "name")), out_of_range="reject")
+
+
 def _load_cached(piece_id: str) -> Score | None:
-    """Score of ``piece_id`` via the disk cache; None if the piece is bad (no notes, unparsable)."""
+    """Score of ``piece_id`` via the disk cache; None if the piece is bad (no notes, unparsable).
+
+    A cache entry that is not valid (unreadable, crafted, too large) is converted again, with a warning."""
     path = _cache_path(piece_id)
     try:
-        with np.load(path, allow_pickle=False) as z:
-            if bool(z["bad"]):
-                return None
-            return Score._from_valid(z["pitches"], z["onsets"], z["offsets"], z["velocities"],
-                                     str(z["name"]), sort=False)
-    except (FileNotFoundError, OSError, KeyError, ValueError):
-        pass  # missing or unreadable cache entry: convert again
+        return _read_cache_entry(path)
+    except FileNotFoundError:
+        pass  # not cached yet
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError) as exc:
+        warnings.warn(f"corpus cache entry {str(path)!r} is not a valid cached piece ({type(exc).__name__}: "
+                      f"{str(exc)[:200]}); converting {piece_id!r} again", UserWarning, stacklevel=2)
     try:
         score = _convert_music21(piece_id)
     except TRANSIENT_ERRORS:
@@ -399,7 +454,7 @@ def load(
     if keys is not None:
         keys = _check_keys(keys)
     collections = _POOLS.get(name, (name,))
-    ids = [pid for c in collections for pid in _all_ids(c) if split_of(pid) == split]
+    ids = [pid for c in collections for pid in _all_ids(c) if _split_of(pid) == split]
     return Corpus(name, split, ids, _load_cached, keys=keys, out_of_range=out_of_range)
 
 
@@ -451,11 +506,13 @@ def warm(
         raise ValueError(f"splits={short_repr(splits)} is empty; use one or more of {SPLITS}")
     for sp in splits:
         _check_split(sp)
+    if not isinstance(progress, (bool, np.bool_)):
+        raise ValueError(f"progress={short_repr(progress)} is not allowed; use True or False")
     if workers is None:  # the cores this process may run on (affinity and cgroup CPU sets)
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
         raise ValueError(f"workers={short_repr(workers)} is not allowed; use an int >= 1 (or None: every core)")
-    ids = [pid for c in _POOLS.get(name, (name,)) for pid in _all_ids(c) if split_of(pid) in splits]
+    ids = [pid for c in _POOLS.get(name, (name,)) for pid in _all_ids(c) if _split_of(pid) in splits]
     todo = [pid for pid in ids if not _cache_path(pid).is_file()]
     chunks = [todo[i : i + WARM_CHUNK] for i in range(0, len(todo), WARM_CHUNK)]
     from tqdm import tqdm

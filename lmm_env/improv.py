@@ -363,8 +363,13 @@ def corpus_reference(split: str = "test", n: int = 20, seconds: float = 30.0,
     for c in names:
         if c not in _corpus.names():
             raise ValueError(f"unknown corpus {short_repr(c)}; allowed: {', '.join(_corpus.names())}")
-    cacheable = judge is None or isinstance(judge, str)
-    cache_key = (split, n, seconds, names, judge if cacheable else None, pick)
+    from lmm_env.lm.checkpoint import _cache_key
+
+    # a judge file is keyed as load_pretrained keys it (real path, mtime, size), so another file of the same name is
+    # another judge; an unreadable one is not cached (loading it names the error)
+    judge_key = _cache_key(judge) if isinstance(judge, str) else None
+    cacheable = judge is None or judge_key is not None
+    cache_key = (split, n, seconds, names, judge_key, pick)
     if cacheable and cache_key in _REFERENCE_CACHE:
         return _copy(_REFERENCE_CACHE[cache_key])
     lm = _load_judge(judge)

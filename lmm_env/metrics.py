@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from lmm_env._checks import check_real
+
 __all__ = ["frame_f1", "note_metrics", "pitch_class_entropy", "note_density", "episode_metrics"]
 
 
@@ -177,9 +179,7 @@ def note_metrics(reference: Any, estimate: Any, onset_tolerance: float = 0.05) -
     import mir_eval.transcription
     import mir_eval.util
 
-    tol = float(onset_tolerance)
-    if not (math.isfinite(tol) and tol > 0):
-        raise ValueError(f"onset_tolerance must be a finite number of seconds > 0, got {onset_tolerance!r}")
+    tol = check_real("onset_tolerance", onset_tolerance, 0.0, math.inf, lo_open=True, hi_open=True)  # seconds
     rp, ron, roff, rv = _note_arrays("reference", reference)
     ep, eon, eoff, ev = _note_arrays("estimate", estimate)
     n_ref, n_est = len(rp), len(ep)
@@ -231,8 +231,7 @@ def pitch_class_entropy(notes: Any) -> float:
 
 def note_density(notes: Any, duration: float) -> float:
     """Notes (onsets) per second over ``duration`` seconds (> 0)."""
-    if not (isinstance(duration, (int, float, np.integer, np.floating)) and math.isfinite(duration) and duration > 0):
-        raise ValueError(f"duration={duration!r} must be a positive number of seconds")
+    duration = check_real("duration", duration, 0.0, math.inf, lo_open=True, hi_open=True)  # seconds
     p, _, _, _ = _note_arrays("notes", notes)
     return float(p.size / duration)
 

@@ -45,11 +45,11 @@ from pathlib import Path
 
 import numpy as np
 
-from lmm_env._checks import check_int, check_seed, short_repr, writable_dir
+from lmm_env._checks import check_int, check_real, check_seed, short_repr, writable_dir
 from lmm_env.score import Score
 
 __all__ = ["ALLOWED_K", "CORPORA", "CLIP_SECONDS", "Pair", "Pairs", "load", "check_k", "check_pair", "ear_for",
-           "train_order", "PAIR_TOLERANCE_SECONDS", "PAIR_TAIL_SECONDS", "PAIR_TAIL_SILENCE"]
+           "train_order", "available_memory", "PAIR_TOLERANCE_SECONDS", "PAIR_TAIL_SECONDS", "PAIR_TAIL_SILENCE"]
 
 ALLOWED_K = (0, 4, 16, 64, "all")
 CORPORA = ("folk", "bach-chorales")
@@ -151,7 +151,7 @@ def train_order(seed: int = 0) -> list[tuple[str, int]]:
     """(corpus, index in its train split) of every pair "all" holds, in the protocol's order."""
     from lmm_env import corpus
 
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     orders = []
     for name in CORPORA:
         n = len(corpus.load(name, "train"))
@@ -179,9 +179,8 @@ class Pairs(Sequence):
         check_seed(seed)
         sample_rate = check_int("sample_rate", sample_rate, 8000, 96000)  # the synths' range
         _check_synth(synth, sample_rate)  # the spec only: building a SoundFont synth is slow
-        if not (isinstance(clip_seconds, (int, float)) and 1.0 <= clip_seconds <= 600.0):
-            raise ValueError(f"clip_seconds={clip_seconds!r} must be a number of seconds in [1, 600]")
-        self.seed, self.clip_seconds, self.sample_rate = int(seed), float(clip_seconds), int(sample_rate)
+        clip_seconds = check_real("clip_seconds", clip_seconds, 1.0, 600.0)  # seconds
+        self.seed, self.clip_seconds, self.sample_rate = int(seed), clip_seconds, int(sample_rate)
         self.synth = synth if isinstance(synth, str) else type(synth).__name__
         self._synth_spec = synth
         self._synth = None
@@ -246,6 +245,8 @@ def ear_for(K, synth="piano", seed: int = 0, progress: bool = True):
     Shipped for the built-in piano (K = 4, 16, 64, seed 0); otherwise fitted once (at most
     about two minutes on 2 cores for K <= 64; hours for "all") and cached under the corpus
     cache dir, with a warning before the fit saying how long it may take and where it goes.
+    A fit whose memory estimate (``BYTES_PER_PAIR`` a pair: ~29 GB for "all") exceeds the memory
+    this machine has available is refused with a ValueError before it starts.
     ``synth`` is "piano", "soundfont" or a .sf2 path (the cache is keyed by it).
     """
     from lmm_env.lm import load_pretrained
@@ -277,13 +278,14 @@ def ear_for(K, synth="piano", seed: int = 0, progress: bool = True):
         if path.is_file():
             ear = load_checkpoint(path)
         else:
+            todo = load(K, synth=synth, seed=seed)  # lazy: nothing rendered yet
+            _check_fit_memory(K, len(todo), path)
             try:  # checked before the fit (minutes): an unwritable cache costs the cache, not the ear
                 writable_dir(path.parent, "the ear cache folder")
             except ValueError as exc:
                 warnings.warn(f"{exc}; the ear of {K} pairs will be fitted but not cached (set LMM_ENV_CACHE to a "
                               "writable folder)", UserWarning, stacklevel=2)
                 path = None
-            todo = load(K, synth=synth, seed=seed)
             _warn_fit(len(todo), synth, seed, path)
             ear = fit_ear(todo, seed=seed, progress=progress)
             if path is not None:
@@ -308,3 +310,30 @@ def _warn_fit(n: int, synth, seed: int, path) -> None:
     warnings.warn(f"fitting the ear of {n} pairs (synth {os.fspath(synth)!r}, seed {seed}) before this can run: "
                   f"roughly {took} (about {RENDER_SECONDS_PER_PAIR:g} s to render each pair, then the fit){memory}; "
                   f"{where}", UserWarning, stacklevel=3)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this machine can give now (MemAvailable; else its physical memory), None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_fit_memory(K, n: int, path: Path) -> None:
+    """Refuse, before any render, a fit whose memory estimate (`_warn_fit`'s) exceeds what this machine has:
+    it would run for hours and then fail (K = "all" wants ~29 GB)."""
+    need, have = n * BYTES_PER_PAIR, available_memory()
+    if have is not None and need > have:
+        raise ValueError(
+            f"pairs={K!r}: fitting the ear of {n} pairs needs about {need / 1e9:.3g} GB of memory, but this machine "
+            f"has {have / 1e9:.3g} GB available; use fewer pairs (pairs=4, 16 or 64), or fit it on a machine that "
+            f"has the memory (python -m lmm_env.lm.train ear-pairs --pairs {K}, same synth and seed) and copy the ear "
+            f"file to {str(path)!r}")

@@ -394,7 +394,11 @@ class Score:
         from music21 import chord as m21chord
         from music21 import harmony as m21harmony
         from music21 import note as m21note
+        from music21 import stream as m21stream
 
+        if not isinstance(stream, m21stream.Stream):
+            raise TypeError(f"from_music21 expects a music21 Stream (e.g. music21.converter.parse(path)), got "
+                            f"{type(stream).__name__}: {short_repr(stream)}; for a MIDI file use Score.from_midi")
         if isinstance(velocity, str):
             if velocity != "accent":
                 raise ValueError(f"velocity must be 'accent' or an int 1..127, got {short_repr(velocity)}")
@@ -722,14 +726,16 @@ class FrameScore:
 
         Returns read-only views into cached zero-padded copies (built once per ``length``).
         """
-        pad = self._pad_cache.get(length)
+        pad = self._pad_cache.get(length) if type(length) is int else None  # True and 8.0 hash as 1 and 8
         if pad is None:
             length = check_int("window length", length, 1, MAX_FRAMES)  # it sizes the padded copies
+            pad = self._pad_cache.get(length)
+        if pad is None:
             z = lambda a: _readonly(np.concatenate([a, np.zeros((length,) + a.shape[1:], a.dtype)]))
             pad = (z(self.held), z(self.onset), z(self.velocity))
             self._pad_cache[length] = pad
-        if t < 0:
-            raise ValueError(f"window start t must be >= 0, got {t!r}")
+        if type(t) is not int and (isinstance(t, (bool, np.bool_)) or not isinstance(t, np.integer)) or t < 0:
+            raise ValueError(f"window start t={short_repr(t)} is not allowed; use an int >= 0")
         T = self.held.shape[0]
         if t > T:
             t = T

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lmm_env._checks import check_cli_output, check_int, check_real
+from lmm_env._checks import check_cli, check_cli_output, check_int, check_real
 from lmm_env.lm.checkpoint import WEIGHTS_DIR, save_checkpoint
 
 SILENCE = float(np.log(1e-8))  # LogMel's floor with its default eps
@@ -465,6 +465,13 @@ def train_main(argv) -> int:
     p.add_argument("--eq-aug", type=float, default=0.0,
                    help="amplitude (nats) of random smooth EQ applied to half the train clips; 0: off")
     args = p.parse_args(argv)
+    from lmm_env.lm.checkpoint import check_model_options, check_train_options
+
+    check_train_options(p, args, max_pieces=(1, 10**6), eval_pieces=(1, 10**6))  # 0 pieces: nothing to fit
+    check_cli(p, check_real, "--eq-aug", args.eq_aug, 0.0, 100.0)
+    check_model_options(p, lambda: AudioLM(16000, 800, 64, context=args.context, hidden=args.hidden,
+                                           layers=args.layers, components=args.components, sigma_min=args.sigma_min,
+                                           bg_weight=args.bg_weight, bg_scale=args.bg_scale))
     check_cli_output(p, args.out)  # before the training, not after it
 
     t_start = time.time()

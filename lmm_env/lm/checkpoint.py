@@ -13,7 +13,9 @@ import json
 import os
 from pathlib import Path
 
-from lmm_env._checks import short_repr
+import numpy as np
+
+from lmm_env._checks import check_cli, check_int, check_real, short_repr
 
 FORMAT_VERSION = "1"
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -182,14 +184,19 @@ def save_checkpoint(model, path, extra: dict | None = None) -> Path:
     cls = type(model).__name__
     if cls not in MODEL_CLASSES:
         raise CheckpointError(f"cannot save a {cls}; savable classes: {', '.join(MODEL_CLASSES)}")
-    path = Path(path)
+    path = _path_arg(path)
     if path.suffix != ".safetensors":
         raise CheckpointError(f"checkpoint path {str(path)!r} must end in .safetensors")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if extra is not None and not isinstance(extra, dict):  # read_metadata wants a JSON object: refuse it now
+        raise CheckpointError(f"extra={short_repr(extra)} is not allowed; give a dict (JSON-serializable) or None")
     config = dict(model.config)
     meta = {"class": cls, "config": json.dumps(config), "format_version": FORMAT_VERSION}
     if extra:
-        meta["extra"] = json.dumps(extra)
+        try:
+            meta["extra"] = json.dumps(extra)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"extra={short_repr(extra)} is not JSON-serializable: {exc}") from None
+    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=meta)
@@ -275,7 +282,19 @@ def load_checkpoint(path, expect: str | None = None):
     return model
 
 
-_CACHE: dict[str, object] = {}
+_CACHE: dict[object, object] = {}
+
+
+def _cache_key(key: str):
+    """A shipped name as is; a file by its real path, mtime and size (the same name elsewhere, or a
+    replaced file, is another model); None for a path that cannot be read (loading names the error)."""
+    if key in PRETRAINED:
+        return key
+    try:
+        st = os.stat(key)
+    except (OSError, ValueError):
+        return None
+    return (os.path.realpath(key), st.st_mtime_ns, st.st_size)
 
 
 def load_pretrained(name_or_path, *, cached: bool = True):
@@ -290,8 +309,11 @@ def load_pretrained(name_or_path, *, cached: bool = True):
     key = os.fspath(name_or_path) if isinstance(name_or_path, (str, os.PathLike)) else None
     if key is None:
         raise CheckpointError(f"load_pretrained({short_repr(name_or_path)}): pass a name ({', '.join(PRETRAINED)}) or a path")
-    if cached and key in _CACHE:
-        return _CACHE[key]
+    if not isinstance(cached, (bool, np.bool_)):
+        raise CheckpointError(f"cached={short_repr(cached)} is not allowed; use True or False")
+    ck = _cache_key(key) if cached else None  # stamped before loading: a file replaced meanwhile is reloaded
+    if ck is not None and ck in _CACHE:
+        return _CACHE[ck]
     if key in PRETRAINED:
         target = PRETRAINED[key]
         if ":" in target:
@@ -308,6 +330,39 @@ def load_pretrained(name_or_path, *, cached: bool = True):
         model = load_checkpoint(key)
     else:
         raise CheckpointError(f"unknown model {key!r}; shipped: {', '.join(PRETRAINED)}, or a .safetensors path")
-    if cached:
-        _CACHE[key] = model
+    if ck is not None:
+        if isinstance(ck, tuple):  # forget the models of earlier versions of this file
+            for old in [k for k in _CACHE if isinstance(k, tuple) and k[0] == ck[0]]:
+                del _CACHE[old]
+        _CACHE[ck] = model
     return model
+
+
+# --------------------------------------------------------------------------- training scripts
+
+MAX_TRAIN_MINUTES = 7 * 24 * 60  # a week: a longer --minutes is a typo
+TRAIN_INT_OPTIONS = {"steps": (1, 10**7), "threads": (1, 256), "seed": (0, 2**32 - 1), "eval_pieces": (0, 10**6),
+                     "max_pieces": (0, 10**6), "batch": (1, 1 << 16)}
+
+
+def check_train_options(parser, args, **int_bounds) -> None:
+    """``parser.error`` (exit 2) now, before any data is made, for a common training option out of range
+    (``--steps 0`` would fail in the LR schedule, ``--minutes -1`` would save a 1-step model).
+
+    Checks those of `TRAIN_INT_OPTIONS` (updated with ``int_bounds``: dest -> (lo, hi)) that ``args`` has,
+    ``--minutes`` in (0, a week] and ``--lr`` in (0, 10]."""
+    for dest, (lo, hi) in {**TRAIN_INT_OPTIONS, **int_bounds}.items():
+        if hasattr(args, dest):
+            check_cli(parser, check_int, "--" + dest.replace("_", "-"), getattr(args, dest), lo, hi)
+    if hasattr(args, "minutes"):
+        check_cli(parser, check_real, "--minutes", args.minutes, 0.0, MAX_TRAIN_MINUTES, lo_open=True)
+    if hasattr(args, "lr"):
+        check_cli(parser, check_real, "--lr", args.lr, 0.0, 10.0, lo_open=True)
+
+
+def check_model_options(parser, build) -> None:
+    """``parser.error`` now if the model ``build()`` makes refuses its options (built on the meta device: no memory)."""
+    try:
+        skeleton_state(build)
+    except ValueError as exc:
+        parser.error(f"model options: {exc}")

@@ -572,7 +572,7 @@ def _eval_pieces(n_each: int, seconds: float = 30.0):
     for name in ("folk", "bach-chorales"):
         c = corpus.load(name, "test")
         step = max(1, len(c) // n_each)
-        for i in range(n_each):
+        for i in range(min(n_each, len(c))):  # not past the split's end
             out.append((name, c[i * step].trim(0, seconds)))
     return out
 
@@ -769,7 +769,9 @@ def train_main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m lmm_env.lm.train ear",
                                  description="Train the LearnedEar from K score-audio pairs and evaluate both ears.")
-    ap.add_argument("--pairs", type=int, default=16, help="K: training score-audio pairs (default 16)")
+    ap.add_argument("--pairs", type=int, default=16,
+                    help="training score-audio pairs, 1..1000 (default 16; its own recipe: random pieces, varied and "
+                         "up to 30 s; for the ear of K protocol pairs, lmm_env.pairs, use ear-pairs)")
     ap.add_argument("--out", default=str(WEIGHTS_DIR / "ear.safetensors"))
     ap.add_argument("--minutes", type=float, default=15.0,
                     help="safety cap on training time; hitting it breaks determinism (default 15)")
@@ -779,7 +781,9 @@ def train_main(argv=None) -> int:
     ap.add_argument("--eval-pieces", type=int, default=10, help="test pieces per corpus (default 10; 0: skip)")
     args = ap.parse_args(argv)
     from lmm_env._checks import check_cli_output
+    from lmm_env.lm.checkpoint import check_train_options
 
+    check_train_options(ap, args, pairs=(1, 1000))
     check_cli_output(ap, args.out)  # before the training, not after it
 
     t0 = time.time()
@@ -826,12 +830,18 @@ def pairs_main(argv=None) -> int:
     ap.add_argument("--eval-pieces", type=int, default=10, help="test pieces per corpus (default 10; 0: skip)")
     args = ap.parse_args(argv)
     from lmm_env._checks import check_cli_output
+    from lmm_env.lm.checkpoint import check_train_options
 
-    K = pairs_mod.check_k(args.pairs)
-    out = args.out or str(WEIGHTS_DIR / f"ear_pairs{K}.safetensors")
+    check_train_options(ap, args)
+    try:
+        K = pairs_mod.check_k(args.pairs)
+        out = args.out or str(WEIGHTS_DIR / f"ear_pairs{K}.safetensors")
+        ps = pairs_mod.load(K, synth=args.synth, seed=args.seed)  # checks the synth and seed (renders nothing)
+        pairs_mod._check_fit_memory(K, len(ps), out)  # hours of rendering must not end in a MemoryError
+    except ValueError as exc:
+        ap.error(str(exc))
     check_cli_output(ap, out)  # before the fit, not after it
     t0 = time.time()
-    ps = pairs_mod.load(K, synth=args.synth, seed=args.seed)
     model = fit_ear(ps, seed=args.seed)
     extra = dict(model.fit_info, synth=args.synth, seed=args.seed, fit_wall_seconds=round(time.time() - t0, 1),
                  command=f"python -m lmm_env.lm.train ear-pairs --pairs {K} --synth {args.synth} --seed {args.seed}")

@@ -40,8 +40,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from lmm_env._checks import check_cli_output, check_int, short_repr
-from lmm_env._checks import check_real
+from lmm_env._checks import check_cli, check_cli_output, check_int, check_real, short_repr
 
 N_KEYS = 88
 DEFAULT_OUT = Path(__file__).resolve().parent / "weights" / "score_lm.safetensors"
@@ -487,6 +486,19 @@ def train_main(argv=None) -> int:
     p.add_argument("--channels", type=int, default=6, help="per-key channels")
     p.add_argument("--kernel", type=int, default=9, help="key-axis convolution width (odd)")
     args = p.parse_args(argv)
+    from lmm_env.lm.checkpoint import check_model_options, check_train_options
+    from lmm_env.score import MAX_TEMPO, MIN_TEMPO
+
+    # a step's input is batch x crop frames: both bounded
+    check_train_options(p, args, batch=(1, 1024), crop=(1, 4096), warmup=(0, max(0, args.crop - 1)))
+    check_cli(p, check_real, "--tempo-prob", args.tempo_prob, 0.0, 1.0)
+    try:
+        tempos = (1.0,) + tuple(float(t) for t in args.tempos.split(",") if t.strip())
+    except ValueError:
+        p.error(f"--tempos {args.tempos!r} is not allowed; give comma-separated numbers such as 0.8,1.25")
+    for t in tempos:
+        check_cli(p, check_real, "--tempos", t, MIN_TEMPO, MAX_TEMPO)
+    check_model_options(p, lambda: ScoreLM(width=args.width, channels=args.channels, kernel=args.kernel))
     check_cli_output(p, args.out)  # before the training, not after it
     if args.train_split == args.eval_split:
         p.error(f"--train-split and --eval-split are both {args.train_split!r}: the saved NLL must be measured "
@@ -494,18 +506,20 @@ def train_main(argv=None) -> int:
 
     from tqdm import tqdm
 
-    from lmm_env.lm.checkpoint import load_pretrained, save_checkpoint
+    from lmm_env.lm.checkpoint import CheckpointError, load_pretrained, save_checkpoint
 
     compare = {}
     for name in args.compare:  # fail before the long part if a comparison model is missing; loaded
-        compare[name] = load_pretrained(name, cached=False)  # before seeding: it must not shift the RNG
+        try:  # before seeding: it must not shift the RNG
+            compare[name] = load_pretrained(name, cached=False)
+        except CheckpointError as exc:
+            p.error(f"--compare {name!r}: {exc}")
         if not isinstance(compare[name], ScoreLM):
             p.error(f"--compare {name!r} is a {type(compare[name]).__name__}, not a ScoreLM")
     t0 = time.time()
     torch.set_num_threads(max(1, args.threads))
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    tempos = (1.0,) + tuple(float(t) for t in args.tempos.split(",") if t.strip())
     corpora = ("bach-chorales", "folk")
 
     tr_split, ev_split = args.train_split, args.eval_split

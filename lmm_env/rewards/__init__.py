@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Callable, Mapping
 
+import numpy as np
+
 from lmm_env._checks import short_repr
 from lmm_env.rewards.base import (
     BatchStepContext, CompositeReward, EpisodeContext, RewardError, RewardModel, StepContext, call_model,
@@ -38,6 +40,9 @@ def register(name: str, factory: Callable[[], RewardModel], overwrite: bool = Fa
         raise ValueError(f"reward name {short_repr(name)} must be a non-empty string")
     if not callable(factory):
         raise TypeError(f"factory for reward {name!r} must be callable, got {short_repr(factory)}")
+    for what, flag in (("overwrite", overwrite), ("takes_ear", takes_ear)):
+        if not isinstance(flag, (bool, np.bool_)):  # "no" would read as true
+            raise ValueError(f"{what}={short_repr(flag)} is not allowed; use True or False")
     if name in _REGISTRY and not overwrite:
         raise ValueError(f"reward {name!r} is already registered; pass overwrite=True to replace it")
     _REGISTRY[name] = factory
@@ -51,6 +56,13 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def _given_ear(ear) -> str:
+    """The ear a user gave, in words: a name as given; an object (the env hands one over for pairs=K) by its type."""
+    if isinstance(ear, str):
+        return f"ear={ear!r}"
+    return f"{type(ear).__name__} (the ear of pairs=K or ear=)"
+
+
 def make(spec, ear=None) -> RewardModel:
     """A reward model from a name, a ``{name: weight}`` dict, or a `RewardModel` (returned as is).
 
@@ -61,7 +73,7 @@ def make(spec, ear=None) -> RewardModel:
     """
     if isinstance(spec, RewardModel):
         if ear is not None:
-            raise ValueError(f"ear={short_repr(ear)} (or pairs=K) cannot be applied to the reward object "
+            raise ValueError(f"{_given_ear(ear)} cannot be applied to the reward object "
                              f"{short_repr(spec)}; build it with that ear yourself, or pass a registered reward name")
         return spec
     if isinstance(spec, str):
@@ -81,7 +93,7 @@ def make(spec, ear=None) -> RewardModel:
                 raise ValueError(f"unknown reward {short_repr(name)}; registered rewards: {names()}")
             parts[name] = (model, weight)
         if ear is not None and not any(n in _TAKES_EAR for n in parts):
-            raise ValueError(f"ear={short_repr(ear)} (or pairs=K) was given, but none of the rewards {sorted(parts)} "
+            raise ValueError(f"{_given_ear(ear)} was given, but none of the rewards {sorted(parts)} "
                              f"listens with an ear; rewards that do: {sorted(_TAKES_EAR)}")
         return CompositeReward(parts)
     raise TypeError(

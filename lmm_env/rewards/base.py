@@ -20,12 +20,17 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from lmm_env._checks import check_int, short_repr
+from lmm_env._checks import check_int, check_real, short_repr
 
 
 # Bounds on what a reward may ask the env to keep per env (the env allocates rings and tapes for it).
 MAX_HISTORY_BLOCKS = 1000  # past audio blocks (50 s at 20 steps per second)
 MAX_SCORE_CONTEXT = 10_000  # score frames on each side of now
+
+
+def _positive(name: str, value) -> float:
+    """``value`` as a float if it is a finite number > 0 (not a str or bool), else a ValueError naming ``name``."""
+    return check_real(name, value, 0.0, math.inf, lo_open=True, hi_open=True)
 
 
 class RewardError(RuntimeError):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lmm_env.rewards.base import BatchStepContext, EpisodeContext, RewardModel
+from lmm_env.rewards.base import BatchStepContext, EpisodeContext, RewardModel, _positive
 
 
 class KeyMatchReward(RewardModel):
@@ -49,9 +49,7 @@ class AudioMatchReward(RewardModel):
     name = "audio_match"
 
     def __init__(self, scale: float = 2.0):
-        if not (np.isfinite(scale) and scale > 0):
-            raise ValueError(f"scale={scale!r} must be a positive number")
-        self.scale = float(scale)
+        self.scale = _positive("scale", scale)
         self._targets = np.zeros((1, 0, 0), np.float32)  # (n_envs, steps, n_mels), grown on demand
 
     def bind(self, n_envs: int) -> None:

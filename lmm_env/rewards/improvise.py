@@ -30,9 +30,12 @@ against the prompt, as in LMMPiano-v0. Every part is in ``info["reward_terms"]``
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from lmm_env.rewards.base import BatchStepContext, EpisodeContext, RewardModel
+from lmm_env._checks import check_int, check_real
+from lmm_env.rewards.base import MAX_WEIGHT, BatchStepContext, EpisodeContext, RewardModel, _positive
 from lmm_env.rewards.lm import EarMatchReward, _load
 
 ACTIVITY_FRAMES = 80  # 4 s at 20 fps
@@ -58,27 +61,23 @@ class ImproviseReward(RewardModel):
         self.ear = self.ear_reward.ear
         self.lm = _load(score_lm, "score")
         self.audio_lm = _load(audio_lm, "audio")
-        for name, v in (("score_temperature", score_temperature), ("audio_temperature", audio_temperature)):
-            if not (np.isfinite(v) and v > 0):
-                raise ValueError(f"{name}={v!r} must be a positive number")
-        if not (isinstance(stride, int) and 1 <= stride <= 200):
-            raise ValueError(f"stride={stride!r} must be an int in [1, 200]")
-        if not (isinstance(window, int) and stride < window <= 1024):
-            raise ValueError(f"window={window!r} must be an int in ({stride}, 1024]")
-        if not (0 <= min_notes_per_s < max_notes_per_s):
+        self.score_temperature = _positive("score_temperature", score_temperature)
+        self.audio_temperature = _positive("audio_temperature", audio_temperature)
+        self.stride = check_int("stride", stride, 1, 200)
+        self.window = check_int("window", window, self.stride + 1, 1024)
+        self.min_notes = check_real("min_notes_per_s", min_notes_per_s, 0.0, math.inf, hi_open=True)
+        self.max_notes = check_real("max_notes_per_s", max_notes_per_s, 0.0, math.inf, hi_open=True)
+        if not self.min_notes < self.max_notes:
             raise ValueError(f"min_notes_per_s={min_notes_per_s!r} and max_notes_per_s={max_notes_per_s!r} "
                              "must satisfy 0 <= min < max")
-        if not (np.isfinite(key_weight) and key_weight >= 0):
-            raise ValueError(f"key_weight={key_weight!r} must be a number >= 0")
-        self.key_weight = float(key_weight)
-        if max_pc_entropy is not None and not (np.isfinite(max_pc_entropy) and 0 < max_pc_entropy <= np.log2(12)):
-            raise ValueError(f"max_pc_entropy={max_pc_entropy!r} must be None or a number of bits in (0, log2(12)]")
-        self.max_pc_entropy = None if max_pc_entropy is None else float(max_pc_entropy)
-        self.score_weight, self.audio_weight = float(score_weight), float(audio_weight)
-        self.score_ref, self.score_temperature = float(score_ref), float(score_temperature)
-        self.audio_ref, self.audio_temperature = float(audio_ref), float(audio_temperature)
-        self.stride, self.window, self.threshold = int(stride), int(window), float(threshold)
-        self.min_notes, self.max_notes = float(min_notes_per_s), float(max_notes_per_s)
+        self.key_weight = check_real("key_weight", key_weight, 0.0, math.inf, hi_open=True)
+        self.max_pc_entropy = (None if max_pc_entropy is None  # bits
+                               else check_real("max_pc_entropy", max_pc_entropy, 0.0, math.log2(12), lo_open=True))
+        self.score_weight = check_real("score_weight", score_weight, -MAX_WEIGHT, MAX_WEIGHT)
+        self.audio_weight = check_real("audio_weight", audio_weight, -MAX_WEIGHT, MAX_WEIGHT)
+        self.score_ref = check_real("score_ref", score_ref, -MAX_WEIGHT, MAX_WEIGHT)  # nats
+        self.audio_ref = check_real("audio_ref", audio_ref, -MAX_WEIGHT, MAX_WEIGHT)
+        self.threshold = check_real("threshold", threshold, 0.0, 1.0, lo_open=True, hi_open=True)
         self.context = int(self.audio_lm.context)
         self.n_mels = int(self.audio_lm.config["n_mels"])
         self.history_blocks = max(self.ear_reward.history_blocks, self.context)

@@ -24,9 +24,12 @@ from typing import Callable
 
 import numpy as np
 
-from lmm_env._checks import short_repr
+from lmm_env._checks import check_int, check_real, short_repr
 
-from lmm_env.rewards.base import BatchStepContext, CompositeReward, EpisodeContext, RewardError, RewardModel
+from lmm_env.rewards.base import (
+    MAX_HISTORY_BLOCKS, MAX_SCORE_CONTEXT, MAX_WEIGHT, BatchStepContext, CompositeReward, EpisodeContext, RewardError,
+    RewardModel, _positive,
+)
 
 _ENERGY_FLOOR = 1e-7  # mean-square level below which a block counts as silence (-70 dB)
 
@@ -139,12 +142,8 @@ class EarMatchReward(RewardModel):
 
     def __init__(self, ear="ear-analytic", loudness_weight: float = 0.3, loudness_scale: float = 1.0):
         self.ear = _load(ear, "ear")
-        if not (0.0 <= loudness_weight <= 1.0):
-            raise ValueError(f"loudness_weight={loudness_weight!r} must be in [0, 1]")
-        if not (np.isfinite(loudness_scale) and loudness_scale > 0):
-            raise ValueError(f"loudness_scale={loudness_scale!r} must be a positive number")
-        self.loudness_weight = float(loudness_weight)
-        self.loudness_scale = float(loudness_scale)
+        self.loudness_weight = check_real("loudness_weight", loudness_weight, 0.0, 1.0)
+        self.loudness_scale = _positive("loudness_scale", loudness_scale)
         self.history_blocks = int(self.ear.history_blocks)
         self._levels = _PerEnvSteps()
         self._last_ctx = None
@@ -225,12 +224,8 @@ class ScoreLMReward(RewardModel):
         else:
             self._ear_reward = EarMatchReward(ear)
         self.history_blocks = self._ear_reward.history_blocks
-        if not (0.0 < threshold < 1.0):
-            raise ValueError(f"threshold={threshold!r} must be in (0, 1)")
-        if not (np.isfinite(temperature) and temperature > 0):
-            raise ValueError(f"temperature={temperature!r} must be a positive number")
-        self.threshold = float(threshold)
-        self.temperature = float(temperature)
+        self.threshold = check_real("threshold", threshold, 0.0, 1.0, lo_open=True, hi_open=True)
+        self.temperature = _positive("temperature", temperature)
         self._logits = _PerEnvSteps((2, 88), np.float16)  # float16: 256 envs x 1000 steps = 90 MB
         self._offset = _PerEnvSteps((), np.float64)
         self._prev_heard = np.zeros((1, 88), bool)
@@ -300,9 +295,7 @@ class AudioLMReward(RewardModel):
 
     def __init__(self, lm="audio", temperature: float = 0.5):
         self.lm = _load(lm, "audio")
-        if not (np.isfinite(temperature) and temperature > 0):
-            raise ValueError(f"temperature={temperature!r} must be a positive number")
-        self.temperature = float(temperature)
+        self.temperature = _positive("temperature", temperature)
         self.context = int(self.lm.context)
         self.history_blocks = self.context
         self.n_mels = int(self.lm.config["n_mels"])
@@ -375,10 +368,10 @@ class TorchLMReward(RewardModel):
             to (n, context, V) or (n, context, D).
         featurizer: callable ``(BatchStepContext) -> np.ndarray`` of shape (n,) ints or (n, D).
         kind: "categorical" or "bernoulli".
-        context: past steps the LM sees.
+        context: past steps the LM sees (1 to MAX_SCORE_CONTEXT = 10,000: each env keeps that many inputs).
         start: the token (int) or frame value (float) that fills the past at episode start.
         scale: multiplies the log-prob (e.g. 1 / D for per-bit nats).
-        history_blocks: past audio blocks the featurizer needs in ``ctx.audio_history``.
+        history_blocks: past audio blocks the featurizer needs in ``ctx.audio_history`` (0 to MAX_HISTORY_BLOCKS).
         name: how the reward is reported.
     """
 
@@ -395,11 +388,13 @@ class TorchLMReward(RewardModel):
             raise ValueError(f"kind={kind!r} is not allowed; use 'categorical' or 'bernoulli'")
         if output not in ("logits", "log_probs"):
             raise ValueError(f"output={output!r} is not allowed; use 'logits' or 'log_probs'")
-        if not (isinstance(context, int) and context >= 1):
-            raise ValueError(f"context={context!r} must be an int >= 1")
+        # context sizes the (n_envs, context[, D]) past the first step allocates
+        context = check_int("context", context, 1, MAX_SCORE_CONTEXT)
+        scale = check_real("scale", scale, -MAX_WEIGHT, MAX_WEIGHT)
+        history_blocks = check_int("history_blocks", history_blocks, 0, MAX_HISTORY_BLOCKS)
         self.lm, self.featurizer, self.kind, self.output = lm.eval(), featurizer, kind, output
-        self.context, self.start, self.scale = context, start, float(scale)
-        self.history_blocks = int(history_blocks)
+        self.context, self.start, self.scale = context, start, scale
+        self.history_blocks = history_blocks
         self.name = name
         self._past = None
 

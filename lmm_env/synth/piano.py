@@ -154,7 +154,11 @@ class PianoPlayer(BlockPlayer):
 
     def step(self, onset: np.ndarray, velocity: np.ndarray, damped: np.ndarray) -> np.ndarray:
         n = self.n_envs * N_KEYS
-        velocity = np.ascontiguousarray(velocity).reshape(n)
+        velocity = np.ascontiguousarray(velocity)
+        if velocity.dtype.kind not in "iu":  # the numba kernel is compiled for integer velocities
+            raise TypeError(f"velocities must be integer MIDI velocities (0..127), got dtype {velocity.dtype}; "
+                            "round them, e.g. np.rint(v).astype(np.int64)")
+        velocity = velocity.reshape(n)
         if velocity.size and (velocity.min() < 0 or velocity.max() > 127):
             raise ValueError(f"velocities must be MIDI velocities in 0..127, got {velocity.min()}..{velocity.max()}")
         out = np.zeros((self.n_envs, self.block_size), np.float32)

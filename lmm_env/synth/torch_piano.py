@@ -21,7 +21,8 @@ class DifferentiablePianoSynth(torch.nn.Module):
       with amplitude ``onset`` (1 = a normal strike; a soft onset in (0, 1) scales the
       note). Gradients flow to it.
     * ``velocity``: float MIDI velocity (0..127) read at the onsets. Gradients flow to it
-      through loudness and brightness.
+      through loudness and brightness. A velocity outside 0..127 (or NaN) at an onset is a
+      ValueError (the sound model would give NaN audio); elsewhere it is never read.
     * ``held``: bool/float > 0.5 = key (or pedal) holds the damper off. A note sounds
       from its onset until the first later frame where it is not held, or the key's next
       onset, then releases (as in `PianoSynth`). Default: each note is held for one frame.
@@ -83,7 +84,15 @@ class DifferentiablePianoSynth(torch.nn.Module):
         hop = self.hop
         table_len = self.tables.shape[-1]
         n_rel = self.release.shape[0]
-        strike = (onset.detach() > 0).cpu().numpy()
+        struck = onset.detach() > 0
+        v = velocity.detach()
+        # velocities outside 0..127 at a strike, found in the same device-to-host copy as the strikes (no extra sync)
+        bad_v = struck & ~((v >= 0) & (v <= 127))
+        strike, bad = torch.stack([struck, bad_v]).cpu().numpy()
+        if bad.any():
+            t, k = (int(i[0]) for i in np.nonzero(bad))
+            raise ValueError(f"velocity {float(v[t, k])!r} at frame {t}, key {k} (an onset) is not allowed; "
+                             "use MIDI velocities in [0, 127]")
         held_np = None if held is None else (held.detach() > 0.5).cpu().numpy()
         release_frame = self._release_frames(strike, held_np)
         t_idx, k_idx = np.nonzero(strike)
