@@ -16,6 +16,8 @@ import os
 import sys
 import time
 
+from lmm_env import TASK_IDS
+
 
 def _json_arg(text: str, what: str) -> dict:
     try:
@@ -26,8 +28,6 @@ def _json_arg(text: str, what: str) -> dict:
         raise SystemExit(f"lmm-env: {what} must be a JSON object, got {text!r}")
     return value
 
-
-TASK_IDS = ("LMMPiano-v0", "LMMDecipher-v0", "LMMByEar-v0", "LMMImprovise-v0")
 
 
 def _task(command: str, env_id, allowed=TASK_IDS) -> str:

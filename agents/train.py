@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from lmm_env import TASK_IDS  # the only env ids a checkpoint may name (nothing is imported for them)
 from lmm_env._checks import check_int, short_repr, writable_dir, writable_file
 
 # "sac" is SB3's SAC extended to train the per-key categorical "KeyLevelPolicy" (agents/sac.py).
@@ -251,8 +252,6 @@ def read_checkpoint(path) -> tuple[dict, dict, int]:
 
 _CONFIG_KEYS = ("algo", "env_id", "env_kwargs", "hyperparams", "policy", "n_envs", "seed")
 _TENSOR_PREFIXES = ("policy.", "optim.", "sac.")
-# lmm_env's registered tasks: the only env ids a checkpoint may name (nothing is imported for them)
-TASK_IDS = ("LMMPiano-v0", "LMMDecipher-v0", "LMMByEar-v0", "LMMImprovise-v0")
 MAX_N_ENVS = 4096  # a checkpoint's n_envs (envs load_trained builds when given none)
 MAX_SEED = 2**32 - 1  # what SB3 and torch take
 MAX_MODEL_BYTES = 4 << 30  # a policy's parameters

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-TASKS = ("LMMPiano-v0", "LMMDecipher-v0", "LMMByEar-v0", "LMMImprovise-v0")
+from lmm_env import TASK_IDS as TASKS  # the registered task ids, in the protocol's order
 
 
 @dataclasses.dataclass(frozen=True)

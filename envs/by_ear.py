@@ -18,6 +18,10 @@ from lmm_env.synth import Synth, make_synth
 _HEARD_VELOCITY = 64  # the ear hears pitch and time, not velocity: its reading carries a flat velocity
 
 
+class TargetNotFoundError(FileNotFoundError, ValueError):
+    """A ``target=`` file that does not exist (also a ValueError, as this was before)."""
+
+
 class _Recording:
     """A user's target recording (and its optional reference notes)."""
 
@@ -51,6 +55,13 @@ class ByEarSim(PianoSim):
                 target_sample_rate = check_int("target_sample_rate", target_sample_rate, *SOURCE_RATES)
             except ValueError as exc:
                 raise ValueError(f"{exc} Hz (samples per second of the target array, e.g. 44100)") from None
+        if target is not None and target_synth is not None:  # it would be silently ignored
+            what = short_repr(os.fspath(target) if isinstance(target, (str, os.PathLike)) else target)
+            raise ValueError(f"target_synth={short_repr(target_synth)} is not allowed with target={what}: it is the "
+                             "instrument corpus targets are rendered through, and a recording is heard as it is; "
+                             "drop target_synth, or drop target= to play corpus pieces")
+        if isinstance(target, (str, os.PathLike)) and not os.path.exists(target):
+            raise TargetNotFoundError(f"target file {short_repr(os.fspath(target))} does not exist")
         self._target_spec = (target, reference, target_sample_rate)
         super().__init__(n_envs, **kwargs)
         if target_synth is None or target_synth == "world":
@@ -93,6 +104,19 @@ class ByEarSim(PianoSim):
             ref = self.trimmed(ref)  # metrics compare the span played
         name = os.path.basename(os.fspath(target)) if isinstance(target, (str, os.PathLike)) else "target-array"
         return [_Recording(audio, ref, name)]
+
+    def episode_step_bytes(self) -> int:
+        # each env also keeps its target's audio and log-mel (and the reward its own copy of the audio)
+        return super().episode_step_bytes() + 4 * (2 * self.block_size + self.n_mels)
+
+    def check_pool_bytes(self) -> None:
+        item = self.pool[0] if isinstance(self.pool, list) else None
+        if isinstance(item, _Recording):
+            steps = math.ceil(len(item.audio) / self.block_size)
+            seconds = len(item.audio) / self.sample_rate
+            self.check_episode_bytes(steps, f"target {short_repr(item.name)} ({seconds:,.0f} s)")
+        else:
+            super().check_pool_bytes()
 
     def _reward_ear(self):
         """The ear the reward listens with (it also reads the target audio, so both agree)."""
@@ -248,7 +272,8 @@ class LMMByEarEnv(PianoTaskEnv):
       used only for metrics; optional.
     * ``target_synth``: the instrument corpus targets are rendered through: None (default:
       the world's own ``synth``), ``"piano"``, ``"soundfont"`` or a .sf2 path (a timbre
-      the agent's world does not have: the seed's advanced setup).
+      the agent's world does not have: the seed's advanced setup). Refused with ``target``
+      (a recording is heard as it is).
     * ``target_sample_rate``: the rate in Hz of a ``target`` array (default ``sample_rate``):
       an int in [4000, 384000] (`lmm_env.audio.SOURCE_RATES`). Refused with a file ``target``
       (the file carries its own rate) and without ``target`` (corpus pieces are rendered at
@@ -263,8 +288,9 @@ class LMMByEarEnv(PianoTaskEnv):
         if "layout" in kwargs:
             raise ValueError("layout= is not an argument of LMMByEar-v0 (the keyboard is the identity); "
                              "use LMMDecipher-v0 for a hidden layout")
-        self._setup(ByEarSim(1, target=target, reference=reference, target_synth=target_synth,
-                             target_sample_rate=target_sample_rate, record_audio=record_audio, **kwargs), render_mode)
+        self._setup(lambda: ByEarSim(1, target=target, reference=reference, target_synth=target_synth,
+                                     target_sample_rate=target_sample_rate, record_audio=record_audio, **kwargs),
+                    render_mode)
 
     def target_audio(self) -> np.ndarray:
         """The whole target recording of this episode (float32 at ``sample_rate``)."""

@@ -37,6 +37,12 @@ MAX_ENVS = 65_536  # envs in one batch (each holds its synth voices, rings and t
 # An untrimmed piece's episode holds all its frames: longer ones need max_seconds (which also stays below it).
 MAX_EPISODE_SECONDS = 3 * 3600.0
 MAX_WORLD_BYTES = 16 << 30  # what a world reserves for its envs' rings, tapes and windows at construction
+# A corpus piece's length for the memory estimate of untrimmed corpus pools (listing a corpus does
+# not read its pieces). Episode storage follows the pieces actually drawn (envs/tapes.py), so a
+# typical length, not the longest (a 497 s folk tune among 9,188 of mostly under a minute), is
+# what a batch holds; each drawn piece is still capped by MAX_EPISODE_SECONDS. Exercises: 2-8 s.
+CORPUS_TYPICAL_SECONDS = 60.0
+EXERCISE_LONGEST_SECONDS = 10.0
 
 
 def _check_number(name, value, lo, hi, integer=False):
@@ -57,9 +63,15 @@ def check_n_envs(n_envs, name: str = "n_envs") -> int:
         raise ValueError(f"{exc} (each env holds its own synth voices, history rings and episode tapes)") from None
 
 
-def resolve_scores(score, split: str, keys, out_of_range: str, what: str = "score") -> Sequence[Score]:
-    """The pool of scores an env draws from: see `LMMPianoEnv`'s ``score`` argument (``what``: its name)."""
+def resolve_scores(score, split: str, keys, out_of_range: str, what: str = "score",
+                   one_piece: bool = False) -> Sequence[Score]:
+    """The pool of scores an env draws from: see `LMMPianoEnv`'s ``score`` argument (``what``: its name).
+
+    ``one_piece``: ``score`` is a single piece (a reset option), never a corpus or a list."""
     import pretty_midi
+
+    in_list = isinstance(score, (list, tuple)) and not one_piece
+    pieces = "a MIDI path, a PrettyMIDI or a lmm_env.score.Score"
 
     def one(item):
         if isinstance(item, Score):
@@ -71,14 +83,21 @@ def resolve_scores(score, split: str, keys, out_of_range: str, what: str = "scor
             # the env's out_of_range policy applies to the file's own pitches (not to pitches
             # already folded into the piano's range by a default policy)
             return Score.from_midi(item, out_of_range=out_of_range, keys=keys)
-        many = isinstance(score, (list, tuple)) and len(score) > 1
-        label = f"{what} item {short_repr(item)}" if many else f"{what}={short_repr(item)}"
-        raise ValueError(
-            f"{label} is not allowed; use a MIDI path, a PrettyMIDI, a lmm_env.score.Score, "
-            f"or a corpus name ({', '.join(corpus_mod.names())})"
-        )
+        label = f"{what} item {short_repr(item)}" if in_list else f"{what}={short_repr(item)}"
+        if one_piece:
+            raise ValueError(f"{label} is not allowed; use {pieces} (one piece for this episode; the corpus "
+                             "is chosen when the env is made)")
+        if in_list and isinstance(item, str) and item in corpus_mod.names():
+            raise ValueError(f"{label} is a corpus name, which a list cannot hold: give the corpus alone "
+                             f"({what}={item!r}), or list MIDI paths, PrettyMIDI or lmm_env.score.Score objects")
+        if in_list:
+            raise ValueError(f"{label} is not allowed; a list holds MIDI paths, PrettyMIDI or lmm_env.score.Score "
+                             "objects (a corpus name is given alone, not in a list)")
+        raise ValueError(f"{label} is not allowed; use {pieces}, or a corpus name ({', '.join(corpus_mod.names())})")
 
-    if isinstance(score, str) and not (os.sep in score or score.lower().endswith((".mid", ".midi"))):
+    if one_piece:
+        pool = [one(score)]
+    elif isinstance(score, str) and not (os.sep in score or score.lower().endswith((".mid", ".midi"))):
         pool = corpus_mod.load(score, split, keys=keys, out_of_range=out_of_range)
         if tuple(keys) != (LOWEST_PITCH, HIGHEST_PITCH) and len(pool):
             pool.resolve(0)  # a narrow range may fit none of the pieces: the corpus gives up after a few dozen
@@ -175,6 +194,7 @@ class PianoSim:
         self.relayout = relayout
         self.out_of_range = out_of_range
         self.pool = self.resolve_pool(score, split)
+        self.check_pool_bytes()
         self.keyboard = Keyboard(self.n_envs, self.keys, layout, layout_seed, pedal)
         self.keyboard.sealed = bool(seal_layout)
         self.synth = make_synth(synth, self.sample_rate)
@@ -266,13 +286,56 @@ class PianoSim:
         return pool
 
     def check_length(self, score: Score) -> Score:
-        """``score``, unless it is too long to play untrimmed (all its frames are allocated at reset)."""
+        """``score``, unless it is too long to play untrimmed (all its frames are allocated at reset),
+        or its episode in every env at once would exceed `MAX_WORLD_BYTES`."""
         if self.max_seconds is None and score.duration > MAX_EPISODE_SECONDS:
             raise ValueError(
                 f"score {short_repr(score.name)} lasts {score.duration:,.0f} s; without max_seconds an episode "
                 f"plays the whole piece, and pieces over {MAX_EPISODE_SECONDS:,.0f} s are refused: pass "
                 "max_seconds= to play its beginning")
+        what = f"score {short_repr(score.name)} ({score.duration:,.0f} s)" if score.name else \
+            f"a {score.duration:,.0f} s score"
+        self.check_episode_bytes(self.episode_steps(score.duration), what)
         return score
+
+    # ------------------------------------------------------------------ episode memory
+    extra_step_bytes = 0  # what a twin world keeps per env and step beside the host's (TorchPianoSim: device tapes)
+
+    def episode_step_bytes(self) -> int:
+        """Bytes one env's episode holds per step: its frame score (held, onset, velocity) and its pool
+        rows (envs/tapes.py); an untrimmed pool grows to twice its live rows and copies them into a new
+        pool when full, so it counts four times."""
+        return 3 * N_KEYS + (1 if self.max_seconds is not None else 4) * ROW_BYTES + self.extra_step_bytes
+
+    def episode_steps(self, seconds: float) -> int:
+        """Steps of the episode of a ``seconds`` long piece (trimmed to max_seconds, plus the tail)."""
+        if self.max_seconds is not None:
+            seconds = min(seconds, self.max_seconds)
+        return math.ceil(seconds * self.frame_rate) + math.ceil(self.tail * self.frame_rate) + 2
+
+    def check_episode_bytes(self, steps: int, what: str) -> None:
+        """Refuse episodes of ``steps`` steps (``what`` gives them) if every env playing one at once would
+        hold more than MAX_WORLD_BYTES: untrimmed pools grow as pieces are drawn, so this is checked when
+        the pool (or a reset's score) is given, not when the memory runs out minutes later."""
+        per_env = steps * self.episode_step_bytes()
+        if self.n_envs * per_env <= MAX_WORLD_BYTES:
+            return
+        fit = MAX_WORLD_BYTES // per_env
+        raise ValueError(
+            f"n_envs={self.n_envs} with {what}, {steps:,} steps an episode, would hold "
+            f"{self.n_envs * per_env / 2**30:.1f} GiB of episode storage ({self.episode_step_bytes():,} bytes per env "
+            f"and step); the limit is {MAX_WORLD_BYTES / 2**30:g} GiB: pass max_seconds= to cap the episodes"
+            f"{f', or use fewer envs (at most {fit:,})' if fit else ''}")
+
+    def check_pool_bytes(self) -> None:
+        """`check_episode_bytes` for the longest episode the pool can give (a corpus: its typical piece)."""
+        if isinstance(self.pool, list):
+            longest = max(self.pool, key=lambda s: s.duration)
+            self.check_length(longest)
+        else:
+            name = getattr(self.pool, "name", "")
+            bound = EXERCISE_LONGEST_SECONDS if name.startswith("exercises-") else CORPUS_TYPICAL_SECONDS
+            self.check_episode_bytes(self.episode_steps(bound), f"corpus {name!r} (pieces of about {bound:,.0f} s)")
 
     def _resolve_ear(self, pairs, ear, synth):
         """(K, ear) the reward listens with: ``pairs=K`` fits (or loads) the ear of K pairs."""
@@ -300,7 +363,7 @@ class PianoSim:
         """The score of reset option ``score`` (which excludes ``score_index``)."""
         if score_index is not None:
             raise ValueError("reset options 'score' and 'score_index' exclude each other; give one")
-        given = resolve_scores([score], self.split, self.keys, self.out_of_range, "options['score']")[0]
+        given = resolve_scores(score, self.split, self.keys, self.out_of_range, "options['score']", one_piece=True)[0]
         return self.check_length(given)
 
     def pick_score(self, rng: np.random.Generator, score_index=None, score=None) -> Score:

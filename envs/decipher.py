@@ -70,8 +70,8 @@ class LMMDecipherEnv(PianoTaskEnv):
 
     def __init__(self, relayout: str = "never", layout_seed: int = 0, render_mode: str | None = None,
                  record_audio: bool = True, **kwargs):
-        self._setup(DecipherSim(1, relayout=relayout, layout_seed=layout_seed, record_audio=record_audio, **kwargs),
-                    render_mode)
+        self._setup(lambda: DecipherSim(1, relayout=relayout, layout_seed=layout_seed, record_audio=record_audio,
+                                        **kwargs), render_mode)
 
 
 class LMMDecipherVectorEnv(PianoTaskVectorEnv):

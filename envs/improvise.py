@@ -40,12 +40,7 @@ class ImproviseSim(PianoSim):
         self.prompt_seconds, self.length_seconds = float(prompt_seconds), float(length_seconds)
         self.has_prompt = prompt is not None and self.prompt_seconds > 0
         super().__init__(n_envs, score=prompt if self.has_prompt else "folk", reward=reward, tail=0.0, **kwargs)
-        self.prompt_steps = int(round(self.prompt_seconds * self.frame_rate)) if self.has_prompt else 0
-        self.free_steps = int(round(self.length_seconds * self.frame_rate))
-        if self.max_seconds is not None:  # a cap on the whole episode, prompt first
-            cap = max(1, int(round(self.max_seconds * self.frame_rate)))
-            self.prompt_steps = min(self.prompt_steps, cap)
-            self.free_steps = min(self.free_steps, cap - self.prompt_steps)
+        self.prompt_steps, self.free_steps = self._steps()
         if self.free_steps < 1:  # nothing would be improvised, yet metrics would be reported
             raise ValueError(
                 f"prompt_seconds={prompt_seconds:g}, length_seconds={length_seconds:g} and max_seconds="
@@ -53,8 +48,24 @@ class ImproviseSim(PianoSim):
                 "longer than the prompt (it caps the whole episode, prompt first), or length_seconds at least a step")
         self.prompt_len = np.zeros(self.n_envs, np.int64)  # this episode's prompt steps, per env
 
+    def _steps(self) -> tuple[int, int]:
+        """(prompt steps, free steps) of an episode."""
+        prompt_steps = int(round(self.prompt_seconds * self.frame_rate)) if self.has_prompt else 0
+        free_steps = int(round(self.length_seconds * self.frame_rate))
+        if self.max_seconds is not None:  # a cap on the whole episode, prompt first
+            cap = max(1, int(round(self.max_seconds * self.frame_rate)))
+            prompt_steps = min(prompt_steps, cap)
+            free_steps = min(free_steps, cap - prompt_steps)
+        return prompt_steps, free_steps
+
     def resolve_pool(self, score, split):
         return super().resolve_pool(score, split) if self.has_prompt else [None]
+
+    def check_pool_bytes(self) -> None:
+        # every episode has the same length (a given prompt is cut to prompt_seconds)
+        steps = sum(self._steps())
+        self.check_episode_bytes(steps, f"prompt_seconds={self.prompt_seconds:g} and length_seconds="
+                                        f"{self.length_seconds:g} at frame_rate={self.frame_rate:g}")
 
     def check_length(self, score):
         return score  # only the prompt's first seconds are made into frames (make_episode)
@@ -184,8 +195,9 @@ class LMMImproviseEnv(PianoTaskEnv):
 
     def __init__(self, prompt="folk", prompt_seconds: float = 4.0, length_seconds: float = 20.0,
                  prompt_player: str = "world", render_mode: str | None = None, record_audio: bool = True, **kwargs):
-        self._setup(ImproviseSim(1, prompt=prompt, prompt_seconds=prompt_seconds, length_seconds=length_seconds,
-                                 prompt_player=prompt_player, record_audio=record_audio, **kwargs), render_mode)
+        self._setup(lambda: ImproviseSim(1, prompt=prompt, prompt_seconds=prompt_seconds,
+                                         length_seconds=length_seconds, prompt_player=prompt_player,
+                                         record_audio=record_audio, **kwargs), render_mode)
 
 
 class LMMImproviseVectorEnv(PianoTaskVectorEnv):

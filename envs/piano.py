@@ -37,15 +37,23 @@ class PianoTaskEnv(gym.Env):
     MIDI path or PrettyMIDI to play this episode).
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+    # "human" is listed on the class only so that gym.make passes it to the constructor, which refuses
+    # it; otherwise gymnasium would swap in its HumanRendering wrapper, which fails at reset without
+    # pygame. An instance lists the modes it renders (what gymnasium's env checker tries).
+    metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 20}
     reset_options = ("score_index", "score")
 
-    def _setup(self, sim: PianoSim, render_mode: str | None) -> None:
+    def _setup(self, make_sim, render_mode: str | None) -> None:
+        """Check ``render_mode``, then build the world: ``make_sim()`` returns the task's `PianoSim`."""
+        if render_mode == "human":
+            raise ValueError("render_mode='human' is not supported: lmm_env envs draw frames but open no window; "
+                             "use render_mode='rgb_array' and show env.render()'s frames, or record videos with "
+                             "lmm_env.envs.RecordEpisodeVideo")
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode={short_repr(render_mode)} is not supported; use None or 'rgb_array'")
         self.render_mode = render_mode
-        self.sim = sim
-        self.metadata = dict(self.metadata, render_fps=self.sim.frame_rate)
+        self.sim = make_sim()
+        self.metadata = dict(self.metadata, render_modes=["rgb_array"], render_fps=self.sim.frame_rate)
         self.observation_space, self.action_space = make_spaces(self.sim)
         self._needs_reset = True
 
@@ -208,7 +216,7 @@ class LMMPianoEnv(PianoTaskEnv):
                  pedal: bool = False, synth="piano", reward="closed_loop", render_mode: str | None = None,
                  n_mels: int = 64, tail: float = 0.5, max_seconds: float | None = None,
                  out_of_range: str = "transpose", record_audio: bool = True, pairs=None, ear=None):
-        self._setup(PianoSim(
+        self._setup(lambda: PianoSim(
             1, score=score, split=split, frame_rate=frame_rate, sample_rate=sample_rate, lookahead=lookahead,
             keys=keys, layout=layout, layout_seed=layout_seed, pedal=pedal, synth=synth, reward=reward,
             n_mels=n_mels, tail=tail, max_seconds=max_seconds, out_of_range=out_of_range,

@@ -8,7 +8,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
-from lmm_env._checks import short_repr
+from lmm_env._checks import check_seed, short_repr
 
 _NEEDS_NUMPY = ("Stable-Baselines3 takes numpy arrays and the torch world returns torch tensors: use "
                 "backend='numpy' (the default), add as_numpy=True (the torch world's arrays copied to the host "
@@ -102,7 +102,15 @@ class SB3VecEnv(VecEnv):
 
 
 def make_sb3_vec_env(num_envs: int = 8, env_id: str = "LMMPiano-v0", seed: int | None = None, **env_kwargs):
-    """A batched LMMPiano env ready for SB3: ``PPO("MultiInputPolicy", make_sb3_vec_env(8))``."""
+    """A batched LMMPiano env ready for SB3: ``PPO("MultiInputPolicy", make_sb3_vec_env(8))``.
+
+    ``env_id``: one of the lmm_env tasks (`lmm_env.TASK_IDS`); ``seed``: None or an int >= 0
+    (env i gets ``seed + i``), both checked before the envs are built."""
+    from lmm_env import TASK_IDS
+
+    seed = check_seed(seed)  # SB3 would take True as 1, and -1 would fail only at the first reset
+    if not isinstance(env_id, str) or env_id not in TASK_IDS:
+        raise ValueError(f"env_id={short_repr(env_id)} is not allowed; use one of {list(TASK_IDS)}")
     backend = env_kwargs.get("backend", "numpy")
     if not (isinstance(backend, str) and backend == "numpy") and not env_kwargs.get("as_numpy"):
         # refused before the world is built (it would fail only at the first step)

@@ -43,6 +43,9 @@ from lmm_env.synth.piano import PianoSynth
 __all__ = ["TorchPianoSim", "TORCH_TOLERANCE", "SUPPORTED"]
 
 MIXES = ("compact", "dense")
+# per env and step of the longest episode: the device's dense target tape, key history and pedal history
+# (twice while they grow), and the host's staging copy of an uploaded tape
+DEVICE_STEP_BYTES = 2 * (2 * N_KEYS + 1) + N_KEYS
 TORCH_TOLERANCE = 1e-3  # |torch - numpy| bound on log-mel features and rewards (float32 FFT and sum order)
 
 
@@ -93,7 +96,8 @@ class TorchPianoSim:
 
     def __init__(self, n_envs: int = 1, *, device="cpu", mix: str = "compact", validate_actions: bool | None = None,
                  **kwargs):
-        if kwargs.get("record_audio"):
+        record_audio = kwargs.pop("record_audio", False)
+        if isinstance(record_audio, (bool, np.bool_)) and record_audio:  # PianoSim names other non-bools
             raise ValueError("record_audio=True is not allowed in the torch world: its audio stays on the device; "
                              "use the numpy world (backend='numpy') to record episode audio")
         self.device = check_device(device)
@@ -108,7 +112,9 @@ class TorchPianoSim:
             raise ValueError(f"validate_actions={short_repr(validate_actions)} is not allowed; use None, True or False")
         self.mix = mix
         self.validate_actions = self.device.type == "cpu" if validate_actions is None else bool(validate_actions)
-        sim = self.sim = PianoSim(n_envs, record_audio=False, **kwargs)
+        sim = self.sim = PianoSim(n_envs, record_audio=record_audio, **kwargs)
+        sim.extra_step_bytes = DEVICE_STEP_BYTES
+        sim.check_pool_bytes()  # again, with the device's dense tapes
         if type(sim.synth) is not PianoSynth:  # a subclass of the piano: its voices are not the twin's
             raise ValueError(f"synth={short_repr(kwargs.get('synth'))} has no torch twin; the torch world plays "
                              "synth='piano' (the built-in additive piano) only")
@@ -118,6 +124,7 @@ class TorchPianoSim:
         self._build_synth()
         self.features = sim.features
         self._ar = torch.arange(n, device=dev)
+        self._tensor_device = self._ar.device  # "cuda" resolved to its index, for the action check
         self._look = torch.arange(sim.lookahead + 1, device=dev)
         # code & 127 -> velocity / 127 exactly as numpy rounds it (float64 product cast to float32)
         self._vel_lut = torch.from_numpy((np.arange(128) * (1.0 / 127.0)).astype(np.float32)).to(dev)
@@ -232,6 +239,9 @@ class TorchPianoSim:
         elif isinstance(action, torch.Tensor):
             if not action.dtype.is_floating_point:
                 raise ValueError(f"action dtype {action.dtype} is not allowed; pass floats (float32) in [-1, 1]")
+            if action.device != self._tensor_device and action.device.type != "cpu":  # host tensors are uploaded
+                raise ValueError(f"action is a tensor on device {str(action.device)!r}; this world runs on "
+                                 f"{str(self._tensor_device)!r}: pass it there (action.to(env.device)), or on the CPU")
             a = action.detach()
         else:
             raise ValueError(f"action of type {type(action).__name__} is not allowed; pass a float torch tensor "
@@ -239,7 +249,9 @@ class TorchPianoSim:
         if tuple(a.shape) != (self.n_envs, kb.n_actions):
             raise ValueError(f"action shape {tuple(a.shape)} is wrong; expected {(self.n_envs, kb.n_actions)}")
         a = a.to(self.device, torch.float32, non_blocking=True)
-        if self.validate_actions and not bool(torch.isfinite(a).all()):
+        if not self.validate_actions:  # unchecked: NaN is key up, +-inf the bound (on the device, no sync)
+            return torch.nan_to_num(a, nan=-1.0, posinf=1.0, neginf=-1.0)
+        if not bool(torch.isfinite(a).all()):
             bad = torch.nonzero(~torch.isfinite(a))[0].tolist()
             raise ValueError(f"action holds a non-finite value {float(a[tuple(bad)])!r} at index {tuple(bad)}; "
                              "actions must be finite floats in [-1, 1]")

@@ -35,9 +35,10 @@ class LMMPianoTorchVectorEnv(VectorEnv):
 
     ## Action Space
     ``Box(-1, 1, (num_envs, n_keys), float32)`` as in LMMPiano-v0: key ``i`` is down while
-    ``a[i] > 0`` and strikes with velocity ``1 + round(126 a[i])``; a torch tensor (on any
-    device) or a numpy array. Wrong shapes and non-float dtypes raise ValueError; NaN/inf
-    raise too when ``validate_actions`` (default: on CPU only, see `TorchPianoSim`).
+    ``a[i] > 0`` and strikes with velocity ``1 + round(126 a[i])``; a torch tensor (on the
+    env's ``device`` or the CPU) or a numpy array. Wrong shapes, non-float dtypes and tensors on
+    another device raise ValueError; NaN/inf raise too when ``validate_actions`` (default: on
+    CPU only, see `TorchPianoSim`; unchecked, NaN acts as key up and +-inf as the bound).
 
     ## Observation Space
     LMMPiano-v0's ``Dict`` batched: ``"score"`` (num_envs, 3, lookahead + 1, n_keys),
