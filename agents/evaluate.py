@@ -18,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
-from lmm_env._checks import check_int, check_seed, short_repr
+from lmm_env._checks import check_bool, check_int, check_seed, short_repr
 from lmm_env.agents.baselines import RandomAgent, ScoreReaderAgent
 
 BASELINES = {"random": RandomAgent, "score-reader": ScoreReaderAgent}
@@ -186,8 +186,7 @@ def evaluate(agent, env_id: str = "LMMPiano-v0", split: str = "test", episodes: 
     check_int("episodes", episodes, 1, 1_000_000)
     check_seed(seed)
     for name, flag in (("deterministic", deterministic), ("progress", progress), ("keep_first", keep_first)):
-        if not isinstance(flag, (bool, np.bool_)):
-            raise ValueError(f"{name}={short_repr(flag)} is not allowed; use True or False")
+        check_bool(name, flag)
     if env_kwargs is not None and not isinstance(env_kwargs, dict):
         raise ValueError(f"env_kwargs={short_repr(env_kwargs)} must be a dict of env arguments (or None)")
     if "split" in (env_kwargs or {}):

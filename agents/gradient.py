@@ -50,7 +50,7 @@ import time
 import gymnasium as gym
 import numpy as np
 
-from lmm_env._checks import check_int, check_real, check_seed, short_repr
+from lmm_env._checks import check_bool, check_int, check_real, check_seed, short_repr
 from lmm_env.score import FrameScore, Score
 from lmm_env.synth.base import LOWEST_PITCH, N_KEYS
 
@@ -171,8 +171,7 @@ class GradientAgent:
             check_int(f"shifts[{i}]", s, -MAX_SHIFT, MAX_SHIFT)
         check_real("min_velocity", min_velocity, 0.0, 127.0)
         check_real("sparsity", sparsity, 0.0, 1000.0)
-        if not isinstance(progress, (bool, np.bool_)):
-            raise ValueError(f"progress={short_repr(progress)} is not allowed; use True or False")
+        check_bool("progress", progress)
         if threads is not None:
             check_int("threads", threads, 1, 1024)
 

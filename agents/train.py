@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from lmm_env import TASK_IDS  # the only env ids a checkpoint may name (nothing is imported for them)
-from lmm_env._checks import check_int, short_repr, writable_dir, writable_file
+from lmm_env._checks import check_bool, check_int, short_repr, writable_dir, writable_file
 
 # "sac" is SB3's SAC extended to train the per-key categorical "KeyLevelPolicy" (agents/sac.py).
 ALGOS = {"ppo": "stable_baselines3:PPO", "a2c": "stable_baselines3:A2C", "sac": "lmm_env.agents.sac:SAC"}
@@ -331,27 +331,33 @@ def _policy_kwargs(config: dict) -> dict:
     return kwargs
 
 
-def _check_policy_fits(config: dict, tensors: dict, observation_space, action_space, path):
-    """The policy the config describes, built on the meta device (no memory), against the file's
-    ``policy.*`` tensors: a config that asks for a layer the file does not hold is refused
-    before anything is allocated."""
+def _policy_skeleton(config: dict, observation_space, action_space, where: str):
+    """(policy class, its kwargs, its state dict built on the meta device): what the config's policy
+    would hold, with no memory allocated. ``where`` names the source of the config in errors."""
     import torch
 
-    from lmm_env.lm.checkpoint import check_fits, skeleton_state, tensor_dtypes
+    from lmm_env.lm.checkpoint import skeleton_state
 
     policy_cls = _policy_class(config)
     kwargs = _policy_kwargs(config)
     # SB3 moves sub-networks to ``self.device`` while building: a subclass whose device is meta keeps them there
     skeleton_cls = type(f"Skeleton{policy_cls.__name__}", (policy_cls,), {"device": property(lambda self: torch.device("meta"))})
     try:
-        expected = skeleton_state(lambda: skeleton_cls(observation_space, action_space, lambda _: 0.0, **kwargs))
-    except (TypeError, ValueError, KeyError) as exc:
-        raise ValueError(f"checkpoint {str(path)!r}: its policy_kwargs {short_repr(kwargs)} do not build a "
-                         f"{policy_cls.__name__}: {exc}") from None
+        state = skeleton_state(lambda: skeleton_cls(observation_space, action_space, lambda _: 0.0, **kwargs))
+    except (TypeError, ValueError, KeyError, AssertionError) as exc:
+        raise ValueError(f"{where}: its policy_kwargs {short_repr(kwargs)} do not build a {policy_cls.__name__}: "
+                         f"{type(exc).__name__}: {exc}") from None
+    return policy_cls, kwargs, state
+
+
+def _check_policy_fits(path, skeleton: dict, tensors: dict) -> None:
+    """The file's ``policy.*`` tensors against the skeleton its config builds (shapes and dtypes):
+    a config that asks for a layer the file does not hold is refused before anything is allocated."""
+    from lmm_env.lm.checkpoint import check_fits, tensor_dtypes
+
     held = _state_of(tensors, "policy.")
-    check_fits(path, {k: tuple(v.shape) for k, v in expected.items()}, {k: tuple(v.shape) for k, v in held.items()},
-               "policy", expected_dtypes=tensor_dtypes(expected), held_dtypes=tensor_dtypes(held))
-    return policy_cls, kwargs
+    check_fits(path, {k: tuple(v.shape) for k, v in skeleton.items()}, {k: tuple(v.shape) for k, v in held.items()},
+               "policy", expected_dtypes=tensor_dtypes(skeleton), held_dtypes=tensor_dtypes(held))
 
 
 def _machine_bytes() -> int:
@@ -361,15 +367,11 @@ def _machine_bytes() -> int:
         return 1 << 40
 
 
-def _check_memory(cls, config: dict, observation_space, action_space, where: str) -> None:
+def _check_memory(cls, config: dict, observation_space, action_space, skeleton: dict, where: str) -> None:
     """Refuse hyperparameters whose buffers or policy cannot fit in this machine's memory, before SB3
     allocates them: the rollout buffer (n_steps x n_envs transitions), SAC's replay buffer (buffer_size,
-    observations stored twice) and the policy's parameters (counted on the meta device)."""
+    observations stored twice) and the policy's parameters (``skeleton``: `_policy_skeleton`'s state)."""
     import inspect
-
-    import numpy as np
-
-    from lmm_env.lm.checkpoint import skeleton_state
 
     hyper = config["hyperparams"]
     spaces_ = getattr(observation_space, "spaces", {"obs": observation_space})
@@ -389,20 +391,11 @@ def _check_memory(cls, config: dict, observation_space, action_space, where: str
     if need > limit:
         raise ValueError(f"{where}: {' and '.join(what)} transitions of {obs + act} numbers take {need / 2**30:.1f} GiB, "
                          f"more than this machine's {limit / 2**30:.0f} GiB; lower them")
-    import torch
-
-    policy_cls = _policy_class(config)
-    kwargs = _policy_kwargs(config)
-    skeleton_cls = type(f"Skeleton{policy_cls.__name__}", (policy_cls,), {"device": property(lambda self: torch.device("meta"))})
-    try:
-        state = skeleton_state(lambda: skeleton_cls(observation_space, action_space, lambda _: 0.0, **kwargs))
-    except (TypeError, ValueError, KeyError, AssertionError) as exc:
-        raise ValueError(f"{where}: policy_kwargs {short_repr(kwargs)} do not build a {policy_cls.__name__}: "
-                         f"{type(exc).__name__}: {exc}") from None
-    size = sum(v.numel() * v.element_size() for v in state.values())
+    size = sum(v.numel() * v.element_size() for v in skeleton.values())
     if size > MAX_MODEL_BYTES:
-        raise ValueError(f"{where}: policy_kwargs {short_repr(kwargs)} build a {policy_cls.__name__} of "
-                         f"{size / 2**30:.1f} GiB of parameters; at most {MAX_MODEL_BYTES / 2**30:g} GiB")
+        raise ValueError(f"{where}: policy_kwargs {short_repr(_policy_kwargs(config))} build a "
+                         f"{_policy_class(config).__name__} of {size / 2**30:.1f} GiB of parameters; at most "
+                         f"{MAX_MODEL_BYTES / 2**30:g} GiB")
 
 
 def load_trained(path, env=None):
@@ -418,10 +411,11 @@ def load_trained(path, env=None):
     elif not hasattr(env, "observation_space") or not hasattr(env, "num_envs"):
         raise ValueError(f"env={short_repr(env)} is not a vector env; pass an SB3 VecEnv (e.g. "
                          "lmm_env.envs.make_sb3_vec_env) or None to build the checkpoint's own")
-    _check_memory(algo_class(config["algo"]), config, env.observation_space, env.action_space,
-                  f"checkpoint {str(path)!r}")
+    where = f"checkpoint {str(path)!r}"
+    _, _, skeleton = _policy_skeleton(config, env.observation_space, env.action_space, where)
+    _check_memory(algo_class(config["algo"]), config, env.observation_space, env.action_space, skeleton, where)
     tensors = data["tensors"]
-    _check_policy_fits(config, tensors, env.observation_space, env.action_space, path)
+    _check_policy_fits(path, skeleton, tensors)
     cls = algo_class(config["algo"])
     model = _build_model(cls, _policy(config["policy"], config["algo"]), env, config["seed"], 0,
                          config["hyperparams"], f"checkpoint {str(path)!r}: its hyperparams")
@@ -473,7 +467,6 @@ def load_policy(path):
     made with the checkpoint's env arguments, the weights from the file (nothing unpickled,
     nothing imported; the policy is checked against the file's tensors before it is built).
     """
-    import gymnasium as gym
     import torch
 
     import lmm_env  # noqa: F401  (registers the task ids)
@@ -481,8 +474,9 @@ def load_policy(path):
     config, data, _ = read_checkpoint(path)
     env = _spaces_env(config)
     try:
-        policy_cls, policy_kwargs = _check_policy_fits(config, data["tensors"], env.observation_space,
-                                                       env.action_space, path)
+        policy_cls, policy_kwargs, skeleton = _policy_skeleton(config, env.observation_space, env.action_space,
+                                                               f"checkpoint {str(path)!r}")
+        _check_policy_fits(path, skeleton, data["tensors"])
         policy = policy_cls(env.observation_space, env.action_space, lambda _: 0.0, **policy_kwargs)
     finally:
         env.close()
@@ -725,8 +719,7 @@ def train(env_id: str = "LMMPiano-v0", algo: str = "ppo", total_steps: int = 100
     check_int("total_steps", total_steps, 1, 10**13)
     check_int("verbose", verbose, 0, 2)
     for name, flag in (("resume", resume), ("progress", progress), ("overwrite", overwrite)):
-        if not isinstance(flag, (bool, np.bool_)):
-            raise ValueError(f"{name}={short_repr(flag)} is not allowed; use True or False")
+        check_bool(name, flag)
     if resume and overwrite:
         raise ValueError("resume and overwrite exclude each other: resume continues the run in logdir, overwrite "
                          "starts a new one there")
@@ -782,7 +775,8 @@ def train(env_id: str = "LMMPiano-v0", algo: str = "ppo", total_steps: int = 100
 
             model.set_logger(configure(tb, ["tensorboard"] + (["stdout"] if verbose else [])))
     else:
-        _check_memory(cls, config, env.observation_space, env.action_space, "hyperparams")
+        _, _, skeleton = _policy_skeleton(config, env.observation_space, env.action_space, "hyperparams")
+        _check_memory(cls, config, env.observation_space, env.action_space, skeleton, "hyperparams")
         model = _build_model(cls, policy_obj, env, seed, verbose, hyperparams, "hyperparams")
         if tb:
             from stable_baselines3.common.logger import configure

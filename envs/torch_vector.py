@@ -15,7 +15,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from lmm_env._checks import short_repr
+from lmm_env._checks import check_bool, short_repr
 from lmm_env.envs.core import check_n_envs
 from lmm_env.envs.piano import make_spaces
 from lmm_env.envs.piano_vector import LMMPianoVectorEnv, PianoTaskVectorEnv
@@ -84,8 +84,7 @@ class LMMPianoTorchVectorEnv(VectorEnv):
         if render_mode is not None:
             raise ValueError(f"render_mode={short_repr(render_mode)}: the vector env does not render; "
                              "use the single env")
-        if not isinstance(as_numpy, (bool, np.bool_)):
-            raise ValueError(f"as_numpy={short_repr(as_numpy)} is not allowed; use True or False")
+        check_bool("as_numpy", as_numpy)
         check_n_envs(num_envs, "num_envs")
         self.world = TorchPianoSim(num_envs, device=device, validate_actions=validate_actions, **kwargs)
         self.sim = self.world.sim

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["short_repr", "check_int", "check_real", "check_seed", "writable_dir", "writable_file", "OutputPathError",
+__all__ = ["short_repr", "check_bool", "check_int", "check_real", "check_seed", "writable_dir", "writable_file", "OutputPathError",
            "check_cli_output", "check_cli"]
 
 _REPR = reprlib.Repr()
@@ -63,6 +63,13 @@ def check_real(name: str, value, lo: float, hi: float, *, lo_open: bool = False,
         span = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
         raise ValueError(f"{name}={short_repr(value)} is not allowed; use a finite number in {span}")
     return v
+
+
+def check_bool(name: str, value) -> bool:
+    """``value`` as a bool if it is one (numpy's included), else a ValueError naming ``name``: "no" and 1 are not flags."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name}={short_repr(value)} is not allowed; use True or False")
+    return bool(value)
 
 
 def check_seed(seed, name: str = "seed"):

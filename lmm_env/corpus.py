@@ -51,7 +51,7 @@ from typing import Any, Callable
 import numpy as np
 from numpy.lib import format as npy_format
 
-from lmm_env._checks import check_int, short_repr
+from lmm_env._checks import check_bool, check_int, short_repr
 from lmm_env.score import HIGHEST_PITCH, LOWEST_PITCH, Score, ScoreError, _check_keys, _check_policy
 
 __all__ = ["Corpus", "load", "warm", "names", "exercises", "split_of", "cache_dir", "SPLITS", "EXERCISE_KINDS"]
@@ -506,8 +506,7 @@ def warm(
         raise ValueError(f"splits={short_repr(splits)} is empty; use one or more of {SPLITS}")
     for sp in splits:
         _check_split(sp)
-    if not isinstance(progress, (bool, np.bool_)):
-        raise ValueError(f"progress={short_repr(progress)} is not allowed; use True or False")
+    check_bool("progress", progress)
     if workers is None:  # the cores this process may run on (affinity and cgroup CPU sets)
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:

@@ -4,7 +4,6 @@ scalars pass where Python numbers do; bools are not numbers; a file cannot make 
 from __future__ import annotations
 
 import io
-import os
 import warnings
 import zipfile
 

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 from typing import Callable, Mapping
 
-import numpy as np
-
-from lmm_env._checks import short_repr
+from lmm_env._checks import check_bool, short_repr
 from lmm_env.rewards.base import (
     BatchStepContext, CompositeReward, EpisodeContext, RewardError, RewardModel, StepContext, call_model,
 )
@@ -40,9 +38,8 @@ def register(name: str, factory: Callable[[], RewardModel], overwrite: bool = Fa
         raise ValueError(f"reward name {short_repr(name)} must be a non-empty string")
     if not callable(factory):
         raise TypeError(f"factory for reward {name!r} must be callable, got {short_repr(factory)}")
-    for what, flag in (("overwrite", overwrite), ("takes_ear", takes_ear)):
-        if not isinstance(flag, (bool, np.bool_)):  # "no" would read as true
-            raise ValueError(f"{what}={short_repr(flag)} is not allowed; use True or False")
+    check_bool("overwrite", overwrite)
+    check_bool("takes_ear", takes_ear)  # "no" would read as true
     if name in _REGISTRY and not overwrite:
         raise ValueError(f"reward {name!r} is already registered; pass overwrite=True to replace it")
     _REGISTRY[name] = factory
