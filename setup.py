@@ -10,11 +10,14 @@ setup(
     python_requires=">=3.10",
     # envs/ and agents/ live at the top of the repo (as the layout asks) but install under
     # lmm_env, so that no generic top-level names (`envs`, `agents`) land in site-packages.
-    packages=["lmm_env", "lmm_env.synth", "lmm_env.rewards", "lmm_env.lm", "lmm_env.envs", "lmm_env.agents"],
+    packages=["lmm_env", "lmm_env.synth", "lmm_env.rewards", "lmm_env.lm", "lmm_env.envs", "lmm_env.agents",
+              "lmm_env.agents.baselines", "lmm_env.agents.learned", "lmm_env.agents.training",
+              "lmm_env.agents.benchmark"],
     package_dir={"lmm_env.envs": "envs", "lmm_env.agents": "agents"},
     # The shipped LM and ear weights (safetensors + JSON config, a few MB in all).
     package_data={"lmm_env.lm": ["weights/*.safetensors", "weights/*.json"],
-                  "lmm_env.agents": ["hyperparams/*.yml", "weights/*.safetensors"]},
+                  "lmm_env.agents": ["weights/*.safetensors", "weights/*.json"],
+                  "lmm_env.agents.training": ["hyperparams/*.yml"]},
     install_requires=[
         # torch is pinned by the Makefile first (a CPU build); any torch >= 2.1 works.
         "torch>=2.1",
@@ -42,9 +45,13 @@ setup(
         # and lmm_env never plays audio in real time.
     ],
     # rl_zoo3 is only needed to run the zoo's own train script on our env (tested).
-    # rllib: Ray RLlib's new API stack (lmm_env.agents.rllib, examples/rllib_ppo.py); Ray pins its
+    # rllib: Ray RLlib's new API stack (lmm_env.agents.training.rllib, examples/rllib_ppo.py); Ray pins its
     # own gymnasium, which lmm_env supports (>= 1.0).
     extras_require={"test": ["pytest>=7", "scikit-learn>=1.2", "rl_zoo3>=2.3", "hypothesis>=6"],
-                    "rllib": ["ray[rllib]>=2.40"]},
+                    "rllib": ["ray[rllib]>=2.40"],
+                    # docs: the API reference (`make docs`, mkdocs + mkdocstrings, built from docstrings)
+                    "docs": ["mkdocs>=1.6", "mkdocstrings[python]>=0.26"],
+                    # datasets: episodes recorded as Minari datasets (lmm_env.agents.datasets)
+                    "datasets": ["minari>=0.5"]},
     entry_points={"console_scripts": ["lmm-env=lmm_env.agents.cli:main"]},
 )

@@ -2,6 +2,8 @@
 
     lmm-env train --algo ppo --steps 300000 --logdir runs/ppo
     lmm-env eval --agent runs/ppo/checkpoints/last.safetensors --episodes 20
+    lmm-env eval --agent diff-h --pairs 16          # any registered agent, on its own task
+    lmm-env agents                                  # what --agent takes
     lmm-env play tune.mid --agent score-reader --out out/
     lmm-env bench
     lmm-env benchmark --agent baselines --quick --out out/bench
@@ -37,20 +39,48 @@ def _task(command: str, env_id, allowed=TASK_IDS) -> str:
     return env_id
 
 
-def _agent(name_or_path, env, seed: int = 0):
-    from lmm_env.agents.evaluate import load_agent
-    from lmm_env.agents.zoo import AGENTS, make_agent
+def _pairs_arg(text):
+    """``--pairs`` of eval and play: one K (0, 4, 16, 64 or all), or None when not given."""
+    if text is None:
+        return None
+    return text if text == "all" else _int_arg(text, "--pairs")
 
+
+def _int_arg(text, what):
     try:
-        if isinstance(name_or_path, str) and name_or_path in AGENTS and name_or_path not in ("random", "score-reader"):
-            return make_agent(name_or_path, env, seed=seed)  # every registered agent (repeat-prompt, babble, ...)
-        return load_agent(name_or_path, env, seed=seed)
-    except (ValueError, FileNotFoundError) as exc:
+        return int(text)
+    except ValueError:
+        raise SystemExit(f"lmm-env: {what} {text!r} is not allowed; use an int (or all)") from None
+
+
+def _agent(name_or_path, env, seed=None, pairs=None, ear=None):
+    """``--agent`` through the one registry (`lmm_env.agents.load_agent`). ``seed`` is also the env's:
+    it goes to an agent that takes one; ``--pairs`` / ``--ear`` given to one that does not listen are refused."""
+    from lmm_env.agents.registry import AGENTS, load_agent
+
+    spec = AGENTS.get(name_or_path)
+    takes_seed = ("seed" in spec.options) if spec is not None else name_or_path.lower().endswith(".safetensors")
+    try:
+        agent = load_agent(name_or_path, env, pairs=pairs, ear=ear, seed=seed if takes_seed else None)
+    except ValueError as exc:
+        if spec is None and takes_seed and "does not use seed" in str(exc):
+            agent = load_agent(name_or_path, env, pairs=pairs, ear=ear)  # a policy that is not sampled
+        else:
+            raise SystemExit(f"lmm-env: --agent: {exc}")
+    except FileNotFoundError as exc:
         raise SystemExit(f"lmm-env: --agent: {exc}")
+    return agent
+
+
+def cmd_agents(args) -> int:
+    from lmm_env.agents.registry import agent_table
+
+    print(agent_table(markdown=args.markdown))
+    return 0
 
 
 def cmd_train(args) -> int:
-    from lmm_env.agents.train import train
+    from lmm_env.agents.training.sb3 import train
 
     _task("train", args.env)
 
@@ -64,18 +94,34 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    import gymnasium as gym
-
     import lmm_env  # noqa: F401
-    from lmm_env.agents.evaluate import evaluate
+    from lmm_env.agents.benchmark.evaluate import evaluate
+    from lmm_env.agents.registry import AGENTS
 
-    _task("eval", args.env)
+    spec = AGENTS.get(args.agent)
+    env_id = args.env
+    if env_id is None:  # the agent's own task (its first), else LMMPiano-v0
+        env_id = spec.tasks[0] if spec is not None else None
+        if env_id is None and args.agent.lower().endswith(".safetensors") and os.path.isfile(args.agent):
+            from lmm_env.agents.training.sb3 import read_checkpoint
+
+            try:
+                env_id = read_checkpoint(args.agent)[0].get("env_id")
+            except ValueError as exc:
+                raise SystemExit(f"lmm-env eval: --agent: {exc}")
+        env_id = env_id or "LMMPiano-v0"
+    _task("eval", env_id)
+    if spec is not None and env_id not in spec.tasks:
+        raise SystemExit(f"lmm-env eval: agent {args.agent!r} does not play {env_id}; it plays {', '.join(spec.tasks)}")
     env_kwargs = _json_arg(args.env_kwargs, "--env-kwargs")
-    agent = args.agent
-    if args.agent.lower().endswith(".safetensors"):
-        agent = _agent(args.agent, gym.make(args.env, **env_kwargs))
-    table = evaluate(agent, args.env, split=args.split, episodes=args.episodes, env_kwargs=env_kwargs,
-                     progress=not args.no_progress)
+    options = {k: v for k, v in (("pairs", _pairs_arg(args.pairs)), ("ear", args.ear)) if v is not None}
+    try:
+        table = evaluate(args.agent, env_id, split=args.split, episodes=args.episodes, env_kwargs=env_kwargs,
+                         seed=args.seed, progress=not args.no_progress, **options)
+    except FileNotFoundError as exc:
+        raise SystemExit(f"lmm-env eval: --agent: {exc}")
+    print(table.table())
+    print()
     print(table.markdown(os.path.basename(args.agent)))
     return 0
 
@@ -92,7 +138,7 @@ def _play_task(args) -> str:
         return args.env
     if args.prompt is not None:
         return IMPROVISE
-    from lmm_env.agents.zoo import AGENTS
+    from lmm_env.agents.registry import AGENTS
 
     spec = AGENTS.get(args.agent)
     if spec is not None and spec.tasks == (IMPROVISE,):
@@ -158,7 +204,7 @@ def cmd_play(args) -> int:
     from tqdm import tqdm
 
     import lmm_env  # noqa: F401
-    from lmm_env.agents.train import roll_image
+    from lmm_env.agents.training.sb3 import roll_image
 
     env_kwargs = _json_arg(args.env_kwargs, "--env-kwargs")
     if env_kwargs.get("record_audio", True) is not True:
@@ -172,7 +218,7 @@ def cmd_play(args) -> int:
         if not args.midi.lower().endswith((".mid", ".midi")):
             raise SystemExit(f"lmm-env play: {args.midi!r} is not a MIDI file (.mid or .midi): play reads a score and "
                              "plays it; LMMByEar-v0 hears recordings given as --env-kwargs '{\"target\": \"x.wav\"}' "
-                             "(use its agents through lmm_env.agents.evaluate)")
+                             "(use its agents through lmm_env.agents.benchmark.evaluate)")
         if os.path.isdir(args.midi):
             raise SystemExit(f"lmm-env play: {args.midi!r} is a directory, not a MIDI file")
         if not os.path.isfile(args.midi):
@@ -183,7 +229,7 @@ def cmd_play(args) -> int:
         _check_outputs(args.out, stem, args.video)
         env = gym.make(args.env or "LMMPiano-v0", score=args.midi, **env_kwargs)
     _check_outputs(args.out, stem, args.video)  # before playing: a bad --out fails now, not after the episode
-    agent = _agent(args.agent, env, seed=args.seed)
+    agent = _agent(args.agent, env, seed=args.seed, pairs=_pairs_arg(args.pairs), ear=args.ear)
     obs, info = env.reset(seed=args.seed)
     from lmm_env.envs.render import render_frame
 
@@ -206,7 +252,7 @@ def cmd_play(args) -> int:
              u.sim.sample_rate)
     import matplotlib.pyplot as plt
 
-    from lmm_env.agents.evaluate import episode_rolls
+    from lmm_env.agents.benchmark.evaluate import episode_rolls
 
     img = roll_image(*episode_rolls(env))
     plt.imsave(os.path.join(args.out, f"{stem}_piano_roll.png"), img)
@@ -301,7 +347,7 @@ def _terminate_as_interrupt():
 
 
 def cmd_benchmark(args) -> int:
-    from lmm_env.agents import benchmark
+    from lmm_env.agents.benchmark import runner as benchmark
 
     # the command that reproduces the table (--resume / --overwrite say how to write it, not what it is)
     command = ("lmm-env benchmark --agent " + args.agent
@@ -365,8 +411,14 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="evaluate an agent on held-out scores and print a metrics table",
                        description="Play --episodes held-out scores (the first of --split, in order) and print "
                                    "frame F1, note F1, velocity error, diversity and every reward term's return.")
-    e.add_argument("--agent", default="score-reader", help="random, score-reader, ppo-closed-loop, or a .safetensors checkpoint")
-    e.add_argument("--env", default="LMMPiano-v0")
+    e.add_argument("--agent", default="score-reader",
+                   help="a registered agent (lmm-env agents lists them) or a .safetensors checkpoint")
+    e.add_argument("--env", default=None, help="the task (default: the agent's own; LMMPiano-v0 for a baseline of "
+                                               "every task)")
+    e.add_argument("--pairs", default=None, help="K: the reward's ear and, for an agent that listens, its ear "
+                                                 "(0, 4, 16, 64, all)")
+    e.add_argument("--ear", default=None, help="a saved ear (.safetensors) for an agent that listens")
+    e.add_argument("--seed", type=int, default=0, help="env seed of episode i is seed + i; the agent's seed")
     e.add_argument("--split", default="test")
     e.add_argument("--episodes", type=int, default=10)
     e.add_argument("--env-kwargs", default="{}", help="JSON of env arguments")
@@ -380,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "improvises, e.g. lmm-env play --agent ppo-improvise --prompt tune.mid --out out/")
     pl.add_argument("midi", nargs="?", default=None, help="a MIDI file to play (LMMPiano-v0 and other score tasks)")
     pl.add_argument("--agent", default="score-reader",
-                    help="random, score-reader, ppo-closed-loop, ppo-improvise, another agent of lmm_env.agents.zoo, "
+                    help="random, score-reader, ppo-closed-loop, ppo-improvise, another agent of lmm_env.agents.registry, "
                          "or a .safetensors checkpoint")
     pl.add_argument("--prompt", default=None,
                     help="LMMImprovise-v0's prompt: a MIDI file, a corpus name (e.g. folk: a piece drawn with --seed) "
@@ -389,10 +441,17 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--env", default=None, help="LMMPiano-v0 (default), or LMMImprovise-v0 with --prompt")
     pl.add_argument("--env-kwargs", default="{}", help="JSON of env arguments (e.g. synth)")
     pl.add_argument("--seed", type=int, default=0)
+    pl.add_argument("--pairs", default=None, help="K of the ear of an agent that listens (0, 4, 16, 64, all)")
+    pl.add_argument("--ear", default=None, help="a saved ear (.safetensors) for an agent that listens")
     pl.add_argument("--no-progress", action="store_true")
     pl.add_argument("--video", action="store_true",
                     help="also write an MP4 of the keyboard and piano roll with the audio the agent heard")
     pl.set_defaults(func=cmd_play)
+
+    a = sub.add_parser("agents", help="every registered agent: tasks, options, what it learned from, how to retrain it",
+                       description="The agent registry (lmm_env.agents.registry.AGENTS): the names --agent takes.")
+    a.add_argument("--markdown", action="store_true", help="a markdown table (default: one block per agent)")
+    a.set_defaults(func=cmd_agents)
 
     d = sub.add_parser("doctor", help="what this installation can do (packages, synths, models, threads)",
                        description="Check every package, synth and shipped model lmm_env uses, and say what to do "
@@ -422,10 +481,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Play the agents on the four tasks (LMMPiano-v0, LMMDecipher-v0, LMMByEar-v0, "
                                    "LMMImprovise-v0) for each K (--pairs) and instrument (--synth) under a fixed "
                                    "protocol (test split, pieces 0..N-1, fixed lengths; see "
-                                   "lmm_env.agents.benchmark), print the markdown table and write results.md, "
+                                   "lmm_env.agents.benchmark.runner), print the markdown table and write results.md, "
                                    "results.csv, results.json and summary.png to --out.")
     m.add_argument("--agent", default="baselines",
-                   help="comma-separated agent names (lmm_env.agents.zoo: random, score-reader, ppo-closed-loop, "
+                   help="comma-separated agent names (lmm_env.agents.registry: random, score-reader, ppo-closed-loop, "
                         "babble, reference-oracle, gradient, repeat-prompt, lm-sampler, ppo-improvise), 'baselines' (all of "
                         "them) or .safetensors checkpoints")
     m.add_argument("--tasks", default=None, help="comma-separated task ids (default: every task the agents play)")
@@ -459,6 +518,9 @@ def main(argv=None) -> int:
             print(exc.code, file=sys.stderr)
             return 2
         raise
+    except BrokenPipeError:  # `lmm-env agents | head`: the reader left; nothing is wrong
+        sys.stderr.close()
+        return 0
     except (ValueError, TypeError, FileNotFoundError, RuntimeError, ImportError, MemoryError,
             gymnasium.error.Error) as exc:
         # a user-facing failure: the message names the bad value and what is allowed; the

@@ -132,7 +132,7 @@ print(f"wrote {args.out}/performance.mid, performance.wav, performance_soundfont
 
 # ---------------------------------------------------------------------------------------------
 # The LMM challenge: one held-out piece per task, each played by its learned agent.
-from lmm_env.agents.zoo import make_agent  # noqa: E402
+from lmm_env.agents.registry import make_agent  # noqa: E402
 
 # (task, agent, env kwargs, pieces played: the row shows the last; the decipherer learns the hidden
 # keyboard by ear during its first piece and plays the second through what it learned)

@@ -24,8 +24,8 @@ from tqdm import tqdm  # noqa: E402
 
 import lmm_env  # noqa: E402,F401  (registers LMMPiano-v0)
 from lmm_env.agents import load_agent  # noqa: E402
-from lmm_env.agents.evaluate import episode_rolls  # noqa: E402
-from lmm_env.agents.train import roll_image  # noqa: E402
+from lmm_env.agents.benchmark.evaluate import episode_rolls  # noqa: E402
+from lmm_env.agents.training.sb3 import roll_image  # noqa: E402
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("midi", nargs="?", help="the MIDI file to play")

@@ -9,13 +9,13 @@
 
 Each EnvRunner steps ``--num-envs-per-env-runner`` keyboards as ONE batched env (lmm_env's
 ``vector_entry_point`` twin); the policy is `KeyConvPolicy` as an RLModule
-(`lmm_env.agents.rllib.KeyConvRLModule`: pitch-equivariant conv actor, separate critic), and
+(`lmm_env.agents.training.rllib.KeyConvRLModule`: pitch-equivariant conv actor, separate critic), and
 the hyperparameters are the SB3 ``ppo`` preset's (agents/hyperparams/ppo.yml: n_steps 256
 per env, minibatch 256, 4 epochs, lr 3e-4, gamma 0.9, GAE lambda 0.9, clip 0.2, no entropy
 bonus) on folk tunes trimmed to 12 s with the closed-loop reward. Every ``--eval-every`` env
 steps the policy is exported to the package's safetensors format and played on folk
-*validation* tunes with `lmm_env.agents.evaluate`; the best export (note F1, then frame F1 and
-velocity accuracy, as `lmm_env.agents.train` chooses) is finally played on the folk *test*
+*validation* tunes with `lmm_env.agents.benchmark.evaluate`; the best export (note F1, then frame F1 and
+velocity accuracy, as `lmm_env.agents.training.sb3` chooses) is finally played on the folk *test*
 split. ``lmm_env.agents.load_agent("<logdir>/checkpoints/best.safetensors")`` plays it.
 """
 from __future__ import annotations
@@ -30,8 +30,8 @@ import ray
 from torch.utils.tensorboard import SummaryWriter
 
 from lmm_env.agents import evaluate, preset
-from lmm_env.agents.rllib import env_steps, export_policy, ppo_config
-from lmm_env.agents.train import _selection_score
+from lmm_env.agents.training.rllib import env_steps, export_policy, ppo_config
+from lmm_env.agents.training.sb3 import _selection_score
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("--steps", type=int, default=500_000, help="env steps in all")

@@ -18,7 +18,7 @@ REQUIRED = ("numpy", "scipy", "torch", "gymnasium", "stable-baselines3", "pretty
 OPTIONAL = {"tinysoundfont": "the SoundFont piano (synth='soundfont'): `pip install --no-deps tinysoundfont` "
                              "(its wheel declares pyaudio, which needs the system PortAudio library; lmm_env never "
                              "plays live audio, so --no-deps is enough)",
-            "ray": "Ray RLlib training (lmm_env.agents.rllib, examples/rllib_ppo.py): pip install 'lmm_env[rllib]'"}
+            "ray": "Ray RLlib training (lmm_env.agents.training.rllib, examples/rllib_ppo.py): pip install 'lmm_env[rllib]'"}
 
 
 def _version(dist: str) -> str | None:

@@ -1,4 +1,4 @@
-"""The benchmark runner (lmm_env.agents.benchmark) and ``lmm-env benchmark``: outputs, the hidden-layout guard, bad input."""
+"""The benchmark runner (lmm_env.agents.benchmark.runner) and ``lmm-env benchmark``: outputs, the hidden-layout guard, bad input."""
 from __future__ import annotations
 
 import csv
@@ -9,9 +9,9 @@ import math
 import numpy as np
 import pytest
 
-from lmm_env.agents import benchmark
+from lmm_env.agents.benchmark import runner as benchmark
 from lmm_env.agents.cli import main
-from lmm_env.agents.zoo import AGENTS, TASKS, AgentSpec
+from lmm_env.agents.registry import AGENTS, TASKS, AgentSpec
 from lmm_env.keyboard import HiddenLayoutError
 
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from lmm_env.agents import benchmark
+from lmm_env.agents.benchmark import runner as benchmark
 from lmm_env.agents.cli import main
 
 # 4 rows of about a second each: long enough to stop the run between two of them
@@ -148,7 +148,7 @@ def test_play_refuses_a_bad_out_before_playing(tmp_path, monkeypatch, capsys):
 def test_train_and_export_refuse_a_bad_output_before_any_work(tmp_path, monkeypatch):
     from lmm_env import envs
     from lmm_env.agents import train
-    from lmm_env.agents.train import export_policy
+    from lmm_env.agents.training.sb3 import export_policy
 
     taken = tmp_path / "taken"
     taken.write_text("x")

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import lmm_env  # noqa: F401
-from lmm_env.agents.decipher_learn import ListeningDecipherAgent
-from lmm_env.agents.zoo import AGENTS, agents_for, make_agent
+from lmm_env.agents.learned.decipher import ListeningDecipherAgent
+from lmm_env.agents.registry import AGENTS, agents_for, make_agent
 from lmm_env.keyboard import HiddenLayoutError
 from lmm_env.tasks import probe_keyboard
 

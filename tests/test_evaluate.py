@@ -1,4 +1,4 @@
-"""lmm_env.agents.evaluate: one loop for baselines and SB3 models, same pieces for every agent."""
+"""lmm_env.agents.benchmark.evaluate: one loop for baselines and SB3 models, same pieces for every agent."""
 from __future__ import annotations
 
 import math

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import lmm_env  # noqa: F401  (registers LMMPiano-v0)
-from lmm_env.agents.gradient import GradientAgent
+from lmm_env.agents.baselines.gradient import GradientAgent
 from lmm_env.metrics import note_metrics
 from lmm_env.score import Score
 from lmm_env.synth import PianoSynth

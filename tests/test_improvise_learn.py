@@ -9,7 +9,7 @@ import pytest
 
 import lmm_env  # noqa: F401
 from lmm_env.agents import evaluate, load_agent, preset, train
-from lmm_env.agents.improvise import PolicySamplerAgent
+from lmm_env.agents.baselines.improvise import PolicySamplerAgent
 
 ENV = "LMMImprovise-v0"
 # easy: 1 s prompts, 4 s of free play
@@ -53,7 +53,7 @@ def test_sampler_is_reproducible_for_a_seed(trained):
 
 
 def test_shipped_ppo_improvise_loads_by_name_and_plays_an_episode():
-    from lmm_env.agents.zoo import AGENTS, agents_for
+    from lmm_env.agents.registry import AGENTS, agents_for
 
     assert "ppo-improvise" in agents_for(ENV) and AGENTS["ppo-improvise"].tasks == (ENV,)
     env = gym.make(ENV, split="validation", prompt="folk", prompt_seconds=2.0, length_seconds=12.0)

@@ -81,7 +81,7 @@ def test_cli_messages_raised_inside_commands_exit_2_in_one_line(capsys):
 
 def test_load_agent_and_make_agent_check_their_arguments():
     from lmm_env.agents import load_agent
-    from lmm_env.agents.zoo import make_agent
+    from lmm_env.agents.registry import make_agent
 
     env = _env()
     with pytest.raises(ValueError, match="env='LMMPiano-v0' is not an lmm_env task env"):
@@ -148,7 +148,7 @@ def test_checkpoint_metadata_that_sb3_or_json_would_choke_on_is_named(tmp_path):
 
 
 def test_benchmark_refuses_a_quick_that_is_not_a_bool():
-    from lmm_env.agents import benchmark
+    from lmm_env.agents.benchmark import runner as benchmark
 
     with pytest.raises(benchmark.BenchmarkArgumentError, match="quick='no'"):
         benchmark.resolve(["random"], quick="no")
@@ -263,8 +263,8 @@ def test_evaluate_names_an_unknown_task_and_bad_flags():
 
 
 def test_benchmark_checks_seed_and_soundfonts_up_front_and_restarts_an_empty_run(tmp_path):
-    from lmm_env.agents import benchmark
-    from lmm_env.agents.zoo import AgentSpec
+    from lmm_env.agents.benchmark import runner as benchmark
+    from lmm_env.agents.registry import AgentSpec
 
     with pytest.raises(benchmark.BenchmarkArgumentError, match="seed=-1"):
         benchmark.resolve(["random"], seed=-1)
@@ -298,7 +298,7 @@ def test_play_refuses_what_it_cannot_use_before_playing(tmp_path, capsys):
 @pytest.mark.parametrize("flag", [["--samples", "0"], ["--pairs", "3"], ["--lookahead", "11"],
                                   ["--target-synths", "bogus"], ["--threads", "0"]])
 def test_the_diff_training_cli_names_bad_flags_before_training(flag, tmp_path, capsys):
-    from lmm_env.agents.differentiable import main as diff_main
+    from lmm_env.agents.learned.differentiable import main as diff_main
 
     with pytest.raises(SystemExit) as exc:
         diff_main(["--out", str(tmp_path / "g.safetensors")] + flag)

@@ -34,7 +34,7 @@ def _craft(src, dst, config=None, meta=None, tensors=None):
 
 
 def _diff_path(kind):
-    from lmm_env.agents.differentiable import shipped_path
+    from lmm_env.agents.learned.differentiable import shipped_path
 
     return shipped_path(kind)
 
@@ -52,7 +52,7 @@ def test_an_ear_file_of_another_dtype_is_refused_not_cast(tmp_path, dtype):
 
 
 def test_a_diff_policy_file_of_another_dtype_is_refused(tmp_path):
-    from lmm_env.agents.differentiable import DiffPolicy
+    from lmm_env.agents.learned.differentiable import DiffPolicy
 
     bad = _craft(_diff_path("g"), tmp_path / "g.safetensors", tensors=lambda t: {k: v.long() for k, v in t.items()})
     with pytest.raises(CheckpointError, match=r"g.safetensors.*is int64 where the diff policy holds float32"):
@@ -139,14 +139,14 @@ def test_check_real_refuses_strings_bools_and_non_finite_numbers():
     (dict(kind=["g"]), "kind="), (dict(lookahead=True), "lookahead=True"),
 ])
 def test_diff_config_checks_every_field(kw, match):
-    from lmm_env.agents.differentiable import DiffConfig
+    from lmm_env.agents.learned.differentiable import DiffConfig
 
     with pytest.raises(ValueError, match=match):
         DiffConfig(**kw).check()
 
 
 def test_diff_config_keeps_good_values():
-    from lmm_env.agents.differentiable import DiffConfig
+    from lmm_env.agents.learned.differentiable import DiffConfig
 
     cfg = DiffConfig(kind="h", pairs="16", target_synths=["piano", "soundfont"], corpora=["folk"], lr=1,
                      seed=np.int64(3), keep_best=False).check()
@@ -156,7 +156,7 @@ def test_diff_config_keeps_good_values():
 
 def test_a_diff_h_file_asking_for_the_ear_of_all_pairs_is_refused(tmp_path, monkeypatch):
     from lmm_env import pairs
-    from lmm_env.agents.differentiable import DiffPolicy
+    from lmm_env.agents.learned.differentiable import DiffPolicy
 
     monkeypatch.setattr(pairs, "ear_for", lambda *a, **k: pytest.fail("an ear was fitted"))
     bad = _craft(_diff_path("h"), tmp_path / "h.safetensors", config=dict(pairs="all"))
@@ -169,7 +169,7 @@ def test_a_diff_h_file_asking_for_the_ear_of_all_pairs_is_refused(tmp_path, monk
 
 
 def test_deeply_nested_or_non_object_json_metadata_is_refused_naming_the_file(tmp_path):
-    from lmm_env.agents.differentiable import DiffPolicy
+    from lmm_env.agents.learned.differentiable import DiffPolicy
 
     for key in ("config", "extra"):
         deep = _craft(EAR, tmp_path / f"deep_{key}.safetensors", meta={key: DEEP})
@@ -191,7 +191,7 @@ def test_deeply_nested_or_non_object_json_metadata_is_refused_naming_the_file(tm
 
 @pytest.mark.parametrize("path", [None, 5, b"ear.safetensors", ""])
 def test_a_path_that_is_no_path_is_a_clear_error(path):
-    from lmm_env.agents.differentiable import DiffPolicy
+    from lmm_env.agents.learned.differentiable import DiffPolicy
 
     with pytest.raises(CheckpointError, match=r"path .* is not allowed; give the path of a .safetensors file"):
         load_checkpoint(path)
@@ -204,7 +204,7 @@ def test_a_path_that_is_no_path_is_a_clear_error(path):
 
 
 def test_a_directory_is_named_a_directory(tmp_path):
-    from lmm_env.agents.differentiable import DiffPolicy
+    from lmm_env.agents.learned.differentiable import DiffPolicy
 
     folder = tmp_path / "model.safetensors"
     folder.mkdir()
@@ -334,7 +334,7 @@ def test_pairs_index_must_be_an_int():
 
 
 def test_shipped_models_still_load():
-    from lmm_env.agents.differentiable import DiffPolicy
+    from lmm_env.agents.learned.differentiable import DiffPolicy
 
     for name in ("score", "judge", "audio", "ear"):
         assert load_pretrained(name, cached=False) is not None

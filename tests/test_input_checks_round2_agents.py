@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import lmm_env  # noqa: F401  (registers the tasks)
-from lmm_env.agents.baselines import RandomAgent, ScoreReaderAgent, WrongPlayAgent
-from lmm_env.agents.by_ear import ByEarGradientAgent, ReferenceOracle
-from lmm_env.agents.gradient import GradientAgent
-from lmm_env.agents.improvise import PolicySamplerAgent, RepeatPromptAgent, ScoreLMSamplerAgent
+from lmm_env.agents.baselines.simple import RandomAgent, ScoreReaderAgent, WrongPlayAgent
+from lmm_env.agents.baselines.by_ear import ByEarGradientAgent, ReferenceOracle
+from lmm_env.agents.baselines.gradient import GradientAgent
+from lmm_env.agents.baselines.improvise import PolicySamplerAgent, RepeatPromptAgent, ScoreLMSamplerAgent
 from lmm_env.envs.video import RecordEpisodeVideo, write_video
 
 KW = {"score": "exercises-scale", "max_seconds": 1.0, "reward": "key_match"}
@@ -219,7 +219,7 @@ def test_improvise_agents_check_their_arguments(piano):
 @pytest.fixture(scope="module")
 def R():
     pytest.importorskip("ray.rllib")
-    import lmm_env.agents.rllib as rllib
+    import lmm_env.agents.training.rllib as rllib
 
     return rllib
 

@@ -108,7 +108,7 @@ def test_rejects_non_piano_spaces_and_fixed_options():
 def test_sac_key_conv_policy_is_pitch_equivariant_and_its_critic_reads_the_action():
     from stable_baselines3 import SAC
 
-    from lmm_env.agents.policies import KeyConvSACPolicy
+    from lmm_env.agents.learned.policies import KeyConvSACPolicy
 
     env = gym.make("LMMPiano-v0", **SHORT)
     model = SAC("KeyConvPolicy", env, buffer_size=100, learning_starts=10, device="cpu",

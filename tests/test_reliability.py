@@ -172,7 +172,7 @@ def test_an_interrupted_checkpoint_write_leaves_no_temporary(tmp_path, monkeypat
 
     import importlib
 
-    train_mod = importlib.import_module("lmm_env.agents.train")
+    train_mod = importlib.import_module("lmm_env.agents.training.sb3")
 
     def boom(*a, **k):
         open(a[1], "wb").write(b"partial")
@@ -318,7 +318,7 @@ def test_batched_env_i_matches_the_single_env_seeded_s_plus_i_within_the_stated_
 def test_on_policy_checkpoints_count_only_the_steps_their_weights_learned_from(tmp_path, monkeypatch):
     import importlib
 
-    train_mod = importlib.import_module("lmm_env.agents.train")
+    train_mod = importlib.import_module("lmm_env.agents.training.sb3")
     saved = []
     real = train_mod.save_checkpoint
 
@@ -465,7 +465,7 @@ def test_training_killed_with_sigkill_resumes_from_its_last_good_checkpoint(tmp_
     import sys
     import time
 
-    from lmm_env.agents.train import read_checkpoint
+    from lmm_env.agents.training.sb3 import read_checkpoint
 
     cmd = [sys.executable, "-m", "lmm_env.agents.cli"] + _train_argv(tmp_path)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -514,7 +514,7 @@ def test_training_killed_with_sigkill_during_a_checkpoint_write_resumes_from_the
     import sys
     import time
 
-    from lmm_env.agents.train import read_checkpoint
+    from lmm_env.agents.training.sb3 import read_checkpoint
 
     marker = tmp_path / "writing"
     cmd = [sys.executable, "-c", _BLOCK_THE_THIRD_WRITE] + _train_argv(tmp_path)

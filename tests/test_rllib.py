@@ -1,4 +1,4 @@
-"""lmm_env.agents.rllib: RLlib's new API stack on lmm_env (the batched twin per EnvRunner, KeyConvPolicy as an RLModule)."""
+"""lmm_env.agents.training.rllib: RLlib's new API stack on lmm_env (the batched twin per EnvRunner, KeyConvPolicy as an RLModule)."""
 from __future__ import annotations
 
 import math
@@ -14,7 +14,7 @@ import torch  # noqa: E402
 from ray.rllib.core.columns import Columns  # noqa: E402
 
 from lmm_env.agents import evaluate, load_agent  # noqa: E402
-from lmm_env.agents.rllib import (KeyConvRLModule, export_policy, make_env, policy_state, ppo_config,  # noqa: E402
+from lmm_env.agents.training.rllib import (KeyConvRLModule, export_policy, make_env, policy_state, ppo_config,  # noqa: E402
                                   register_envs, rllib_ppo_settings)
 
 KW = {"score": "folk", "max_seconds": 1.0}  # 1 s tunes: 20 frames + the 0.5 s tail = 30 steps an episode

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import lmm_env  # noqa: F401  (registers the ids)
-from lmm_env.agents.sac import SAC, KeyLevelSACPolicy, actions_to_levels, levels_to_actions
+from lmm_env.agents.training.sac import SAC, KeyLevelSACPolicy, actions_to_levels, levels_to_actions
 
 SHORT = dict(max_seconds=2.0, reward="key_match")
 

@@ -53,12 +53,12 @@ def test_a_checkpoint_naming_a_module_env_id_is_refused_without_importing_it(tmp
     bad = _rewrite(_ppo_closed_loop(), tmp_path / "shared.safetensors",
                    config_edit=lambda c: c.update(env_id="lmm_evil_mod:LMMPiano-v0"))
     from lmm_env.agents import load_agent, load_trained
-    from lmm_env.agents.train import export_policy, read_checkpoint
+    from lmm_env.agents.training.sb3 import export_policy, read_checkpoint
 
     for load in (load_agent, load_trained, read_checkpoint, lambda p: export_policy(p, tmp_path / "x.safetensors")):
         with pytest.raises(ValueError, match=r"env_id='lmm_evil_mod:LMMPiano-v0'.*LMMPiano-v0.*LMMImprovise-v0"):
             load(bad)
-    from lmm_env.agents import benchmark
+    from lmm_env.agents.benchmark import runner as benchmark
 
     with pytest.raises(benchmark.BenchmarkArgumentError, match="lmm_evil_mod"):
         benchmark.resolve([str(bad)])
@@ -93,7 +93,7 @@ def _record_real_builds(monkeypatch, cls, method):
 
 def test_an_agent_checkpoint_asking_for_a_huge_layer_is_refused_before_allocating(tmp_path, monkeypatch):
     from lmm_env.agents import load_agent
-    from lmm_env.agents.policies import KeyConvPolicy
+    from lmm_env.agents.learned.policies import KeyConvPolicy
 
     def widen(c):
         c["hyperparams"].setdefault("policy_kwargs", {})["actor_channels"] = [4_000_000, 32]
@@ -126,8 +126,8 @@ def test_an_ear_file_asking_for_huge_layers_is_refused_before_allocating(tmp_pat
 
 
 def test_a_diff_policy_asking_for_a_huge_network_is_refused_before_allocating(tmp_path, monkeypatch):
-    from lmm_env.agents import differentiable
-    from lmm_env.agents.differentiable import DiffPolicy, shipped_path
+    from lmm_env.agents.learned import differentiable
+    from lmm_env.agents.learned.differentiable import DiffPolicy, shipped_path
 
     bad = _rewrite(shipped_path("g"), tmp_path / "g.safetensors", config_edit=lambda c: c.update(channels=[1000, 32]))
     builds = _record_real_builds(monkeypatch, differentiable.KeyNet, "__init__")
@@ -154,7 +154,7 @@ def test_a_training_checkpoint_asking_for_huge_buffers_is_refused(tmp_path):
 
 def test_files_with_extra_tensors_name_them(tmp_path):
     from lmm_env.agents import load_agent
-    from lmm_env.agents.differentiable import DiffPolicy, shipped_path
+    from lmm_env.agents.learned.differentiable import DiffPolicy, shipped_path
 
     def add(t):
         t["policy.stowaway"] = torch.zeros(3)
@@ -205,9 +205,9 @@ def test_bad_seeds_are_named(seed):
 
 def test_the_rllib_entry_without_ray_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
-    monkeypatch.delitem(sys.modules, "lmm_env.agents.rllib", raising=False)
+    monkeypatch.delitem(sys.modules, "lmm_env.agents.training.rllib", raising=False)
     with pytest.raises(ImportError, match=r"pip install 'lmm_env\[rllib\]'"):
-        __import__("lmm_env.agents.rllib")
+        __import__("lmm_env.agents.training.rllib")
 
 
 def test_write_video_refuses_audio_it_cannot_encode(tmp_path):

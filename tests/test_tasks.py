@@ -8,7 +8,7 @@ import soundfile as sf
 
 import lmm_env
 from lmm_env import pairs
-from lmm_env.agents.zoo import make_agent
+from lmm_env.agents.registry import make_agent
 from lmm_env.keyboard import HiddenLayoutError
 from lmm_env.score import Score
 from lmm_env.tasks import probe_keyboard

@@ -1,4 +1,4 @@
-"""lmm_env.agents.train: SB3 training with TensorBoard logs and safe, resumable checkpoints."""
+"""lmm_env.agents.training.sb3: SB3 training with TensorBoard logs and safe, resumable checkpoints."""
 from __future__ import annotations
 
 import glob
@@ -79,7 +79,7 @@ def test_a_crash_mid_write_leaves_the_last_good_checkpoint(run, monkeypatch, tmp
 
     import safetensors.torch
 
-    from lmm_env.agents.train import read_checkpoint, save_checkpoint
+    from lmm_env.agents.training.sb3 import read_checkpoint, save_checkpoint
 
     logdir, model = run
     ckpt = tmp_path / "last.safetensors"
@@ -120,7 +120,7 @@ def test_export_policy_keeps_only_what_acting_needs(tmp_path):
     import gymnasium as gym
 
     from lmm_env.agents import export_policy, load_agent
-    from lmm_env.agents.train import read_checkpoint
+    from lmm_env.agents.training.sb3 import read_checkpoint
 
     model = train(algo="ppo", policy="KeyConvPolicy", total_steps=32, n_envs=2, logdir=str(tmp_path), env_kwargs=KW,
                   hyperparams={"n_steps": 16, "batch_size": 32, "n_epochs": 1}, eval_every=0, checkpoint_every=0,

@@ -21,7 +21,7 @@ def test_presets_exist_for_every_algo_and_name_sb3_arguments(algo):
 def test_rl_zoo3_trains_on_lmm_env_with_our_preset_file(tmp_path):
     pytest.importorskip("rl_zoo3")
     cmd = [sys.executable, "-m", "rl_zoo3.train", "--algo", "ppo", "--env", "LMMPiano-v0",
-           "--gym-packages", "lmm_env", "lmm_env.agents.policies", "--conf-file", str(hyperparams_path("ppo")), "-n", "128",
+           "--gym-packages", "lmm_env", "lmm_env.agents.learned.policies", "--conf-file", str(hyperparams_path("ppo")), "-n", "128",
            "--eval-freq", "-1", "--log-folder", str(tmp_path), "-params", "n_envs:2", "n_steps:64",
            "batch_size:64", "n_epochs:1", "env_kwargs:dict(score='exercises-scale', max_seconds=2.0, reward='key_match')"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=240)

@@ -1,6 +1,6 @@
 """`ListeningDecipherAgent`: learns LMMDecipher-v0's hidden keyboard from what its own presses sound like.
 
-    from lmm_env.agents.decipher_learn import ListeningDecipherAgent
+    from lmm_env.agents.learned.decipher import ListeningDecipherAgent
     agent = ListeningDecipherAgent(env, pairs=16, seed=0)     # env = gym.make("LMMDecipher-v0", ...)
     action, _ = agent.predict(obs)
 
@@ -63,11 +63,12 @@ class ListeningDecipherAgent:
 
     Args:
         env: an LMMDecipher-v0 env (one env, not a vector env).
-        pairs: K of the ear (`lmm_env.pairs.ear_for`); 0 is the analytic ear.
+        pairs: K of the ear (`lmm_env.pairs.ear_for`); 0 (the default) is the analytic ear.
+        ear: an ear object or the file of a saved one, instead of ``pairs`` (not both).
         seed: order in which untested keys are tried; a fixed seed gives a deterministic agent.
         group_size: keys per exploration strike (default 4 with the analytic ear on >= 64 keys, else 1).
         gap: steps between exploration strikes (default 2 with the analytic ear, else 1).
-        actor: a g policy over score pitches (`lmm_env.agents.differentiable.DiffPolicy` of
+        actor: a g policy over score pitches (`lmm_env.agents.learned.differentiable.DiffPolicy` of
             kind "g", e.g. diff-g's) that decides which pitches go down and how hard; the
             inferred map puts its pitches on keys. None: read the score's row 0 directly.
 
@@ -77,14 +78,14 @@ class ListeningDecipherAgent:
 
     oracle = False
 
-    def __init__(self, env, pairs=0, seed: int = 0, group_size: int | None = None, gap: int | None = None,
+    def __init__(self, env, pairs=None, seed: int = 0, group_size: int | None = None, gap: int | None = None,
                  lags=None, velocity: int = 100, margin: float = 0.25, threshold: float = 0.5,
                  alone_after: int = 2, max_tests: int = 2, learn_from_play: bool = True,
                  explore: str = "always", quiet_rows: int = 3, min_activation: float = 0.2,
-                 evidence: str | None = None, actor=None):
-        from lmm_env import pairs as pairs_mod
+                 evidence: str | None = None, actor=None, ear=None):
+        from lmm_env.agents._ears import resolve_ear
 
-        from lmm_env.agents.decipher import ear_synth, listening_sim
+        from lmm_env.agents.baselines.decipher import ear_synth, listening_sim
 
         sim = listening_sim(env, "ListeningDecipherAgent", velocity)
         if explore not in ("needed", "quiet", "always"):
@@ -94,7 +95,7 @@ class ListeningDecipherAgent:
         kb = sim.keyboard
         self.n_keys, self.n_actions, self.lo = kb.n_keys, kb.n_actions, kb.lo
         self.every_episode = sim.relayout == "episode"
-        self.ear = pairs_mod.ear_for(pairs, synth=ear_synth(sim))
+        self.ear = resolve_ear(pairs, ear, synth=ear_synth(sim), sample_rate=sim.sample_rate, progress=True)
         self.pairs = pairs
         analytic = type(self.ear).__name__ == "AnalyticEar"
         self.group_size = int(group_size) if group_size is not None else (4 if analytic and self.n_keys >= 64 else 1)
@@ -266,7 +267,7 @@ class ListeningDecipherAgent:
         # play the pitches of row 0 whose key is known (confident, or settled by the matching)
         usable = (self.pitch_of_action >= 0) & self.settled
         if self.actor is not None:  # the learned g decides what to play, in pitch space
-            from lmm_env.agents.differentiable import g_obs_input
+            from lmm_env.agents.learned.differentiable import g_obs_input
 
             p_down, v_down = self.actor.logits(g_obs_input(score, self.actor.cfg.lookahead))
             held_pitch = p_down[0] > 0.5

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from lmm_env.agents.differentiable import DiffConfig, DiffPolicy, g_inputs
+from lmm_env.agents.learned.differentiable import DiffConfig, DiffPolicy, g_inputs
 from lmm_env.synth.base import LOWEST_PITCH
 
 _SILENT = -1.0
@@ -73,19 +73,19 @@ def train_supervised_g(K, seed: int = 0, steps: int = 400, batch: int = 256, lr:
 
 
 class EarReaderAgent:
-    """Plays what the ear of K pairs transcribes from the target (LMMByEar-v0), at one velocity."""
+    """Plays what the ear of K pairs (or the ``ear`` handed over) transcribes from the target (LMMByEar-v0), at one velocity."""
 
     oracle = False
 
-    def __init__(self, env, pairs=16, velocity: int = 80):
-        from lmm_env import pairs as pairs_mod
+    def __init__(self, env, pairs=None, velocity: int = 80, ear=None):
+        from lmm_env.agents._ears import resolve_ear
 
         if not hasattr(env.unwrapped, "target_audio"):
             raise TypeError(f"{env!r} is not LMMByEar-v0; EarReaderAgent plays LMMByEar-v0")
         if not (isinstance(velocity, int) and 1 <= velocity <= 127):
             raise ValueError(f"velocity={velocity!r} must be an int in [1, 127]")
         self.env, self.sim = env, env.unwrapped.sim
-        self.ear = pairs_mod.ear_for(pairs, progress=False)
+        self.ear = resolve_ear(pairs, ear, sample_rate=self.sim.sample_rate, default_pairs=16)
         self.velocity = velocity
         kb = self.sim.keyboard
         self.cols = np.asarray(kb.pitch_of_action) - LOWEST_PITCH

@@ -1,6 +1,6 @@
 """Policies that learn a mapping through the differentiable world (the seed's basic setup).
 
-Two policies, one training loop (`lmm_env.agents.diff_train.train`, also ``train`` here):
+Two policies, one training loop (`lmm_env.agents.training.diff_train.train`, also ``train`` here):
 
 * **g** (``kind="g"``, agent ``"diff-g"``, plays LMMPiano-v0): the score window the env
   observes (``obs["score"]``, held / onset / velocity for now and ``lookahead`` frames) ->
@@ -14,8 +14,8 @@ Both are `KeyNet`: a convolution along the keys shared by every key (pitch-equiv
 everywhere on the keyboard. Each key gets a press probability and a velocity; `DiffAgent`
 plays them with discrete keys (down where the probability is above 0.5).
 
-Train with ``python -m lmm_env.agents.differentiable --kind g --samples 20000`` (how the
-loss is built from what is heard: `lmm_env.agents.diff_train`); the shipped weights
+Train with ``python -m lmm_env.agents.learned.differentiable --kind g --samples 20000`` (how the
+loss is built from what is heard: `lmm_env.agents.training.diff_train`); the shipped weights
 (``agents/weights/diff-g.safetensors``, ``diff-h.safetensors``) hold the command that made
 them in their metadata, and the run's learning curve beside them (``diff-g.json``).
 """
@@ -36,7 +36,7 @@ from lmm_env.score import FrameScore
 from lmm_env.synth.base import LOWEST_PITCH
 
 KINDS = ("g", "h")
-WEIGHTS = Path(__file__).resolve().parent / "weights"
+WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 _SILENT = -1.0
 
 
@@ -245,7 +245,7 @@ class DiffPolicy:
             raise ValueError(f"{str(path)!r} is not a safetensors file of a diff policy: {e}") from None
         if meta.get("format") != "lmm_env.diff-policy/1":
             raise ValueError(f"{str(path)!r} is not a diff policy (format {meta.get('format')!r}); "
-                             "train one with python -m lmm_env.agents.differentiable")
+                             "train one with python -m lmm_env.agents.learned.differentiable")
         if "config" not in meta:
             raise ValueError(f"{str(path)!r} has no config in its metadata; the file was edited")
         raw = json_object(path, "config", meta["config"], error=ValueError)  # also refuses [[[...]]] nesting
@@ -285,7 +285,7 @@ class DiffAgent:
 
     oracle = False
 
-    def __init__(self, env, policy: DiffPolicy, pairs=None, ear_synth: str | None = None):
+    def __init__(self, env, policy: DiffPolicy, pairs=None, ear_synth: str | None = None, ear=None):
         sim = getattr(env.unwrapped, "sim", None)
         if sim is None:
             raise TypeError(f"{env!r} is not an lmm_env task (it has no .sim)")
@@ -296,6 +296,9 @@ class DiffAgent:
             raise ValueError(f"this policy was trained at 20 fps and 16 kHz; the env runs at {sim.frame_rate} fps, "
                              f"{sim.sample_rate} Hz")
         if cfg.kind == "g":
+            given = [n for n, v in (("pairs", pairs), ("ear", ear), ("ear_synth", ear_synth)) if v is not None]
+            if given:
+                raise ValueError(f"diff-g does not listen: it takes no {', '.join(given)} (it reads obs['score'])")
             if kb.sealed:
                 raise ValueError("diff-g reads the keyboard's layout, which this env hides; on LMMDecipher-v0 use "
                                  "the agent 'decipher-closed-loop'")
@@ -305,10 +308,13 @@ class DiffAgent:
         else:
             if not hasattr(env.unwrapped, "target_audio"):
                 raise ValueError("diff-h listens to the target audio; it plays LMMByEar-v0")
-            from lmm_env import pairs as pairs_mod
+            from lmm_env.agents._ears import resolve_ear
 
-            self.ear = pairs_mod.ear_for(cfg.pairs if pairs is None else pairs,
-                                         synth=ear_synth or cfg.ear_synth, progress=False)
+            if ear is not None and ear_synth is not None:
+                raise ValueError(f"ear_synth={ear_synth!r} names whose pairs fit the ear, but ear= was given too; "
+                                 "give one of them")
+            self.ear = resolve_ear(pairs, ear, synth=ear_synth or cfg.ear_synth, sample_rate=sim.sample_rate,
+                                   default_pairs=cfg.pairs)
             self.column_of_action = np.asarray(kb.pitch_of_action) - LOWEST_PITCH
             self._heard = None
         self.n_actions = kb.n_actions
@@ -353,12 +359,12 @@ def shipped_path(kind: str) -> Path:
     return WEIGHTS / f"diff-{kind}.safetensors"
 
 
-def make_diff_agent(kind: str, env, pairs=None, path=None) -> DiffAgent:
-    """The shipped diff-g / diff-h (or ``path``) built for ``env``."""
+def make_diff_agent(kind: str, env, pairs=None, path=None, ear=None) -> DiffAgent:
+    """The shipped diff-g / diff-h (or ``path``) built for ``env``; h listens with ``ear`` or the ear of ``pairs``."""
     policy = DiffPolicy.load(path or shipped_path(kind))
     if policy.cfg.kind != kind:
         raise ValueError(f"{path} holds a {policy.cfg.kind} policy, not {kind}")
-    return DiffAgent(env, policy, pairs=pairs)
+    return DiffAgent(env, policy, pairs=pairs, ear=ear)
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -373,7 +379,7 @@ def _parse_k(v: str):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m lmm_env.agents.differentiable",
+    ap = argparse.ArgumentParser(prog="python -m lmm_env.agents.learned.differentiable",
                                  description="Train g (score -> keys) or h (heard target -> keys) through the "
                                              "differentiable piano; writes safetensors weights and a JSON report.")
     ap.add_argument("--kind", choices=KINDS, default="g")
@@ -411,12 +417,12 @@ def main(argv=None) -> int:
         check_int("--threads", args.threads, 1, 256)
     except ValueError as exc:
         ap.error(str(exc))
-    from lmm_env.agents.diff_train import train
+    from lmm_env.agents.training.diff_train import train
 
     policy, report = train(cfg, threads=args.threads, checkpoint=run, resume=args.resume and run.exists(),
                            log=lambda r: print(json.dumps({k: round(v, 4) if isinstance(v, float) else v
                                                            for k, v in r.items()}), flush=True))
-    cmd = "python -m lmm_env.agents.differentiable " + " ".join(
+    cmd = "python -m lmm_env.agents.learned.differentiable " + " ".join(
         a for a in (argv if argv is not None else __import__("sys").argv[1:]) if a != "--resume")
     policy.save(out, extra={"command": cmd, "samples": report["samples"], "target_samples": report["target_samples"],
                             "wall_s": round(report["wall_s"], 1), "best": report.get("best")})
@@ -430,8 +436,8 @@ def main(argv=None) -> int:
 
 
 def train(cfg: DiffConfig, **kwargs):
-    """`lmm_env.agents.diff_train.train`: learn a `DiffPolicy` through the differentiable world."""
-    from lmm_env.agents.diff_train import train as _train
+    """`lmm_env.agents.training.diff_train.train`: learn a `DiffPolicy` through the differentiable world."""
+    from lmm_env.agents.training.diff_train import train as _train
 
     return _train(cfg, **kwargs)
 

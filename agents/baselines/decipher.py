@@ -31,7 +31,8 @@ class BabbleAgent:
     up between keys (``2 * n_keys`` steps of babbling, the cost it pays; the score goes on
     meanwhile). It then listens to what it heard (``env.unwrapped.episode_audio()``, the
     audio of its own presses: it never reads the layout), reads each press's pitch with the
-    ear of ``pairs`` K (the analytic ear for K = 0), and assigns pitches to keys by a
+    ear of ``pairs`` K (the analytic ear for K = 0; or the ``ear`` handed over: an ear object or
+    the file of a saved one, `lmm_env.agents._ears`), and assigns pitches to keys by a
     one-to-one matching of the ear's activations (Hungarian algorithm, so two keys never
     claim one pitch). From then on it plays like `ScoreReaderAgent` through that map.
 
@@ -41,8 +42,8 @@ class BabbleAgent:
 
     oracle = False
 
-    def __init__(self, env, pairs=0, velocity: int = 100):
-        from lmm_env import pairs as pairs_mod
+    def __init__(self, env, pairs=None, velocity: int = 100, ear=None):
+        from lmm_env.agents._ears import resolve_ear
 
         sim = listening_sim(env, "BabbleAgent", velocity)
         self.env = env
@@ -51,7 +52,7 @@ class BabbleAgent:
         self.n_actions = sim.keyboard.n_actions
         self.lo = sim.keyboard.lo
         self.every_episode = sim.relayout == "episode"
-        self.ear = pairs_mod.ear_for(pairs, synth=ear_synth(sim))
+        self.ear = resolve_ear(pairs, ear, synth=ear_synth(sim), sample_rate=sim.sample_rate, progress=True)
         self.pairs = pairs
         self.velocity = velocity
         self.pitch_of_action: np.ndarray | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from lmm_env._checks import short_repr
-from lmm_env.agents.gradient import GradientAgent, _single_env_sim
+from lmm_env.agents.baselines.gradient import GradientAgent, _single_env_sim
 
 _SILENT = -1.0
 
@@ -43,22 +43,27 @@ class ReferenceOracle:
 class ByEarGradientAgent(GradientAgent):
     """`GradientAgent` on LMMByEar-v0: listens to the whole target at the episode's start, then plays.
 
-    Its initial guess comes from the ear of ``pairs`` K (the analytic ear for K = 0)."""
+    Its initial guess comes from the ear of ``pairs`` K (the analytic ear for K = 0), or from
+    ``ear`` (an ear object or the file of a saved one; not both)."""
 
     oracle = False
 
-    def __init__(self, env, pairs=0, **kwargs):
-        from lmm_env import pairs as pairs_mod
+    def __init__(self, env, pairs=None, ear=None, **kwargs):
+        from lmm_env.agents._ears import check_ear, resolve_ear
 
         _single_env_sim(env, "ByEarGradientAgent")
         if not hasattr(env.unwrapped, "target_audio"):
             raise TypeError(f"{short_repr(env)} is not LMMByEar-v0; ByEarGradientAgent plays LMMByEar-v0")
         if "init" in kwargs:
-            raise TypeError("ByEarGradientAgent takes no init: its initial guess is the ear of `pairs`")
+            raise TypeError("ByEarGradientAgent takes no init: its initial guess is the ear of `pairs` (or `ear`)")
+        if ear is not None and pairs is not None:
+            resolve_ear(pairs, ear)  # refuses both, before the search is set up
+        if ear is not None:
+            ear = check_ear(ear, env.unwrapped.sim.sample_rate)
         kwargs.setdefault("progress", False)
         # every argument is checked before the ear of K pairs is loaded (or fitted: minutes)
         super().__init__(env, **kwargs)
-        self.init = pairs_mod.ear_for(pairs)
+        self.init = ear if ear is not None else resolve_ear(pairs, progress=True)
         self._heard = None
 
     def reset(self) -> None:

@@ -1,7 +1,7 @@
 """`KeyConvPolicy`: a pitch-equivariant actor-critic policy for LMMPiano-v0 (SB3 PPO / A2C;
 `KeyConvSACPolicy`, the same idea for SAC, answers to the same name in SAC).
 
-    import lmm_env.agents.policies                  # registers the name with PPO and A2C
+    import lmm_env.agents.learned.policies                  # registers the name with PPO and A2C
     from stable_baselines3 import PPO
     from lmm_env.envs import make_sb3_vec_env
     model = PPO("KeyConvPolicy", make_sb3_vec_env(8, max_seconds=12))

@@ -1,7 +1,7 @@
 """SAC with per-key categorical actions ("KeyLevelPolicy"): soft actor-critic that can learn
 LMMPiano-v0.
 
-    from lmm_env.agents.sac import SAC                   # SB3's SAC, plus the policy below
+    from lmm_env.agents.training.sac import SAC                   # SB3's SAC, plus the policy below
     model = SAC("KeyLevelPolicy", make_sb3_vec_env(8, max_seconds=12), ent_coef=0.1)
     # or lmm_env.agents.train(algo="sac", policy="KeyLevelPolicy", ...) / preset("sac")
 
@@ -62,7 +62,7 @@ from stable_baselines3.common.utils import polyak_update
 from torch import nn
 from torch.nn import functional as F
 
-from lmm_env.agents.policies import KeyConvSACPolicy, KeyObsExtractor, _conv_stack, _key_layout, _KeyInputs
+from lmm_env.agents.learned.policies import KeyConvSACPolicy, KeyObsExtractor, _conv_stack, _key_layout, _KeyInputs
 
 __all__ = ["SAC", "KeyLevelSACPolicy", "KeyLevelActor", "KeyLevelCritic", "KeyLevelQNet", "levels_to_actions",
            "actions_to_levels"]

@@ -1,7 +1,7 @@
 """Ray RLlib (new API stack) on every lmm_env task: envs on every worker, the batched twin, `KeyConvPolicy` as an RLModule.
 
     import ray
-    from lmm_env.agents.rllib import export_policy, ppo_config
+    from lmm_env.agents.training.rllib import export_policy, ppo_config
     ray.init()                                          # or ray.init(address="auto") on a cluster
     algo = ppo_config("LMMPiano-v0", num_env_runners=2, num_envs_per_env_runner=8).build_algo()
     result = algo.train()                               # one PPO iteration (2 x 8 x 256 env steps)
@@ -55,7 +55,7 @@ from gymnasium.vector import AutoresetMode, VectorWrapper
 try:
     import ray  # noqa: F401
 except ImportError as _exc:  # the optional extra: say how to get it, not just "No module named 'ray'"
-    raise ImportError("lmm_env.agents.rllib needs Ray RLlib, an optional extra: pip install 'lmm_env[rllib]' "
+    raise ImportError("lmm_env.agents.training.rllib needs Ray RLlib, an optional extra: pip install 'lmm_env[rllib]' "
                       f"(or pip install 'ray[rllib]>=2.40'); importing it failed with: {_exc}") from _exc
 from ray.rllib.callbacks.callbacks import RLlibCallback
 from ray.rllib.core.columns import Columns
@@ -64,7 +64,7 @@ from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import nn
 
 from lmm_env._checks import check_int, check_real, check_seed, short_repr, writable_file
-from lmm_env.agents.policies import KeyActionHead, KeyConvExtractor, KeyObsExtractor, _key_layout
+from lmm_env.agents.learned.policies import KeyActionHead, KeyConvExtractor, KeyObsExtractor, _key_layout
 
 __all__ = ["KeyConvRLModule", "NextStepAutoreset", "RewardTermsCallback", "make_env", "register_envs", "lmm_task_ids",
            "rllib_ppo_settings", "ppo_config", "export_policy", "env_steps", "policy_state", "POLICY_KWARGS",
@@ -420,7 +420,7 @@ def ppo_config(env_id: str = "LMMPiano-v0", *, num_env_runners: int = 1, num_env
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-    from lmm_env.agents.train import preset
+    from lmm_env.agents.training.sb3 import preset
 
     _check_task_id(env_id)
     num_env_runners = check_int("num_env_runners", num_env_runners, 0, MAX_ENV_RUNNERS)
@@ -489,7 +489,7 @@ def _sb3_hyperparams(config) -> dict[str, Any]:
 def export_policy(algo, out, *, steps: int | None = None) -> Path:
     """Write the policy an RLlib PPO ``algo`` (built by `ppo_config`) is learning, as the
     package's safetensors policy (KeyConvPolicy's tensors under ``policy.``, the training
-    checkpoint format of `lmm_env.agents.train` without optimizer state), atomically.
+    checkpoint format of `lmm_env.agents.training.sb3` without optimizer state), atomically.
 
     ``lmm_env.agents.load_agent(out)`` plays it; loading never unpickles anything. The
     config records the env, its arguments, the SB3-named hyperparameters and, under
@@ -499,7 +499,7 @@ def export_policy(algo, out, *, steps: int | None = None) -> Path:
     import ray
     from ray.rllib.core import DEFAULT_MODULE_ID
 
-    from lmm_env.agents.train import CHECKPOINT_FORMAT, _write_atomic
+    from lmm_env.agents.training.sb3 import CHECKPOINT_FORMAT, _write_atomic
 
     if not (hasattr(algo, "config") and hasattr(algo, "learner_group")):
         raise TypeError(f"algo={short_repr(algo)} is not allowed; pass the RLlib Algorithm that "
@@ -542,7 +542,7 @@ def policy_state(path) -> dict[str, torch.Tensor]:
     e.g. the shipped ``ppo-closed-loop`` or an `export_policy` file), named as
     `KeyConvRLModule`'s state dict: ``module.load_state_dict(policy_state(path))`` warm-starts
     the RLModule from it. Nothing is unpickled."""
-    from lmm_env.agents.train import read_checkpoint
+    from lmm_env.agents.training.sb3 import read_checkpoint
 
     if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
         raise TypeError(f"path={short_repr(path)} is not allowed; give the path of a .safetensors policy checkpoint")

@@ -1,6 +1,6 @@
 """The lmm_env benchmark: every agent on every task under one fixed protocol, in one table.
 
-    from lmm_env.agents import benchmark
+    from lmm_env.agents.benchmark import runner as benchmark
     rows = benchmark.run(["baselines"], pairs=(0, 16), episodes=10, out="out/bench")
     # lmm-env benchmark --agent baselines --pairs 0,16 --out out/bench
 
@@ -56,7 +56,7 @@ LMMDecipher-v0's keyboard is sealed: ``pitch_of_action``, ``key_of_action`` and
 ``action_of_pitch`` raise `lmm_env.keyboard.HiddenLayoutError`, and the layout is read only
 through ``keyboard.reveal()``. Before it builds an agent the runner sets
 ``env.unwrapped.keyboard._reveal_allowed`` to the agent's registered ``oracle`` flag
-(`lmm_env.agents.zoo.AGENTS`; checkpoints and trained models are never oracles), so for
+(`lmm_env.agents.registry.AGENTS`; checkpoints and trained models are never oracles), so for
 every non-oracle ``reveal()`` raises too, in its constructor, in any episode and in the
 probe. The runner does not catch it: the run stops with a HiddenLayoutError that names the
 agent. The layout itself is not an attribute of the keyboard (nor of anything the env
@@ -69,14 +69,14 @@ or flipping the flag back; review agents for that.
 
 ## Agents
 
-``agents`` holds names from `lmm_env.agents.zoo.AGENTS`, the word ``"baselines"`` (every
+``agents`` holds names from `lmm_env.agents.registry.AGENTS`, the word ``"baselines"`` (every
 registered agent, each on the tasks it plays; one whose module is not installed is skipped
 with a note), ``.safetensors`` training checkpoints (`load_agent`; they play the task in
 their config), or `AgentSpec` objects (optionally as ``(label, spec)``) for agents that
 are not registered. An agent that does not play a task is skipped, unless it is the only
 agent asked: then a ValueError names it and the tasks it plays.
 ``train_algo="ppo", train_steps=N`` first trains on each (task, K, synth) on the train
-split through `lmm_env.agents.train` (the algorithm's preset; LMMPiano-v0's where a task
+split through `lmm_env.agents.training.sb3` (the algorithm's preset; LMMPiano-v0's where a task
 has none, ``MultiInputPolicy`` where the preset's policy needs a score observation) and
 adds the model as agent ``"ppo-trained"`` (``"<algo>-trained"``).
 """
@@ -96,7 +96,7 @@ from typing import Any, Callable
 import numpy as np
 
 from lmm_env._checks import check_int, short_repr
-from lmm_env.agents.zoo import AGENTS, TASKS, AgentSpec
+from lmm_env.agents.registry import AGENTS, TASKS, AgentSpec
 
 __all__ = ["run", "resolve", "PROTOCOL", "QUICK", "COLUMNS", "BenchmarkArgumentError", "SYNTHS", "write_outputs",
            "markdown_table", "read_results"]
@@ -164,15 +164,17 @@ def _registered(name: str, explicit: bool) -> _Entry:
     spec = AGENTS[name]
 
     def build(env, K, seed, _name=name):
-        from lmm_env.agents.zoo import make_agent
+        from lmm_env.agents.registry import load_agent
 
-        return make_agent(_name, env, pairs=K, seed=seed)
+        # the row's K is the reward's ear; an agent that listens gets the same K (see the protocol)
+        options = {"pairs": K if "pairs" in spec.options else None, "seed": seed if "seed" in spec.options else None}
+        return load_agent(_name, env, **options)
 
     return _Entry(name, bool(spec.oracle), tuple(spec.tasks), build, "oracle" if spec.oracle else "agent", explicit)
 
 
 def _checkpoint(path: str) -> _Entry:
-    from lmm_env.agents.train import read_checkpoint
+    from lmm_env.agents.training.sb3 import read_checkpoint
 
     if not os.path.isfile(path):
         raise BenchmarkArgumentError(f"agent checkpoint {path!r} does not exist")
@@ -193,7 +195,7 @@ def _checkpoint(path: str) -> _Entry:
             f"benchmark plays {task} on keys={want} without a pedal; train it with the protocol's key range")
 
     def build(env, K, seed, _path=path):
-        from lmm_env.agents.evaluate import load_agent
+        from lmm_env.agents.registry import load_agent
 
         return load_agent(_path, env)
 
@@ -208,7 +210,7 @@ def _custom(label: str, spec: AgentSpec) -> _Entry:
         raise BenchmarkArgumentError(f"agent {label!r} plays unknown tasks {unknown}; tasks: {list(TASKS)}")
 
     def build(env, K, seed, _spec=spec):
-        return _spec.factory(env, K, seed)
+        return _spec.factory(env, K if "pairs" in _spec.options else None, seed if "seed" in _spec.options else None)
 
     return _Entry(label, bool(spec.oracle), tuple(spec.tasks), build, "oracle" if spec.oracle else "custom")
 
@@ -288,7 +290,7 @@ def resolve(agents, tasks=None, pairs=(0,), synths=("piano",), episodes: int = 1
         raise BenchmarkArgumentError(str(exc)) from None
     # training
     if train_algo is not None:
-        from lmm_env.agents.train import ALGOS
+        from lmm_env.agents.training.sb3 import ALGOS
 
         if str(train_algo).lower() not in ALGOS:
             raise BenchmarkArgumentError(f"train algo {train_algo!r} is not allowed; use one of {sorted(ALGOS)}")
@@ -403,7 +405,7 @@ def _count_steps(env) -> list:
 
 def _train(task: str, K, synth: str, plan: Plan):
     """Train ``plan.train_algo`` on ``task``'s train split for ``plan.train_steps`` env steps; the model."""
-    from lmm_env.agents.train import preset, train
+    from lmm_env.agents.training.sb3 import preset, train
 
     try:
         p = preset(plan.train_algo, task)
@@ -469,7 +471,7 @@ def _play_row(entry: _Entry, task: str, K, synth: str, plan: Plan, bar, agent_ov
 
 
 def _play_row_inner(entry, task, K, synth, plan, bar, agent_override, extra_steps, extra_seconds):
-    from lmm_env.agents.evaluate import act
+    from lmm_env.agents.benchmark.evaluate import act
     from lmm_env.keyboard import HiddenLayoutError
 
     notes = []
@@ -528,8 +530,18 @@ def _play_row_inner(entry, task, K, synth, plan, bar, agent_override, extra_step
     finally:
         env.close()
     wall = time.perf_counter() - t0 + extra_seconds
+    row = summary_row(entry.label, entry.kind, entry.oracle, task, K, synth, episodes, probe,
+                      int(played_steps) + int(extra_steps), int(extra_steps), wall)
+    return row, episodes, notes
+
+
+def summary_row(label: str, kind: str, oracle: bool, task: str, K, synth, episodes: list, probe: dict,
+                env_steps: int, train_steps: int, wall: float) -> dict:
+    """One table row (`COLUMNS`) from an agent's episode rows on ``task``: what the benchmark and
+    `lmm_env.agents.evaluate` both report. ``probe``: `lmm_env.tasks.probe_keyboard`'s result on
+    LMMDecipher-v0 (else empty)."""
     improvise = task == "LMMImprovise-v0"
-    row = {"agent": entry.label, "kind": entry.kind, "oracle": bool(entry.oracle), "task": task, "pairs": K,
+    row = {"agent": label, "kind": kind, "oracle": bool(oracle), "task": task, "pairs": K,
            "synth": synth, "episodes": len(episodes)}
     for c in ("note_f1", "frame_f1", "velocity_error"):
         row[c] = math.nan if improvise else _nanmean(e.get(c) for e in episodes)
@@ -537,11 +549,11 @@ def _play_row_inner(entry, task, K, synth, plan, bar, agent_override, extra_step
     row["probe_steps"] = float(probe["probe_steps"]) if "probe_steps" in probe else math.nan
     for c in IMPROV_STATS:
         row[c] = _nanmean(e.get(c) for e in episodes) if improvise else math.nan
-    row["env_steps"] = int(played_steps) + int(extra_steps)
-    row["train_steps"] = int(extra_steps)
+    row["env_steps"] = int(env_steps)
+    row["train_steps"] = int(train_steps)
     row["wall_seconds"] = float(wall)
     row["return"] = _nanmean(e["return"] for e in episodes)
-    return row, episodes, notes
+    return row
 
 
 def _corpus_rows(plan: Plan) -> list[dict]:
@@ -573,7 +585,7 @@ def run(agents, tasks=None, pairs=(0,), synths=("piano",), episodes: int = 10, q
     """Benchmark ``agents`` on ``tasks`` x ``pairs`` (K) x ``synths`` under the fixed protocol.
 
     Args:
-        agents: names from `lmm_env.agents.zoo.AGENTS`, ``"baselines"``, ``.safetensors``
+        agents: names from `lmm_env.agents.registry.AGENTS`, ``"baselines"``, ``.safetensors``
             checkpoints or `AgentSpec` objects (``(label, spec)`` to name one); a list or a
             comma-separated string.
         tasks: task ids (default: every task one of the agents plays; all four with training).
@@ -608,7 +620,7 @@ def run(agents, tasks=None, pairs=(0,), synths=("piano",), episodes: int = 10, q
             raise BenchmarkArgumentError(f"{name}={short_repr(flag)} is not allowed; use True or False")
     plan = resolve(agents, tasks, pairs, synths, episodes, quick, train_algo, train_steps, seed)
     if command is None:
-        command = (f"lmm_env.agents.benchmark.run(agents={agents!r}, tasks={tasks!r}, pairs={pairs!r}, "
+        command = (f"lmm_env.agents.benchmark.runner.run(agents={agents!r}, tasks={tasks!r}, pairs={pairs!r}, "
                    f"synths={synths!r}, episodes={episodes!r}, quick={quick!r}, train_algo={train_algo!r}, "
                    f"train_steps={train_steps!r}, seed={seed!r})")
     prior = _prepare_out(out, plan, resume, overwrite) if out is not None else None

@@ -19,98 +19,16 @@ import numpy as np
 from tqdm import tqdm
 
 from lmm_env._checks import check_bool, check_int, check_seed, short_repr
-from lmm_env.agents.baselines import RandomAgent, ScoreReaderAgent
+from lmm_env.agents.baselines.simple import RandomAgent, ScoreReaderAgent
+
+# Kept for older code: the registry (`lmm_env.agents.registry`) is where agents are named now.
+from lmm_env.agents.registry import SHIPPED, check_spaces, load_agent  # noqa: E402,F401
 
 BASELINES = {"random": RandomAgent, "score-reader": ScoreReaderAgent}
-# Trained policies shipped in the package (safetensors; see BENCHMARKS.md for how they were made).
-SHIPPED = {"ppo-closed-loop": "ppo-closed-loop.safetensors", "ppo-improvise": "ppo-improvise.safetensors"}
 
 # Columns of the summary, in order: metrics first, then the return and reward terms.
 METRIC_COLUMNS = ("frame_f1", "note_precision", "note_recall", "note_f1", "velocity_error",
                   "pitch_class_entropy", "note_density")
-
-
-def _policy_agent(path, seed: int = 0):
-    """The policy of a checkpoint; one trained on LMMImprovise-v0 is played by sampling it
-    (`lmm_env.agents.improvise.PolicySamplerAgent`, seeded), since its mean alone loops."""
-    from lmm_env.agents.train import IMPROVISE_ID, load_policy
-
-    policy = load_policy(path)
-    if policy.env_id == IMPROVISE_ID:
-        from lmm_env.agents.improvise import PolicySamplerAgent
-
-        sampler = PolicySamplerAgent(policy, seed=seed)
-        sampler.env_id, sampler.world = policy.env_id, policy.world
-        return sampler
-    return policy
-
-
-def check_spaces(agent, env, what) -> None:
-    """A trained policy acts in the spaces it was trained in: refuse an env whose observations differ."""
-    space = getattr(agent, "observation_space", None)
-    want = env.observation_space
-    if space is None or not hasattr(space, "spaces") or not hasattr(want, "spaces"):
-        return
-    mine = {k: tuple(v.shape) for k, v in space.spaces.items()}
-    theirs = {k: tuple(v.shape) for k, v in want.spaces.items()}
-    if mine != theirs:
-        raise ValueError(f"agent {what!r} was trained on observations {mine}, but this env gives {theirs} "
-                         "(a different key range, lookahead or task); train it with this env's arguments")
-
-
-def load_agent(name_or_path, env=None, seed: int = 0):
-    """An agent: a baseline name ("random", "score-reader"), a shipped policy ("ppo-closed-loop":
-    PPO + KeyConvPolicy trained on the closed-loop reward only), a training checkpoint
-    (``.safetensors`` written by `lmm_env.agents.train`), or an object with ``predict`` (returned as is).
-    "ppo-improvise" (and any checkpoint trained on LMMImprovise-v0) samples its policy with ``seed``.
-
-    Baselines need the ``env`` they will play (they read its keyboard); a checkpoint rebuilds
-    its own model and never unpickles or imports anything. Given an ``env``, a policy or
-    baseline that does not play its task (or a policy trained on other observation shapes)
-    is refused here, naming both, not at its first ``predict``.
-    """
-    import os
-
-    from lmm_env.agents.zoo import AGENTS, check_env, check_task
-
-    if hasattr(name_or_path, "predict"):
-        return name_or_path
-    check_seed(seed)
-    if env is not None:
-        check_env(env)
-    path = None
-    if isinstance(name_or_path, (str, os.PathLike)) and os.fspath(name_or_path).lower().endswith(".safetensors"):
-        path = os.fspath(name_or_path)
-        if os.path.isdir(path):
-            raise ValueError(f"agent checkpoint {path!r} is a directory, not a file")
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"agent checkpoint {path!r} does not exist")
-    elif isinstance(name_or_path, str) and name_or_path in SHIPPED:
-        from pathlib import Path
-
-        path = Path(__file__).resolve().parent / "weights" / SHIPPED[name_or_path]
-        if not path.is_file():
-            raise FileNotFoundError(f"the shipped weights of {name_or_path!r} are missing: {path}")
-    if path is not None:
-        agent = _policy_agent(path, seed)
-        if env is not None:
-            label = name_or_path if isinstance(name_or_path, str) else os.fspath(name_or_path)
-            check_task(label, (agent.env_id,), env)
-            check_spaces(getattr(agent, "policy", agent), env, label)
-            sim = env.unwrapped.sim
-            here = {"frame_rate": float(sim.frame_rate), "sample_rate": int(sim.sample_rate)}
-            if agent.world != here:
-                raise ValueError(f"agent {label!r} was trained at {agent.world}, but this env runs at {here}; its "
-                                 "observations would mean other things: make the env at the policy's rates")
-        return agent
-    if isinstance(name_or_path, str) and name_or_path in BASELINES:
-        if env is None:
-            raise ValueError(f"load_agent({name_or_path!r}) needs the env it will play")
-        check_task(name_or_path, AGENTS[name_or_path].tasks, env)
-        return BASELINES[name_or_path](env)
-    raise ValueError(f"agent {short_repr(name_or_path)} is not allowed; use one of {sorted(BASELINES) + sorted(SHIPPED)}, "
-                     "a training checkpoint (.safetensors), or an object with predict(obs, deterministic=True) -> "
-                     "(action, state) (e.g. an SB3 model)")
 
 
 def act(agent, obs, state, episode_start, deterministic: bool = True):
@@ -133,10 +51,15 @@ def episode_rolls(env) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclasses.dataclass
 class EvalTable:
-    """Per-episode rows and their means. ``rows[i]`` maps column -> value (plus "score")."""
+    """Per-episode rows and their means. ``rows[i]`` maps column -> value (plus "score").
+
+    ``summary`` is the same row the benchmark writes for an agent on a task (its `COLUMNS`:
+    note and frame F1, velocity error, keys deciphered, the improvisation statistics, env
+    steps, wall time, return); ``table()`` prints it as the benchmark's markdown table."""
 
     rows: list[dict[str, Any]]
     first: dict[str, Any] | None = None  # with keep_first: the first episode's audio and rolls
+    summary: dict[str, Any] | None = None
 
     @property
     def columns(self) -> list[str]:
@@ -154,7 +77,7 @@ class EvalTable:
         return out
 
     def markdown(self, label: str = "agent") -> str:
-        """One row of means as a markdown table (header included)."""
+        """One row of means of every metric and reward term, as a markdown table (header included)."""
         if not isinstance(label, str):
             raise TypeError(f"label={short_repr(label)} must be a str (the agent's name in the table)")
         m = self.mean()
@@ -163,23 +86,50 @@ class EvalTable:
         row = f"| {label} | {len(self.rows)} | " + " | ".join(f"{m[c]:.3f}" for c in self.columns) + " |"
         return "\n".join([head, sep, row])
 
+    def table(self) -> str:
+        """The benchmark's markdown table of this evaluation (`lmm_env.agents.benchmark.markdown_table`)."""
+        from lmm_env.agents.benchmark.runner import markdown_table
+
+        return markdown_table([self.summary] if self.summary else [])
+
+
+def _label(agent) -> str:
+    import os
+
+    if isinstance(agent, str):
+        return agent
+    if isinstance(agent, os.PathLike):
+        return os.path.basename(os.fspath(agent))
+    return type(agent).__name__
+
 
 def evaluate(agent, env_id: str = "LMMPiano-v0", split: str = "test", episodes: int = 10,
              env_kwargs: dict | None = None, deterministic: bool = True, seed: int = 0,
-             progress: bool = True, keep_first: bool = False) -> EvalTable:
+             progress: bool = True, keep_first: bool = False, **options) -> EvalTable:
     """Play ``episodes`` held-out scores with ``agent`` and tabulate metrics and reward terms.
 
     Args:
-        agent: an SB3 model, a baseline agent, or a baseline name ("random", "score-reader").
+        agent: any registered agent name (`lmm_env.agents.registry.AGENTS`, including agents
+            bound to their env: they are built for the env made here), a ``.safetensors``
+            checkpoint, or an object with ``predict`` (an SB3 model, your agent).
         env_id: a registered env id; made with ``split`` and ``env_kwargs``.
         split: corpus split of the scores ("test" by default).
         episodes: how many scores (the first of the split's pool, in order; at most its size).
         deterministic: passed to ``predict``.
-        seed: env seed of episode ``i`` is ``seed + i`` (a RandomAgent gets ``seed``).
+        seed: env seed of episode ``i`` is ``seed + i``; an agent that takes a seed gets ``seed``.
         keep_first: also return the first episode's audio (``first["audio"]``,
             ``first["sample_rate"]``) and target / played velocity rolls (T, 88), for logging.
+        **options: ``pairs=K`` sets the reward's ear (the env's ``pairs``) and, as in the
+            benchmark, the ear of an agent that listens; ``ear=`` goes to an agent that
+            listens (refused by one that does not); nothing else is allowed.
+
+    The returned table's ``summary`` is the benchmark's row for this agent and task; on the
+    hidden keyboard (LMMDecipher-v0) only a registered oracle may read the layout, as there.
     """
-    from lmm_env.agents.zoo import TASKS
+    import time
+
+    from lmm_env.agents.benchmark.runner import summary_row
+    from lmm_env.agents.registry import AGENTS, OPTIONS, TASKS, check_options
 
     if env_id not in TASKS:
         raise ValueError(f"env_id={short_repr(env_id)} is not allowed; evaluate plays lmm_env's tasks {list(TASKS)}")
@@ -192,22 +142,56 @@ def evaluate(agent, env_id: str = "LMMPiano-v0", split: str = "test", episodes: 
     if "split" in (env_kwargs or {}):
         raise ValueError(f"env_kwargs holds split={short_repr(env_kwargs['split'])}; the split is evaluate's own "
                          f"argument (split={split!r})")
-    env = gym.make(env_id, split=split, **(env_kwargs or {}))
+    unknown = sorted(k for k in options if k not in OPTIONS or k == "seed")
+    if unknown:
+        raise ValueError(f"evaluate got unknown option(s) {unknown}; it takes pairs=K and ear= for the agent "
+                         "(seed is evaluate's own argument)")
+    kwargs = dict(env_kwargs or {})
+    pairs = options.get("pairs")
+    if pairs is not None:
+        if "pairs" in kwargs and kwargs["pairs"] != pairs:
+            raise ValueError(f"pairs={short_repr(pairs)} and env_kwargs['pairs']={short_repr(kwargs['pairs'])} "
+                             "differ; give one")
+        kwargs["pairs"] = pairs
+    spec = AGENTS.get(agent) if isinstance(agent, str) else None
+    agent_options = {"ear": options.get("ear")}
+    if spec is not None:
+        agent_options["pairs"] = pairs if "pairs" in spec.options else None
+        agent_options["seed"] = seed if "seed" in spec.options else None
+        check_options(agent, agent_options, spec.options)  # before the env is made
+    elif hasattr(agent, "predict"):
+        check_options(_label(agent), agent_options, ())
+    env = gym.make(env_id, split=split, **kwargs)
+    counter = [0]
+    inner = env.unwrapped.step
+
+    def counted(action):
+        counter[0] += 1
+        return inner(action)
+
+    env.unwrapped.step = counted
+    t0 = time.perf_counter()
     try:
-        if isinstance(agent, str) and agent == "random":
-            agent = RandomAgent(env, seed=seed)
-        agent = load_agent(agent, env)
+        oracle = bool(spec.oracle) if spec is not None else False
+        if spec is not None:  # as in the benchmark: only a registered oracle may reveal() a hidden layout
+            env.unwrapped.keyboard._reveal_allowed = oracle
+        if agent == "random":
+            agent_options["seed"] = seed
+        built = load_agent(agent, env, **agent_options)
         n = min(episodes, len(env.unwrapped.sim.pool))
-        rows, first = [], None
+        rows, first, probe = [], None, {}
         for i in tqdm(range(n), desc="evaluate", unit="episode", disable=not progress):
             obs, info = env.reset(seed=seed + i, options={"score_index": i})
-            if hasattr(agent, "reset"):
-                agent.reset()
+            if hasattr(built, "reset"):
+                built.reset()
             state, start = None, np.ones((1,), dtype=bool)
             total, terms, steps = 0.0, {}, 0
             while True:
-                action, state = act(agent, obs, state, start, deterministic)
+                action, state = act(built, obs, state, start, deterministic)
                 start = np.zeros((1,), dtype=bool)
+                action = np.asarray(action, dtype=np.float32)
+                if action.ndim == 2 and action.shape[0] == 1:  # a policy that answers in batches
+                    action = action[0]
                 obs, reward, terminated, truncated, step_info = env.step(action)
                 total += float(reward)
                 steps += 1
@@ -221,6 +205,16 @@ def evaluate(agent, env_id: str = "LMMPiano-v0", split: str = "test", episodes: 
                 first = {"audio": env.unwrapped.episode_audio(), "sample_rate": env.unwrapped.sim.sample_rate,
                          "target_roll": target, "played_roll": played}
             rows.append(dict(metrics, score=info["score_name"], steps=steps, **{"return": total}, **terms))
+        env_steps = counter[0]
+        if env_id == "LMMDecipher-v0":
+            from lmm_env.tasks import probe_keyboard
+
+            probe = dict(probe_keyboard(built, env))
+        kind = "oracle" if oracle else (spec.kind if spec is not None else "agent")
+        synth = kwargs.get("target_synth" if env_id == "LMMByEar-v0" else "synth", "piano")
+        summary = summary_row(_label(agent), kind, oracle, env_id, kwargs.get("pairs", 0),
+                              synth if isinstance(synth, str) else type(synth).__name__, rows, probe,
+                              env_steps, 0, time.perf_counter() - t0)
     finally:
         env.close()
-    return EvalTable(rows, first)
+    return EvalTable(rows, first, summary)

@@ -1,15 +1,15 @@
 """Train the shipped improviser "ppo-improvise": PPO + KeyConvPolicy on LMMImprovise-v0 (LM^M).
 
-    python -m lmm_env.agents.train_improvise --steps 655360 --logdir runs/ppo-improvise \\
+    python -m lmm_env.agents.training.improvise --steps 655360 --logdir runs/ppo-improvise \\
         --export agents/weights/ppo-improvise.safetensors
 
 The ``ppo`` preset for LMMImprovise-v0 (`agents/hyperparams/ppo.yml`): 8 batched envs of
 folk *train* prompts (4 s, played by the world) then 20 s of free play, rewarded by
 ``improvise`` alone. Every ``--eval-every`` steps the sampled policy
-(`lmm_env.agents.improvise.PolicySamplerAgent`, seed 0) plays ``--eval-episodes`` folk
+(`lmm_env.agents.baselines.improvise.PolicySamplerAgent`, seed 0) plays ``--eval-episodes`` folk
 *validation* prompts; ``eval.csv`` and TensorBoard (``eval/judge_nll``,
 ``eval/note_density``, ...) get the means, and ``checkpoints/best.safetensors`` keeps the
-best by `lmm_env.agents.train._selection_score` (not collapsed, then the lowest judge NLL).
+best by `lmm_env.agents.training.sb3._selection_score` (not collapsed, then the lowest judge NLL).
 ``--export`` writes that checkpoint's policy tensors (no optimizer) for shipping.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ ENV_ID = "LMMImprovise-v0"
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m lmm_env.agents.train_improvise", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m lmm_env.agents.training.improvise", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=None, help="env steps (default: the preset's n_timesteps)")
     p.add_argument("--seed", type=int, default=0)
@@ -41,7 +41,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from lmm_env.agents.train import export_policy, preset, train
+    from lmm_env.agents.training.sb3 import export_policy, preset, train
 
     torch.set_num_threads(int(args.threads))
     pre = preset("ppo", ENV_ID)

@@ -31,9 +31,9 @@ from lmm_env import TASK_IDS  # the only env ids a checkpoint may name (nothing 
 from lmm_env._checks import check_bool, check_int, short_repr, writable_dir, writable_file
 
 # "sac" is SB3's SAC extended to train the per-key categorical "KeyLevelPolicy" (agents/sac.py).
-ALGOS = {"ppo": "stable_baselines3:PPO", "a2c": "stable_baselines3:A2C", "sac": "lmm_env.agents.sac:SAC"}
-POLICIES = {"MultiInputPolicy": None, "KeyConvPolicy": "lmm_env.agents.policies:KeyConvPolicy",
-            "KeyLevelPolicy": "lmm_env.agents.sac:KeyLevelSACPolicy"}
+ALGOS = {"ppo": "stable_baselines3:PPO", "a2c": "stable_baselines3:A2C", "sac": "lmm_env.agents.training.sac:SAC"}
+POLICIES = {"MultiInputPolicy": None, "KeyConvPolicy": "lmm_env.agents.learned.policies:KeyConvPolicy",
+            "KeyLevelPolicy": "lmm_env.agents.training.sac:KeyLevelSACPolicy"}
 _POLICY_ALGOS = {"KeyLevelPolicy": ("sac",)}
 CHECKPOINT_FORMAT = "lmm_env-sb3-1"
 
@@ -231,11 +231,11 @@ def read_checkpoint(path) -> tuple[dict, dict, int]:
         steps = check_int("num_timesteps", int(meta["num_timesteps"]), 0, 10**13)
     except (KeyError, ValueError, TypeError, RecursionError) as exc:
         raise ValueError(f"checkpoint {str(path)!r} has broken metadata ({type(exc).__name__}: {exc}); "
-                         "it was not written by lmm_env.agents.train or was edited") from None
+                         "it was not written by lmm_env.agents.training.sb3 or was edited") from None
     missing = [k for k in _CONFIG_KEYS if not isinstance(config, dict) or k not in config]
     if missing:
         raise ValueError(f"checkpoint {str(path)!r} has a config without {missing}; it was not written by "
-                         "lmm_env.agents.train or was edited")
+                         "lmm_env.agents.training.sb3 or was edited")
     _check_config(config, path)
     if not isinstance(optimizers, list):
         raise ValueError(f"checkpoint {str(path)!r} has broken optimizer metadata: {short_repr(optimizers)}")
@@ -523,7 +523,7 @@ def _selection_score(means: dict, env_id: str = "LMMPiano-v0") -> tuple[float, f
 def _callbacks(config, logdir, eval_every, eval_episodes, checkpoint_every, eval_split):
     from stable_baselines3.common.callbacks import BaseCallback
 
-    from lmm_env.agents.evaluate import evaluate
+    from lmm_env.agents.benchmark.evaluate import evaluate
 
     class LMMCallback(BaseCallback):
         """Reward terms and episode metrics to the logger; periodic evaluation and checkpoints."""
@@ -576,7 +576,7 @@ def _callbacks(config, logdir, eval_every, eval_episodes, checkpoint_every, eval
         def run_eval(self) -> None:
             agent = self.model
             if config["env_id"] == IMPROVISE_ID:  # an improviser is its sampled policy (fixed seed: comparable evals)
-                from lmm_env.agents.improvise import PolicySamplerAgent
+                from lmm_env.agents.baselines.improvise import PolicySamplerAgent
 
                 agent = PolicySamplerAgent(self.model.policy, seed=0)
             table = evaluate(agent, config["env_id"], split=eval_split, episodes=eval_episodes,

@@ -1,0 +1,8 @@
+"""Learned agents, one module each (the policy and how it plays).
+
+- `differentiable`: ``diff-g`` and ``diff-h``, mappings learned through the differentiable piano.
+- `decipher`: ``decipher-closed-loop``, learns the hidden keyboard from its own strikes.
+- `policies`: `KeyConvPolicy`, the SB3 policy of the shipped ``ppo-closed-loop`` and ``ppo-improvise``.
+
+How each was trained: `lmm_env.agents.registry.AGENTS[name].retrain` (``lmm-env agents``).
+"""
