@@ -47,11 +47,14 @@ setup(
     # rl_zoo3 is only needed to run the zoo's own train script on our env (tested).
     # rllib: Ray RLlib's new API stack (lmm_env.agents.training.rllib, examples/rllib_ppo.py); Ray pins its
     # own gymnasium, which lmm_env supports (>= 1.0).
-    extras_require={"test": ["pytest>=7", "scikit-learn>=1.2", "rl_zoo3>=2.3", "hypothesis>=6"],
+    extras_require={"test": ["pytest>=7", "scikit-learn>=1.2", "rl_zoo3>=2.3", "hypothesis>=6", "moviepy>=1.0"],
                     "rllib": ["ray[rllib]>=2.40"],
                     # docs: the API reference (`make docs`, mkdocs + mkdocstrings, built from docstrings)
                     "docs": ["mkdocs>=1.6", "mkdocstrings[python]>=0.26"],
                     # datasets: episodes recorded as Minari datasets (lmm_env.agents.datasets)
-                    "datasets": ["minari>=0.5"]},
+                    "datasets": ["minari[create,arrow]>=0.5"],
+                    # video: gymnasium.wrappers.RecordVideo (silent) needs moviepy; lmm_env's own video
+                    # writer (lmm_env.envs.video, with sound) does not
+                    "video": ["moviepy>=1.0"]},
     entry_points={"console_scripts": ["lmm-env=lmm_env.agents.cli:main"]},
 )

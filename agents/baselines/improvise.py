@@ -90,7 +90,8 @@ class ScoreLMSamplerAgent:
             self._down = held
             return np.full(self.n_actions, _SILENT, np.float32), state  # the world plays the prompt
         z = self.stream.logits / self.temperature  # (2, 88)
-        p = 1.0 / (1.0 + np.exp(-z))
+        with np.errstate(over="ignore"):  # exp(-z) -> inf for very negative logits: p = 0, as it should be
+            p = 1.0 / (1.0 + np.exp(-z))
         onset = self.rng.random(88) < p[1]
         held = (self.rng.random(88) < p[0]) | onset
         inside = np.zeros(88, bool)

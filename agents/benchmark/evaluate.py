@@ -88,7 +88,7 @@ class EvalTable:
 
     def table(self) -> str:
         """The benchmark's markdown table of this evaluation (`lmm_env.agents.benchmark.markdown_table`)."""
-        from lmm_env.agents.benchmark.runner import markdown_table
+        from lmm_env.agents.benchmark.tables import markdown_table
 
         return markdown_table([self.summary] if self.summary else [])
 
