@@ -42,7 +42,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(1)
     from lmm_env import corpus
-    from lmm_env.agents.gradient import GradientAgent
+    from lmm_env.agents.baselines.gradient import GradientAgent
     from lmm_env.lm import load_pretrained
     from lmm_env.metrics import frame_f1, note_metrics
     from lmm_env.synth import PianoSynth, SoundFontSynth

@@ -3,7 +3,7 @@
     python bench/bench_ppo_speed.py                       # default reward (closed_loop), 8 envs
     python bench/bench_ppo_speed.py --reward key_match --steps 16384
 
-Both runs use SB3 PPO with the headline preset (KeyConvPolicy, agents/hyperparams/ppo.yml), the same number of envs and
+Both runs use SB3 PPO with the headline preset (KeyConvPolicy, agents/training/hyperparams/ppo.yml), the same number of envs and
 steps, in the same process: LMMPiano-v0 through `make_sb3_vec_env` (the natively batched
 env), and a batched VecEnv with identical observation and action spaces that returns zeros
 and does nothing. Target (issue 4): LMMPiano-v0 at least 70% of the do-nothing env's steps/s.
@@ -19,7 +19,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 import lmm_env  # noqa: F401
 from lmm_env.agents import preset
-from lmm_env.agents.policies import KeyConvPolicy
+from lmm_env.agents.learned.policies import KeyConvPolicy
 from lmm_env.envs import make_sb3_vec_env
 
 

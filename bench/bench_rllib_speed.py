@@ -18,7 +18,7 @@ import time
 def sb3_speed(steps: int) -> float:
     from stable_baselines3 import PPO
 
-    import lmm_env.agents.policies  # noqa: F401  (registers KeyConvPolicy)
+    import lmm_env.agents.learned.policies  # noqa: F401  (registers KeyConvPolicy)
     from lmm_env.agents import preset
     from lmm_env.envs import make_sb3_vec_env
 
@@ -34,7 +34,7 @@ def sb3_speed(steps: int) -> float:
 
 
 def rllib_speed(steps: int, runners: int, envs_per_runner: int) -> float:
-    from lmm_env.agents.rllib import env_steps, ppo_config
+    from lmm_env.agents.training.rllib import env_steps, ppo_config
 
     algo = ppo_config("LMMPiano-v0", num_env_runners=runners, num_envs_per_env_runner=envs_per_runner).build_algo()
     try:

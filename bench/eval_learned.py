@@ -14,7 +14,7 @@ import gymnasium as gym
 import numpy as np
 
 import lmm_env  # noqa: F401
-from lmm_env.agents.zoo import make_agent
+from lmm_env.agents.registry import make_agent
 
 
 def play(task, agent_name, corpus, episodes, seconds, **kwargs) -> dict:

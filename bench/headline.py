@@ -6,10 +6,10 @@ For every K and seed it trains (and caches under ``--out``/weights, so a rerun r
 * ``lm``: diff-g / diff-h through the differentiable world with the closed-loop objective:
   the ear of K pairs plus LM^A's likelihood of the rendered audio (``--lm`` weight);
 * ``ear``: the same with the LM term switched off (ear only);
-* ``pairs``: supervised on the K pairs alone (`lmm_env.agents.pairs_only`): g fitted on the
+* ``pairs``: supervised on the K pairs alone (`lmm_env.agents.baselines.pairs_only`): g fitted on the
   pairs' scores; h = the ear of K pairs reading the target.
 
-and plays them with `lmm_env.agents.benchmark.run` (test split, the fixed protocol):
+and plays them with `lmm_env.agents.benchmark.runner.run` (test split, the fixed protocol):
 g on LMMPiano-v0 and, through the keyboard the agent deciphers by ear
 (`ListeningDecipherAgent` with the g policy as its actor), on LMMDecipher-v0; h on
 LMMByEar-v0 with targets by the built-in piano and by the SoundFont piano.
@@ -41,8 +41,8 @@ def _k(v):
 
 def train_all(args, out: Path) -> dict:
     """Weights path of every (kind, variant, K, seed), training what is missing."""
-    from lmm_env.agents.differentiable import DiffConfig, DiffPolicy, train
-    from lmm_env.agents.pairs_only import train_supervised_g
+    from lmm_env.agents.learned.differentiable import DiffConfig, DiffPolicy, train
+    from lmm_env.agents.baselines.pairs_only import train_supervised_g
 
     paths, log = {}, out / "training.jsonl"
     for K in args.ks:
@@ -74,15 +74,15 @@ def train_all(args, out: Path) -> dict:
 
 def specs(paths: dict, args) -> tuple[list, list]:
     """(g agents, h agents) as (label, AgentSpec) for the benchmark runner."""
-    from lmm_env.agents.zoo import AgentSpec
+    from lmm_env.agents.registry import AgentSpec
 
     def g_factory(variant, seed):
         def build(env, pairs, seed_=0):
-            from lmm_env.agents.differentiable import DiffAgent, DiffPolicy
+            from lmm_env.agents.learned.differentiable import DiffAgent, DiffPolicy
 
             policy = DiffPolicy.load(paths[("g", variant, pairs, seed)])
             if env.unwrapped.sim.keyboard.sealed:
-                from lmm_env.agents.decipher_learn import ListeningDecipherAgent
+                from lmm_env.agents.learned.decipher import ListeningDecipherAgent
 
                 return ListeningDecipherAgent(env, pairs=pairs, seed=seed, actor=policy)
             return DiffAgent(env, policy)
@@ -91,10 +91,10 @@ def specs(paths: dict, args) -> tuple[list, list]:
     def h_factory(variant, seed):
         def build(env, pairs, seed_=0):
             if variant == "pairs":
-                from lmm_env.agents.pairs_only import EarReaderAgent
+                from lmm_env.agents.baselines.pairs_only import EarReaderAgent
 
                 return EarReaderAgent(env, pairs=pairs)
-            from lmm_env.agents.differentiable import DiffAgent, DiffPolicy
+            from lmm_env.agents.learned.differentiable import DiffAgent, DiffPolicy
 
             return DiffAgent(env, DiffPolicy.load(paths[("h", variant, pairs, seed)]))
         return build
@@ -192,7 +192,7 @@ def main(argv=None) -> int:
     if args.train_only:
         print(f"weights ready under {out / 'weights'} ({t_train:.0f} s)")
         return 0
-    from lmm_env.agents.benchmark import run
+    from lmm_env.agents.benchmark.runner import run
 
     g, h = specs(paths, args)
     cmd = "python bench/headline.py " + " ".join(sys.argv[1:] if argv is None else argv)

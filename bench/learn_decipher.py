@@ -53,11 +53,11 @@ ACTOR = "diff-g"  # what decipher-closed-loop plays over score pitches (set by -
 
 def _agent(name, env, K, group_size=None):
     if name == "babble":
-        from lmm_env.agents.decipher import BabbleAgent
+        from lmm_env.agents.baselines.decipher import BabbleAgent
 
         return BabbleAgent(env, pairs=K)
-    from lmm_env.agents.decipher_learn import ListeningDecipherAgent
-    from lmm_env.agents.differentiable import DiffPolicy, shipped_path
+    from lmm_env.agents.learned.decipher import ListeningDecipherAgent
+    from lmm_env.agents.learned.differentiable import DiffPolicy, shipped_path
 
     actor = DiffPolicy.load(shipped_path("g")) if ACTOR == "diff-g" else None
     return ListeningDecipherAgent(env, pairs=K, seed=0, group_size=group_size, actor=actor)

@@ -1,6 +1,8 @@
-"""Learning curves of the learned mappings, one PNG per task (issue 12).
+"""Learning curves of the learned mappings, one PNG per task, and the headline PPO runs' table.
 
-    .venv/bin/python bench/learning_curves.py [--ppo-csv runs/ppo-closed-loop/eval.csv]
+    .venv/bin/python bench/learning_curves.py [--ppo-csv runs/ppo-closed_loop-s0/eval.csv]
+    .venv/bin/python bench/learning_curves.py --improvise-logdir runs/ppo-improvise
+    .venv/bin/python bench/learning_curves.py --reward-runs runs     # the headline's table by reward
 
 * docs/learning_curves/piano.png: diff-g's held-out note F1 (validation folk) against world
   samples (the shipped run, ``agents/weights/diff-g.json``), and, with ``--ppo-csv``, a PPO
@@ -8,10 +10,18 @@
 * docs/learning_curves/by_ear.png: diff-h's against world samples (``agents/weights/diff-h.json``).
 * docs/learning_curves/rllib_ppo.png, with ``--rllib-csv``: an ``examples/rllib_ppo.py`` run's
   validation note and frame F1 against env steps (its ``eval.csv``, copied beside the PNG).
+* docs/learning_curves/improvise.png, with ``--improvise-logdir``: the ppo-improvise run
+  (``scripts/train/ppo_improvise.sh``): judge NLL, return, notes/s and pitch-class entropy
+  against env steps, from ``<logdir>/eval.csv`` (validation evaluations) and the TensorBoard
+  events (``episode/*``: training episodes); shaded bands are the p10-p90 of held-out corpus
+  pieces (`lmm_env.improv.corpus_reference`, *validation* split, 20 pieces each, first 20 s).
+* with ``--reward-runs DIR``: the headline PPO runs by training reward
+  (``examples/train_ppo.py --reward R``, read from ``DIR/ppo-<R>-s<seed>/eval.csv``): prints
+  the markdown table of validation note F1 (frame F1) against env steps that BENCHMARKS.md
+  quotes, and draws ``ppo_rewards.png`` beside the others.
 
-LMMDecipher-v0 (bench/learn_decipher.py) and LMMImprovise-v0 (bench/plot_improvise_curve.py)
-draw their own. Each x axis is the samples the method took from the world: one rendered (or
-played) step of one piece.
+LMMDecipher-v0 (bench/learn_decipher.py) draws its own. Each x axis is the samples the method
+took from the world: one rendered (or played) step of one piece.
 """
 from __future__ import annotations
 
@@ -64,14 +74,141 @@ def _plot(path: Path, curves, xlabel: str, ylabel: str, title: str, symlog: bool
     plt.close(fig)
 
 
+def _read_eval(logdir):
+    import numpy as np
+
+    with open(Path(logdir) / "eval.csv") as f:
+        rows = list(csv.DictReader(f))
+    return {k: np.array([float(r[k]) for r in rows]) for k in rows[0]}
+
+
+def _read_tb(logdir, tags):
+    import glob
+
+    import numpy as np
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = {}
+    for path in sorted(glob.glob(str(Path(logdir) / "events.out.tfevents.*"))):
+        ea = EventAccumulator(path, size_guidance={"scalars": 0})
+        ea.Reload()
+        for tag in tags:
+            if tag in ea.Tags()["scalars"]:
+                ev = ea.Scalars(tag)
+                s, v = out.get(tag, ([], []))
+                out[tag] = (s + [e.step for e in ev], v + [e.value for e in ev])
+    return {k: (np.array(s), np.array(v)) for k, (s, v) in out.items()}
+
+
+def _smooth(v, k=9):
+    import numpy as np
+
+    if len(v) < k:
+        return v
+    pad = np.pad(v, (k // 2, k // 2), mode="edge")
+    return np.convolve(pad, np.ones(k) / k, mode="valid")
+
+
+def improvise_curve(logdir, path: Path) -> None:
+    """The ppo-improvise run's curves (validation and training episodes) beside the corpus ranges."""
+    from lmm_env.improv import corpus_reference
+
+    ev = _read_eval(logdir)
+    stats = ("judge_nll", "note_density", "pitch_class_entropy")
+    tb = _read_tb(logdir, [f"episode/{s}" for s in stats])
+    ref = corpus_reference(split="validation", n=20, seconds=20.0)
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
+    panels = [("judge_nll", "judge NLL (nats/frame)"), ("return", "improvise return (validation episode)"),
+              ("note_density", "notes/s"), ("pitch_class_entropy", "pitch-class entropy (bits)")]
+    colors = {"folk": "tab:green", "bach-chorales": "tab:purple"}
+    for ax, (key, title) in zip(axes, panels):
+        if f"episode/{key}" in tb:
+            s, v = tb[f"episode/{key}"]
+            ax.plot(s, v, color="0.8", lw=0.8, label="training episodes")
+            ax.plot(s, _smooth(v), color="0.5", lw=1.2, label="training (smoothed)")
+        if key in ev:
+            ax.plot(ev["steps"], ev[key], "o-", color="tab:blue", label="validation (sampled policy, 6 prompts)")
+        if key in stats:
+            for name, st in ref.items():
+                lo, hi = st[key]["p10"], st[key]["p90"]
+                ax.axhspan(lo, hi, color=colors.get(name, "0.7"), alpha=0.15, label=f"{name} p10-p90")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("env steps")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    axes[2].legend(fontsize=7)
+    fig.suptitle("ppo-improvise: PPO + KeyConvPolicy on LMMImprovise-v0 (improvise reward)", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def reward_runs(runs, rewards, seed: int, path: Path) -> None:
+    """The headline PPO runs by training reward: a figure and the markdown table BENCHMARKS.md quotes."""
+    curves = {}
+    for reward in rewards:
+        csv_path = Path(runs) / f"ppo-{reward}-s{seed}" / "eval.csv"
+        if csv_path.exists():
+            with open(csv_path) as f:
+                curves[reward] = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        else:
+            print(f"(no {csv_path}; run: python examples/train_ppo.py --reward {reward} --seed {seed})")
+    if not curves:
+        raise SystemExit("no learning curves found")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
+    for reward, rows in curves.items():
+        steps = [r["steps"] / 1000 for r in rows]
+        axes[0].plot(steps, [r["note_f1"] for r in rows], marker="o", ms=3, label=reward)
+        axes[1].plot(steps, [r["frame_f1"] for r in rows], marker="o", ms=3, label=reward)
+    for ax, name in zip(axes, ("note onset F1", "frame F1")):
+        ax.set_xlabel("env steps (thousands)")
+        ax.set_ylabel(f"{name}, validation folk tunes")
+        ax.set_ylim(0, 1.02)
+        ax.axhline(0.9, color="grey", lw=0.8, ls="--")
+        ax.grid(alpha=0.3)
+    axes[0].legend(title="training reward")
+    fig.suptitle("PPO + KeyConvPolicy on LMMPiano-v0 (folk, 8 envs)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    print(f"wrote {path}\n")
+    marks = sorted({int(r["steps"]) for rows in curves.values() for r in rows})
+    print("| steps | " + " | ".join(f"{r} note F1 (frame F1)" for r in curves) + " |")
+    print("|---" * (len(curves) + 1) + "|")
+    for m in marks:
+        cells = []
+        for rows in curves.values():
+            row = next((r for r in rows if int(r["steps"]) == m), None)
+            cells.append("-" if row is None else f"{row['note_f1']:.3f} ({row['frame_f1']:.3f})")
+        print(f"| {m:,} | " + " | ".join(cells) + " |")
+    print()
+    for reward, rows in curves.items():
+        first = next((r for r in rows if r["note_f1"] >= 0.9), None)
+        when = "never" if first is None else f"{int(first['steps']):,} steps ({first['wall_seconds']:.0f} s)"
+        print(f"{reward}: validation note F1 >= 0.9 first at {when}; last {rows[-1]['note_f1']:.3f} "
+              f"at {int(rows[-1]['steps']):,} steps, {rows[-1]['wall_seconds']:.0f} s")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ppo-csv", default=None, help="eval.csv of an lmm-env train run on LMMPiano-v0")
     ap.add_argument("--rllib-csv", default=None, help="eval.csv of an examples/rllib_ppo.py run")
+    ap.add_argument("--improvise-logdir", default=None, help="a ppo-improvise run's logdir: draw improvise.png")
+    ap.add_argument("--reward-runs", default=None,
+                    help="a folder of examples/train_ppo.py runs (ppo-<reward>-s<seed>): print their table, "
+                         "draw ppo_rewards.png")
+    ap.add_argument("--rewards", default="closed_loop,audio_match,key_match", help="with --reward-runs")
+    ap.add_argument("--seed", type=int, default=0, help="with --reward-runs")
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+
+    if args.reward_runs:
+        reward_runs(args.reward_runs, args.rewards.split(","), args.seed, out / "ppo_rewards.png")
+    if args.improvise_logdir:
+        improvise_curve(args.improvise_logdir, out / "improvise.png")
+        print(f"wrote {out / 'improvise.png'}")
 
     if args.rllib_csv:
         import shutil

@@ -3,7 +3,7 @@
     python bench/tune_presets.py --algo a2c                  # the A2C grid (BENCHMARKS.md)
     python bench/tune_presets.py --algo sac --steps 100000   # the SAC grid
 
-Each setting trains from the preset in ``agents/hyperparams/<algo>.yml`` with some
+Each setting trains from the preset in ``agents/training/hyperparams/<algo>.yml`` with some
 hyperparameters overridden (one seed), evaluates on 8 folk *validation* tunes every
 ``--eval-every`` steps, and is summarized by its learning curve: the first evaluation with
 note onset F1 >= 0.9, the best and the last note F1, and the wall time. The winner goes into

@@ -3,7 +3,7 @@
     python -m lmm_env.agents.training.improvise --steps 655360 --logdir runs/ppo-improvise \\
         --export agents/weights/ppo-improvise.safetensors
 
-The ``ppo`` preset for LMMImprovise-v0 (`agents/hyperparams/ppo.yml`): 8 batched envs of
+The ``ppo`` preset for LMMImprovise-v0 (`agents/training/hyperparams/ppo.yml`): 8 batched envs of
 folk *train* prompts (4 s, played by the world) then 20 s of free play, rewarded by
 ``improvise`` alone. Every ``--eval-every`` steps the sampled policy
 (`lmm_env.agents.baselines.improvise.PolicySamplerAgent`, seed 0) plays ``--eval-episodes`` folk
