@@ -59,6 +59,6 @@ def resolve_ear(pairs=None, ear=None, synth="piano", sample_rate: int | None = N
             raise ValueError(f"pairs={short_repr(pairs)} and ear={short_repr(ear)} were both given; they name two "
                              "ears: give pairs=K (the ear of K protocol pairs) or ear= (your own), not both")
         return check_ear(ear, sample_rate)
-    from lmm_env.pairs import ear_for
+    from lmm_env.lm.ear import ear_for
 
     return ear_for(default_pairs if pairs is None else pairs, synth=synth, progress=progress)

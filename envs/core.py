@@ -344,10 +344,11 @@ class PianoSim:
         if pairs is None:
             return (None, ear)
         from lmm_env import pairs as pairs_mod
+        from lmm_env.lm.ear import ear_for
 
         k = pairs_mod.check_k(pairs)
         sname = synth if isinstance(synth, str) else "piano"
-        return (k, pairs_mod.ear_for(k, synth=sname))
+        return (k, ear_for(k, synth=sname))
 
     def pool_index(self, rng: np.random.Generator, score_index=None) -> int:
         """``score_index`` checked against the pool, or one drawn with ``rng``."""

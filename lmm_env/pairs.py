@@ -6,7 +6,6 @@ Everything in lmm_env that learns from paired data takes its pairs from here::
     from lmm_env import pairs
     train = pairs.load(16)                 # 16 (score, audio) clips from the train split
     train[0].score, train[0].audio         # a Score and float32 audio at 16 kHz
-    ear = lmm_env.lm.fit_ear(train)        # the learned ear of K = 16 pairs
 
 - ``K`` is one of ``ALLOWED_K`` = 0, 4, 16, 64, "all". The sets are **nested**: the 4 are
   the first 4 of the 16, which are the first 16 of the 64, which are the first 64 of "all"
@@ -23,39 +22,37 @@ Everything in lmm_env that learns from paired data takes its pairs from here::
   trained) are free and are not counted.
 
 Pairs made by hand (``Pair(score=..., audio=..., sample_rate=16000, name=...)``) must pass
-`check_pair`, which `lmm_env.lm.fit_ear` applies to every pair before it computes anything:
+`check_pair`, which the ear's ``fit_ear`` applies to every pair before it computes anything:
 ``audio`` a non-empty 1-D float numpy array (int16 PCM: divide by 32768), all finite, at the
 ear's sample rate; it may end at most ``PAIR_TOLERANCE_SECONDS`` (0.5 s) before the score's
 last note ends, and from ``PAIR_TAIL_SECONDS`` (5 s) after that end on it must be near silent
 (peak at most ``PAIR_TAIL_SILENCE`` = 1e-2, -40 dB, of the pair's peak), so padding and ringing
 are fine but audio of more than the score is not. Every pair `load` gives passes.
 
-`ear_for(K, synth)` is the ear an env made with ``pairs=K`` listens with: the analytic ear
-for K = 0; for K > 0 `lmm_env.lm.fit_ear` on ``load(K, synth)``, loaded from the weights
-shipped for the built-in piano (K = 4, 16, 64, seed 0) or fitted once and cached on disk.
+This module builds the data and nothing else: the ears that learn from it live in the ``lm``
+package, which imports this module (never the reverse). There, ``fit_ear(pairs.load(16))``
+is the learned ear of K = 16 pairs, and ``ear_for(K, synth)`` (in ``lm/ear.py``) the ear an env
+made with ``pairs=K`` listens with: the analytic ear for K = 0; for K > 0 ``fit_ear`` on
+``load(K, synth)``, loaded from the weights shipped for the built-in piano (K = 4, 16, 64,
+seed 0) or fitted once and cached on disk.
 """
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
-import warnings
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
-from lmm_env._checks import check_int, check_real, check_seed, short_repr, writable_dir
+from lmm_env._checks import check_int, check_real, check_seed, short_repr
 from lmm_env.score import Score
 
-__all__ = ["ALLOWED_K", "CORPORA", "CLIP_SECONDS", "Pair", "Pairs", "load", "check_k", "check_pair", "ear_for",
-           "train_order", "available_memory", "PAIR_TOLERANCE_SECONDS", "PAIR_TAIL_SECONDS", "PAIR_TAIL_SILENCE"]
+__all__ = ["ALLOWED_K", "CORPORA", "CLIP_SECONDS", "Pair", "Pairs", "load", "check_k", "check_pair",
+           "train_order", "PAIR_TOLERANCE_SECONDS", "PAIR_TAIL_SECONDS", "PAIR_TAIL_SILENCE"]
 
 ALLOWED_K = (0, 4, 16, 64, "all")
 CORPORA = ("folk", "bach-chorales")
 CLIP_SECONDS = 15.0
-SHIPPED_EAR_K = (4, 16, 64)  # learned ears shipped for synth="piano", seed 0 (lmm_env/lm/weights/)
-_EAR_FORMAT = 1  # bump when fit_ear's recipe changes, so cached ears are refitted
 PAIR_TOLERANCE_SECONDS = 0.5  # a pair's audio may end at most this long before its score's last note ends
 PAIR_TAIL_SECONDS = 5.0  # audio from this long after the score's end on must be near silent ...
 PAIR_TAIL_SILENCE = 1e-2  # ... its peak at most this fraction of the pair's peak (-40 dB)
@@ -89,7 +86,7 @@ _MAKE_PAIR = ("build one with lmm_env.pairs.Pair(score=Score, audio=1-D float32 
 
 
 def check_pair(pair, index: int, sample_rate: int = 16000) -> Pair:
-    """``pair`` if `lmm_env.lm.fit_ear` can learn from it (the rule is in the module docstring).
+    """``pair`` if the ear's ``fit_ear`` can learn from it (the rule is in the module docstring).
 
     Else a ValueError naming the pair (``index`` and name) and what is allowed."""
     if not isinstance(pair, Pair):
@@ -227,113 +224,3 @@ class Pairs(Sequence):
 def load(K, synth="piano", seed: int = 0, clip_seconds: float = CLIP_SECONDS, sample_rate: int = 16000) -> Pairs:
     """K score-audio pairs from the train split (nested over K, deterministic in ``seed``)."""
     return Pairs(K, synth=synth, seed=seed, clip_seconds=clip_seconds, sample_rate=sample_rate)
-
-
-def _synth_tag(synth) -> str:
-    if synth in ("piano", "soundfont"):
-        return synth
-    path = os.fspath(synth)
-    return "sf2-" + hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:10]
-
-
-_EARS: dict[tuple, object] = {}
-
-
-def ear_for(K, synth="piano", seed: int = 0, progress: bool = True):
-    """The ear of K pairs: analytic for K = 0, else `lmm_env.lm.fit_ear` on ``load(K, synth, seed)``.
-
-    Shipped for the built-in piano (K = 4, 16, 64, seed 0); otherwise fitted once (at most
-    about two minutes on 2 cores for K <= 64; hours for "all") and cached under the corpus
-    cache dir, with a warning before the fit saying how long it may take and where it goes.
-    A fit whose memory estimate (``BYTES_PER_PAIR`` a pair: ~29 GB for "all") exceeds the memory
-    this machine has available is refused with a ValueError before it starts.
-    ``synth`` is "piano", "soundfont" or a .sf2 path (the cache is keyed by it).
-    """
-    from lmm_env.lm import load_pretrained
-    from lmm_env.lm.checkpoint import WEIGHTS_DIR, load_checkpoint, save_checkpoint
-
-    K = check_k(K)
-    # checked before anything is loaded or fitted (a fit takes minutes)
-    if not isinstance(synth, (str, os.PathLike)):
-        raise ValueError(f"synth={short_repr(synth)} is not allowed for ear_for (its cache is keyed by the "
-                         "instrument's name): use 'piano', 'soundfont' or a .sf2 path; for a Synth object, "
-                         "lmm_env.lm.fit_ear(lmm_env.pairs.load(K, synth=...))")
-    _check_synth(synth, 16000)
-    if seed is None:
-        raise ValueError("seed=None is not allowed; use an int >= 0 (the pairs are the same for everyone who uses it)")
-    seed = check_seed(seed)
-    if K == 0:
-        return load_pretrained("ear-analytic")
-    key = (K, _synth_tag(synth), seed)
-    if key in _EARS:
-        return _EARS[key]
-    shipped = WEIGHTS_DIR / f"ear_pairs{K}.safetensors"
-    if key[1] == "piano" and seed == 0 and K in SHIPPED_EAR_K and shipped.is_file():
-        ear = load_checkpoint(shipped)
-    else:
-        from lmm_env.corpus import cache_dir
-        from lmm_env.lm.ear import fit_ear
-
-        path = Path(cache_dir()) / "ears" / f"pairs{K}-{key[1]}-seed{seed}-v{_EAR_FORMAT}.safetensors"
-        if path.is_file():
-            ear = load_checkpoint(path)
-        else:
-            todo = load(K, synth=synth, seed=seed)  # lazy: nothing rendered yet
-            _check_fit_memory(K, len(todo), path)
-            try:  # checked before the fit (minutes): an unwritable cache costs the cache, not the ear
-                writable_dir(path.parent, "the ear cache folder")
-            except ValueError as exc:
-                warnings.warn(f"{exc}; the ear of {K} pairs will be fitted but not cached (set LMM_ENV_CACHE to a "
-                              "writable folder)", UserWarning, stacklevel=2)
-                path = None
-            _warn_fit(len(todo), synth, seed, path)
-            ear = fit_ear(todo, seed=seed, progress=progress)
-            if path is not None:
-                save_checkpoint(ear, path, extra={"pairs": K, "synth": key[1], "seed": seed})
-    ear.eval()
-    _EARS[key] = ear
-    return ear
-
-
-# rough costs of an uncached fit (BENCHMARKS.md): fit_ear's training, a 15 s clip's render, and the
-# memory a pair holds while fitting (its audio and the features of it at two gains)
-FIT_SECONDS, RENDER_SECONDS_PER_PAIR, BYTES_PER_PAIR = 60.0, 1.5, 3e6
-
-
-def _warn_fit(n: int, synth, seed: int, path) -> None:
-    """Say, before a fit that nothing has cached, what it costs and where it goes (the fit shows progress)."""
-    seconds = FIT_SECONDS + RENDER_SECONDS_PER_PAIR * n
-    took = f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
-    gb = n * BYTES_PER_PAIR / 1e9
-    memory = f" and about {gb:.0f} GB of memory" if gb >= 1 else ""
-    where = f"it will be cached at {str(path)!r} for next time" if path is not None else "it will not be cached"
-    warnings.warn(f"fitting the ear of {n} pairs (synth {os.fspath(synth)!r}, seed {seed}) before this can run: "
-                  f"roughly {took} (about {RENDER_SECONDS_PER_PAIR:g} s to render each pair, then the fit){memory}; "
-                  f"{where}", UserWarning, stacklevel=3)
-
-
-def available_memory() -> int | None:
-    """Bytes of memory this machine can give now (MemAvailable; else its physical memory), None if unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def _check_fit_memory(K, n: int, path: Path) -> None:
-    """Refuse, before any render, a fit whose memory estimate (`_warn_fit`'s) exceeds what this machine has:
-    it would run for hours and then fail (K = "all" wants ~29 GB)."""
-    need, have = n * BYTES_PER_PAIR, available_memory()
-    if have is not None and need > have:
-        raise ValueError(
-            f"pairs={K!r}: fitting the ear of {n} pairs needs about {need / 1e9:.3g} GB of memory, but this machine "
-            f"has {have / 1e9:.3g} GB available; use fewer pairs (pairs=4, 16 or 64), or fit it on a machine that "
-            f"has the memory (python -m lmm_env.lm.train ear-pairs --pairs {K}, same synth and seed) and copy the ear "
-            f"file to {str(path)!r}")

@@ -155,10 +155,10 @@ def test_diff_config_keeps_good_values():
 
 
 def test_a_diff_h_file_asking_for_the_ear_of_all_pairs_is_refused(tmp_path, monkeypatch):
-    from lmm_env import pairs
     from lmm_env.agents.learned.differentiable import DiffPolicy
+    from lmm_env.lm import ear as ear_mod
 
-    monkeypatch.setattr(pairs, "ear_for", lambda *a, **k: pytest.fail("an ear was fitted"))
+    monkeypatch.setattr(ear_mod, "ear_for", lambda *a, **k: pytest.fail("an ear was fitted"))
     bad = _craft(_diff_path("h"), tmp_path / "h.safetensors", config=dict(pairs="all"))
     with pytest.raises(ValueError, match=r"h.safetensors.*pairs='all'.*hours.*at most 64 pairs"):
         DiffPolicy.load(bad)
@@ -277,36 +277,35 @@ def test_stereo_arrays_either_way_round_are_still_mixed():
     (dict(seed=-1), "seed=-1 is not allowed"),
 ])
 def test_ear_for_checks_synth_and_seed_first(kw, match, monkeypatch):
-    from lmm_env import pairs
     from lmm_env.lm import ear
 
     monkeypatch.setattr(ear, "fit_ear", lambda *a, **k: pytest.fail("fitted"))
     for K in (0, 4):
         with pytest.raises(ValueError, match=match):
-            pairs.ear_for(K, **kw)
+            ear.ear_for(K, **kw)
 
 
 def test_ear_for_warns_before_a_fit_saying_what_it_costs_and_where_it_goes(tmp_path, monkeypatch):
-    from lmm_env import corpus, pairs
+    from lmm_env import corpus
     from lmm_env.lm import ear
     from lmm_env.lm.ear import LearnedEar
 
     monkeypatch.setattr(corpus, "cache_dir", lambda: tmp_path)
-    monkeypatch.setattr(pairs, "_EARS", {})
+    monkeypatch.setattr(ear, "_EARS", {})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fits = []  # how many warnings had been given when each fit began
         monkeypatch.setattr(ear, "fit_ear", lambda ps, **k: fits.append((len(ps), len(caught))) or LearnedEar())
-        pairs.ear_for(4, synth="soundfont", seed=7, progress=False)
+        ear.ear_for(4, synth="soundfont", seed=7, progress=False)
         assert fits == [(4, 1)]
         msg = str(caught[0].message)
         assert "the ear of 4 pairs (synth 'soundfont', seed 7)" in msg and "roughly 1 min" in msg
         assert str(tmp_path / "ears" / "pairs4-soundfont-seed7-v1.safetensors") in msg
-        pairs._EARS.clear()
-        pairs.ear_for(4, synth="soundfont", seed=7)  # cached on disk now: no warning, no fit
+        ear._EARS.clear()
+        ear.ear_for(4, synth="soundfont", seed=7)  # cached on disk now: no warning, no fit
         assert fits == [(4, 1)] and len(caught) == 1
     with pytest.warns(UserWarning, match=r"9501 pairs .*roughly 4.0 h .*about 29 GB of memory; it will not be cached"):
-        pairs._warn_fit(9501, "piano", 0, None)  # what K = "all" is told
+        ear._warn_fit(9501, "piano", 0, None)  # what K = "all" is told
 
 
 @pytest.mark.parametrize("kw, match", [

@@ -150,12 +150,12 @@ def test_gradient_agent_takes_numpy_numbers_and_refuses_a_vector_env(vec, by_ear
     for cls in (ByEarGradientAgent, ReferenceOracle):
         with pytest.raises(TypeError, match="needs the env it will play, got None"):
             cls(None)
-    from lmm_env import pairs
+    from lmm_env.lm import ear as ear_mod
 
     def fit(*a, **k):
         raise AssertionError("loaded the ear before checking the arguments")
 
-    monkeypatch.setattr(pairs, "ear_for", fit)
+    monkeypatch.setattr(ear_mod, "ear_for", fit)
     with pytest.raises(ValueError, match="steps=1000000000 is not allowed"):
         ByEarGradientAgent(by_ear, pairs=4, steps=10**9)
 

@@ -48,14 +48,14 @@ def test_an_uncached_fit_bigger_than_memory_is_refused_before_any_work(K, n, tmp
     from lmm_env.lm import ear
 
     monkeypatch.setattr(corpus, "cache_dir", lambda: tmp_path)
-    monkeypatch.setattr(pairs, "_EARS", {})
-    monkeypatch.setattr(pairs, "available_memory", lambda: 10**6)  # 1 MB
+    monkeypatch.setattr(ear, "_EARS", {})
+    monkeypatch.setattr(ear, "available_memory", lambda: 10**6)  # 1 MB
     monkeypatch.setattr(ear, "fit_ear", lambda *a, **k: pytest.fail("an ear was fitted"))
     monkeypatch.setattr(pairs.Pairs, "_render", lambda *a: pytest.fail("a pair was rendered"))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # refused before the fit's warning
         with pytest.raises(ValueError) as e:
-            pairs.ear_for(K, synth="soundfont", seed=7)
+            ear.ear_for(K, synth="soundfont", seed=7)
     msg = str(e.value)
     assert f"pairs={K!r}: fitting the ear of {n} pairs needs about {n * 0.003:.3g} GB of memory" in msg
     assert "this machine has 0.001 GB available" in msg
@@ -64,7 +64,9 @@ def test_an_uncached_fit_bigger_than_memory_is_refused_before_any_work(K, n, tmp
 
 
 def test_this_machine_reports_its_memory():
-    have = pairs.available_memory()
+    from lmm_env.lm.ear import available_memory
+
+    have = available_memory()
     assert have is None or have > 10**8
 
 
@@ -215,7 +217,7 @@ def test_ear_pairs_all_is_refused_when_it_does_not_fit_in_memory(capsys, tmp_pat
     from lmm_env.lm import ear
     from lmm_env.lm.train import main
 
-    monkeypatch.setattr(pairs, "available_memory", lambda: 10**9)
+    monkeypatch.setattr(ear, "available_memory", lambda: 10**9)
     monkeypatch.setattr(ear, "fit_ear", lambda *a, **k: pytest.fail("an ear was fitted"))
     with pytest.raises(SystemExit):
         main(["ear-pairs", "--pairs", "all", "--out", str(tmp_path / "all.safetensors")])

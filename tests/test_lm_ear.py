@@ -165,3 +165,56 @@ def test_analytic_ear_default_window_fits_short_inputs(kwargs):
     assert ear.n_fft == min(2048, ear.window)
     act = ear.activations(np.zeros((2, ear.window), np.float32))
     assert act.shape == (2, 88) and np.isfinite(act).all()
+
+
+# --------------------------------------------------------------------------- pairs -> ear, one direction
+
+def _imports_of(path, module):
+    """(line, name) of every import of ``module`` or a submodule of it in the lmm_env source file
+    ``path``: at top level or inside a function, absolute, relative, or by name (importlib)."""
+    import ast
+
+    def hit(name):
+        return name == module or name.startswith(module + ".")
+
+    package = ["lmm_env"]  # what a relative import in lmm_env/*.py is relative to
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names if hit(a.name)]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package[: len(package) - node.level + 1] + ([base] if base else []))
+            found += [(node.lineno, n) for n in [base] + [f"{base}.{a.name}" for a in node.names] if hit(n)]
+        elif isinstance(node, ast.Call):  # importlib.import_module("lmm_env.lm..."), __import__(...)
+            found += [(node.lineno, a.value) for a in node.args
+                      if isinstance(a, ast.Constant) and isinstance(a.value, str) and hit(a.value)]
+    return found
+
+
+def test_pairs_imports_nothing_from_lmm_env_lm():
+    """The core reads one way: pairs builds the data, the ear (lmm_env.lm.ear) fits on it."""
+    from pathlib import Path
+
+    import lmm_env.lm.ear
+    import lmm_env.pairs
+
+    assert _imports_of(Path(lmm_env.pairs.__file__), "lmm_env.lm") == []
+    # the checker sees the direction that is allowed, so the empty answer above means something
+    assert _imports_of(Path(lmm_env.lm.ear.__file__), "lmm_env.pairs")
+
+
+def test_the_ear_of_k_pairs_lives_with_the_ears_and_pairs_does_not_load_them():
+    import subprocess
+    import sys
+
+    import lmm_env.lm
+    from lmm_env.lm import ear
+
+    assert lmm_env.lm.ear_for is ear.ear_for and lmm_env.lm.fit_ear is ear.fit_ear
+    assert ear.ear_for(0).__class__.__name__ == "AnalyticEar"
+    code = ("import sys, lmm_env.pairs as p; p.check_pair; p.load(4); "
+            "print(sorted(m for m in sys.modules if m == 'lmm_env.lm' or m.startswith('lmm_env.lm.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

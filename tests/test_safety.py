@@ -339,13 +339,13 @@ def test_no_attribute_walk_from_a_sealed_env_reaches_its_layout(make):
 def test_a_policy_loads_without_building_what_its_env_arguments_would_load(tmp_path, monkeypatch):
     """The spaces come from the shape arguments: a checkpoint trained with pairs=K, a SoundFont or a
     recording loads without fitting an ear, opening the SoundFont or reading the recording."""
-    from lmm_env import pairs
     from lmm_env.agents import load_agent
+    from lmm_env.lm import ear as ear_mod
 
     def trained_elsewhere(c):
         c["env_kwargs"].update(pairs=64, synth="/nowhere/piano.sf2", score="/nowhere/tunes.mid")
 
     path = _rewrite(_ppo_closed_loop(), tmp_path / "p.safetensors", config_edit=trained_elsewhere)
-    monkeypatch.setattr(pairs, "ear_for", lambda *a, **k: pytest.fail("an ear was fitted to learn the spaces"))
+    monkeypatch.setattr(ear_mod, "ear_for", lambda *a, **k: pytest.fail("an ear was fitted to learn the spaces"))
     policy = load_agent(path)
     assert policy.env_id == "LMMPiano-v0" and policy.observation_space["score"].shape == (3, 11, 88)

@@ -90,7 +90,7 @@ class GradientAgent:
         lr: Adam learning rate (on logits).
         seed: torch seed (the descent is deterministic given it; it only matters for ties).
         init: ``"ear-analytic"`` (the shipped analytic ear), ``"ear"`` (the learned ear), or
-            an ear object (e.g. ``lmm_env.pairs.ear_for(K)``, the ear of K pairs).
+            an ear object (e.g. ``lmm_env.lm.ear_for(K)``, the ear of K pairs).
         candidate_threshold: activation threshold at which the ear proposes extra candidates.
         shifts: frame offsets of the time-shifted alternatives of each initial note (at most 16,
             each in [-100, 100]).
@@ -162,7 +162,7 @@ class GradientAgent:
                                  ".safetensors file, or an ear object (with .transcribe)")
         elif not callable(getattr(init, "transcribe", None)):
             raise TypeError(f"init={short_repr(init)} is not allowed; use 'ear-analytic', 'ear', an ear .safetensors "
-                            "file, or an ear object (with .transcribe, e.g. lmm_env.pairs.ear_for(K))")
+                            "file, or an ear object (with .transcribe, e.g. lmm_env.lm.ear_for(K))")
         check_real("candidate_threshold", candidate_threshold, 0.0, 1.0)
         if isinstance(shifts, (str, bytes)) or not hasattr(shifts, "__len__") or len(shifts) > MAX_SHIFTS:
             raise ValueError(f"shifts={short_repr(shifts)} is not allowed; use a list of at most {MAX_SHIFTS} "

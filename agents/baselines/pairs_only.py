@@ -8,7 +8,7 @@ only ``lmm_env.pairs.load(K)``:
   played key for key, so the pairs say which keys went down, and how hard, for each score
   frame. Played by `DiffAgent` like diff-g. K = 0 gives nothing to learn from.
 * `EarReaderAgent` (h, LMMByEar-v0): the ear fitted on the K pairs
-  (``lmm_env.pairs.ear_for(K)``, supervised on the pairs' audio and notes) transcribes the
+  (``lmm_env.lm.ear_for(K)``, supervised on the pairs' audio and notes) transcribes the
   target and the transcription is played as heard, at one velocity.
 
 On the hidden keyboard (LMMDecipher-v0) no pairs-only method exists: the pairs are score

@@ -63,7 +63,7 @@ class ListeningDecipherAgent:
 
     Args:
         env: an LMMDecipher-v0 env (one env, not a vector env).
-        pairs: K of the ear (`lmm_env.pairs.ear_for`); 0 (the default) is the analytic ear.
+        pairs: K of the ear (`lmm_env.lm.ear_for`); 0 (the default) is the analytic ear.
         ear: an ear object or the file of a saved one, instead of ``pairs`` (not both).
         seed: order in which untested keys are tried; a fixed seed gives a deterministic agent.
         group_size: keys per exploration strike (default 4 with the analytic ear on >= 64 keys, else 1).

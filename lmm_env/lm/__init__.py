@@ -9,7 +9,10 @@ Small, CPU-trainable models shipped with weights (``lmm_env/lm/weights/``):
 - `AnalyticEar` (``"ear-analytic"``) and `LearnedEar` (``"ear"``, trained from K=16
   score-audio pairs): audio -> 88 pitch activations per frame.
 
-`fit_ear(pairs)` fits a `LearnedEar` from K protocol pairs (`lmm_env.pairs.load(K)`).
+`fit_ear(pairs)` fits a `LearnedEar` from K protocol pairs (`lmm_env.pairs.load(K)`), and
+`ear_for(K, synth)` is the ear of K pairs an env made with ``pairs=K`` listens with (shipped,
+cached or fitted once). Both live in `lmm_env.lm.ear`, which reads `lmm_env.pairs` (the data);
+`lmm_env.pairs` never imports this package.
 
 Retrain any of them with ``python -m lmm_env.lm.train {score,audio,ear} --help``.
 """
@@ -23,12 +26,12 @@ from lmm_env.lm.checkpoint import (
 )
 
 __all__ = ["CheckpointError", "PRETRAINED", "load_checkpoint", "load_pretrained", "read_metadata",
-           "save_checkpoint", "fit_ear"]
+           "save_checkpoint", "fit_ear", "ear_for"]
 
 
 def __getattr__(name):
-    if name == "fit_ear":  # lazily: the ear module imports torch
-        from lmm_env.lm.ear import fit_ear
+    if name in ("fit_ear", "ear_for"):  # lazily: the ear module imports torch
+        from lmm_env.lm.ear import ear_for, fit_ear
 
-        return fit_ear
+        return fit_ear if name == "fit_ear" else ear_for
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -26,14 +26,23 @@ block_size`` frames per second. Onsets: a key whose held state turns on, or a he
 is re-struck. Re-strikes are found by the analytic ear as a rise of the key's harmonic
 energy in the last block by more than ``RESTRIKE_DB`` over the block before; the learned ear
 uses its onset head (probability > 0.5) for them.
+
+The ear of K protocol pairs: `fit_ear` fits a `LearnedEar` on pairs that `lmm_env.pairs` builds
+(``fit_ear(pairs.load(16))``), and `ear_for` (``ear_for(K, synth)``) is the one an env made with
+``pairs=K`` listens with: shipped, cached on disk or fitted once. This module reads
+`lmm_env.pairs`; `lmm_env.pairs` never imports ``lmm_env.lm``.
 """
 from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import json
 import math
+import os
 import time
+import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -762,6 +771,124 @@ def fit_ear(pairs, steps: int = 1500, batch: int = 128, lr: float = 3e-3, seed: 
     return model
 
 
+# --------------------------------------------------------------------------- the ear of K pairs
+# `lmm_env.pairs` builds the K protocol pairs; the ears are fitted on them here (this module imports
+# `lmm_env.pairs`, never the reverse).
+
+SHIPPED_EAR_K = (4, 16, 64)  # learned ears shipped for synth="piano", seed 0 (lmm_env/lm/weights/)
+_EAR_FORMAT = 1  # bump when fit_ear's recipe changes, so cached ears are refitted
+_EARS: dict[tuple, object] = {}
+
+
+def _synth_tag(synth) -> str:
+    """The name the ear cache keys an instrument by ("piano", "soundfont", or a hash of a .sf2 path)."""
+    if synth in ("piano", "soundfont"):
+        return synth
+    path = os.fspath(synth)
+    return "sf2-" + hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:10]
+
+
+def ear_for(K, synth="piano", seed: int = 0, progress: bool = True):
+    """The ear of K pairs: analytic for K = 0, else `fit_ear` on ``lmm_env.pairs.load(K, synth, seed)``.
+
+    The ear an env made with ``pairs=K`` listens with. Shipped for the built-in piano (K = 4,
+    16, 64, seed 0); otherwise fitted once (at most about two minutes on 2 cores for K <= 64;
+    hours for "all") and cached under the corpus cache dir, with a warning before the fit
+    saying how long it may take and where it goes. A fit whose memory estimate
+    (``BYTES_PER_PAIR`` a pair: ~29 GB for "all") exceeds the memory this machine has available
+    is refused with a ValueError before it starts. ``synth`` is "piano", "soundfont" or a .sf2
+    path (the cache is keyed by it).
+    """
+    from lmm_env import pairs as pairs_mod
+    from lmm_env._checks import check_seed, short_repr, writable_dir
+    from lmm_env.lm.checkpoint import WEIGHTS_DIR, load_checkpoint, load_pretrained, save_checkpoint
+
+    K = pairs_mod.check_k(K)
+    # checked before anything is loaded or fitted (a fit takes minutes)
+    if not isinstance(synth, (str, os.PathLike)):
+        raise ValueError(f"synth={short_repr(synth)} is not allowed for ear_for (its cache is keyed by the "
+                         "instrument's name): use 'piano', 'soundfont' or a .sf2 path; for a Synth object, "
+                         "lmm_env.lm.fit_ear(lmm_env.pairs.load(K, synth=...))")
+    pairs_mod._check_synth(synth, 16000)
+    if seed is None:
+        raise ValueError("seed=None is not allowed; use an int >= 0 (the pairs are the same for everyone who uses it)")
+    seed = check_seed(seed)
+    if K == 0:
+        return load_pretrained("ear-analytic")
+    key = (K, _synth_tag(synth), seed)
+    if key in _EARS:
+        return _EARS[key]
+    shipped = WEIGHTS_DIR / f"ear_pairs{K}.safetensors"
+    if key[1] == "piano" and seed == 0 and K in SHIPPED_EAR_K and shipped.is_file():
+        ear = load_checkpoint(shipped)
+    else:
+        from lmm_env.corpus import cache_dir
+
+        path = Path(cache_dir()) / "ears" / f"pairs{K}-{key[1]}-seed{seed}-v{_EAR_FORMAT}.safetensors"
+        if path.is_file():
+            ear = load_checkpoint(path)
+        else:
+            todo = pairs_mod.load(K, synth=synth, seed=seed)  # lazy: nothing rendered yet
+            _check_fit_memory(K, len(todo), path)
+            try:  # checked before the fit (minutes): an unwritable cache costs the cache, not the ear
+                writable_dir(path.parent, "the ear cache folder")
+            except ValueError as exc:
+                warnings.warn(f"{exc}; the ear of {K} pairs will be fitted but not cached (set LMM_ENV_CACHE to a "
+                              "writable folder)", UserWarning, stacklevel=2)
+                path = None
+            _warn_fit(len(todo), synth, seed, path)
+            ear = fit_ear(todo, seed=seed, progress=progress)
+            if path is not None:
+                save_checkpoint(ear, path, extra={"pairs": K, "synth": key[1], "seed": seed})
+    ear.eval()
+    _EARS[key] = ear
+    return ear
+
+
+# rough costs of an uncached fit (BENCHMARKS.md): fit_ear's training, a 15 s clip's render, and the
+# memory a pair holds while fitting (its audio and the features of it at two gains)
+FIT_SECONDS, RENDER_SECONDS_PER_PAIR, BYTES_PER_PAIR = 60.0, 1.5, 3e6
+
+
+def _warn_fit(n: int, synth, seed: int, path) -> None:
+    """Say, before a fit that nothing has cached, what it costs and where it goes (the fit shows progress)."""
+    seconds = FIT_SECONDS + RENDER_SECONDS_PER_PAIR * n
+    took = f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+    gb = n * BYTES_PER_PAIR / 1e9
+    memory = f" and about {gb:.0f} GB of memory" if gb >= 1 else ""
+    where = f"it will be cached at {str(path)!r} for next time" if path is not None else "it will not be cached"
+    warnings.warn(f"fitting the ear of {n} pairs (synth {os.fspath(synth)!r}, seed {seed}) before this can run: "
+                  f"roughly {took} (about {RENDER_SECONDS_PER_PAIR:g} s to render each pair, then the fit){memory}; "
+                  f"{where}", UserWarning, stacklevel=3)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this machine can give now (MemAvailable; else its physical memory), None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_fit_memory(K, n: int, path) -> None:
+    """Refuse, before any render, a fit whose memory estimate (`_warn_fit`'s) exceeds what this machine has:
+    it would run for hours and then fail (K = "all" wants ~29 GB)."""
+    need, have = n * BYTES_PER_PAIR, available_memory()
+    if have is not None and need > have:
+        raise ValueError(
+            f"pairs={K!r}: fitting the ear of {n} pairs needs about {need / 1e9:.3g} GB of memory, but this machine "
+            f"has {have / 1e9:.3g} GB available; use fewer pairs (pairs=4, 16 or 64), or fit it on a machine that "
+            f"has the memory (python -m lmm_env.lm.train ear-pairs --pairs {K}, same synth and seed) and copy the ear "
+            f"file to {str(path)!r}")
+
+
 def train_main(argv=None) -> int:
     from tqdm import tqdm
 
@@ -837,7 +964,7 @@ def pairs_main(argv=None) -> int:
         K = pairs_mod.check_k(args.pairs)
         out = args.out or str(WEIGHTS_DIR / f"ear_pairs{K}.safetensors")
         ps = pairs_mod.load(K, synth=args.synth, seed=args.seed)  # checks the synth and seed (renders nothing)
-        pairs_mod._check_fit_memory(K, len(ps), out)  # hours of rendering must not end in a MemoryError
+        _check_fit_memory(K, len(ps), out)  # hours of rendering must not end in a MemoryError
     except ValueError as exc:
         ap.error(str(exc))
     check_cli_output(ap, out)  # before the fit, not after it

@@ -1,4 +1,4 @@
-"""Training g and h through the differentiable world: `train` (see `lmm_env.agents.differentiable`).
+"""Training g and h through the differentiable world: `train` (see `lmm_env.agents.learned.differentiable`).
 
 Training never reads the score's key columns as a label. Each step draws ``batch`` windows
 of ``window`` frames from corpus pieces (train split), and:
@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lmm_env.agents.differentiable import DiffConfig, DiffPolicy, g_inputs, h_inputs
+from lmm_env.agents.learned.differentiable import DiffConfig, DiffPolicy, g_inputs, h_inputs
 from lmm_env.score import FrameScore
 from lmm_env.synth.base import N_KEYS
 
@@ -142,53 +142,16 @@ def _straight_through_play(logits: torch.Tensor, target_act: torch.Tensor, candi
 
 
 def render_straight_through(synth, gate: torch.Tensor, vel: torch.Tensor, down: torch.Tensor, p: torch.Tensor,
-                            voices: torch.Tensor):
-    """`DifferentiablePianoSynth`'s sound of one window (T, 88), with a gradient for holding keys.
+                            voices: torch.Tensor) -> torch.Tensor:
+    """`DifferentiablePianoSynth`'s sound of what `_straight_through_play` plays, with its gradients.
 
-    ``voices`` (T, 88) bool marks where a voice starts (gate may be 0 there: a silent voice
-    that only carries a gradient). The sounding voices, velocities and key-up releases are
-    exactly the synth's (and the env's). In addition every sample of a voice is scaled by ``1 + p - p.detach()`` of
-    its key in that frame (1 in the forward pass), so the gradient of the loss with respect
-    to the voice sounding in frame t reaches the policy's "key down" probability there:
-    holding a key on or letting it go is learned, not only striking it. Voices are cut at
-    the window's end."""
-    from lmm_env.synth import model
-
-    T = gate.shape[0]
-    hop = synth.hop
-    table_len = synth.tables.shape[-1]
-    n_rel = synth.release.shape[0]
-    strike = voices.numpy()
-    release_frame = synth._release_frames(strike, down.detach().numpy() > 0.5)
-    t_idx, k_idx = np.nonzero(strike)
-    if len(t_idx) == 0:
-        return gate.new_zeros(T * hop) + 0.0 * (gate.sum() + vel.sum() + p.sum())
-    r = (release_frame[t_idx, k_idx] - t_idx) * hop
-    lengths = np.minimum(np.minimum(table_len, r + n_rel), (T - t_idx) * hop)
-    out = gate.new_zeros(T * hop + table_len)
-    t_t, k_t = torch.from_numpy(t_idx), torch.from_numpy(k_idx)
-    soft, bright = model.layer_gains(vel[t_t, k_t])
-    amp = gate[t_t, k_t]
-    soft, bright = amp * soft, amp * bright
-    release_ext = torch.cat([synth.release, synth.release.new_zeros(1)])
-    mod_p = p - p.detach()
-    for c in range(0, len(t_idx), synth.chunk):
-        sl = slice(c, c + synth.chunk)
-        n_max = int(lengths[sl].max())
-        n_fr = -(-n_max // hop)
-        j = torch.arange(n_max)
-        keys = k_t[sl]
-        wave = soft[sl, None] * synth.tables[0, keys, :n_max] + bright[sl, None] * synth.tables[1, keys, :n_max]
-        r_t = torch.from_numpy(r[sl])
-        since = j[None, :] - r_t[:, None]
-        gain = torch.where(since < 0, torch.ones(()), release_ext[since.clamp(0, n_rel)])
-        frames = (t_t[sl, None] + torch.arange(n_fr)[None]).clamp(max=T - 1)
-        mod = mod_p[frames, keys[:, None]]  # (n, n_fr)
-        gain = gain + mod.repeat_interleave(hop, dim=1)[:, :n_max]
-        valid = j[None, :] < torch.from_numpy(lengths[sl])[:, None]
-        start = t_t[sl, None] * hop + j[None, :]
-        out = out.index_add(0, start.reshape(-1), (wave * gain * valid).reshape(-1))
-    return out[: T * hop]
+    All rolls (T, 88) or (batch, T, 88). ``voices`` (bool) marks where a voice starts (gate
+    may be 0 there: a silent voice that only carries a gradient); ``down`` holds the keys,
+    so the sounding voices, velocities and key-up releases are exactly the synth's (and the
+    env's); and the gradient of the sound of a voice in frame t reaches its key's "key down"
+    probability ``p`` there. One call of the synth (its ``strikes`` and ``hold_prob``
+    options: one voice loop); voices are cut at the window's end."""
+    return synth(gate, vel, down, strikes=voices, hold_prob=p)
 
 
 def evaluate_offline(policy: DiffPolicy, pieces) -> dict:
@@ -240,7 +203,7 @@ def save_run(path, cfg: DiffConfig, net, opt, data: "_Windows", progress: dict, 
     import dataclasses
     import json
 
-    from lmm_env.agents.train import _write_atomic
+    from lmm_env.agents.training.sb3 import _write_atomic
 
     tensors = {f"net.{k}": v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     opt_state = opt.state_dict()
@@ -320,8 +283,8 @@ def train(cfg: DiffConfig, progress: bool = True, threads: int | None = 1, log=N
     samples since; ``resume=True`` continues from it and ends exactly as an uninterrupted run."""
     from tqdm.auto import tqdm
 
-    from lmm_env import pairs as pairs_mod
     from lmm_env.audio import LogMel
+    from lmm_env.lm.ear import ear_for
     from lmm_env.lm.ear_torch import TorchEar
     from lmm_env.synth import DifferentiablePianoSynth
 
@@ -334,7 +297,7 @@ def train(cfg: DiffConfig, progress: bool = True, threads: int | None = 1, log=N
         torch.manual_seed(cfg.seed)
         sr, fr = 16000, 20.0
         hop = int(sr / fr)
-        ear = pairs_mod.ear_for(cfg.pairs, synth=cfg.ear_synth, progress=progress)
+        ear = ear_for(cfg.pairs, synth=cfg.ear_synth, progress=progress)
         tear = TorchEar(ear)
         for prm in tear.parameters():
             prm.requires_grad_(False)
@@ -403,16 +366,14 @@ def train(cfg: DiffConfig, progress: bool = True, threads: int | None = 1, log=N
             # Loudness steers the velocity of a strike the policy plays (q > 0.5), and the
             # probability of one it does not (yet): a played note too loud or too faint is
             # played softer or harder, never dropped for it; a faint unlikely one is made likelier
-            audio = torch.stack([render_straight_through(synth, gate[b], vel[b].detach(), down[b], p[b], voices[b])
-                                 for b in range(B)])
+            audio = render_straight_through(synth, gate, vel.detach(), down, p, voices)
             act = tear(audio).clamp(_EPS_BCE, 1 - _EPS_BCE)
             loss_ear = torch.nn.functional.binary_cross_entropy(act, target_act)
             if cfg.loudness > 0:
                 played = gate.detach() > 0.5
                 gate_l = torch.where(played, gate.detach(), gate)
                 vel_l = torch.where(played, vel, vel.detach())
-                audio_v = torch.stack([render_straight_through(synth, gate_l[b], vel_l[b], down[b], p[b].detach(),
-                                                               voices[b]) for b in range(B)])
+                audio_v = render_straight_through(synth, gate_l, vel_l, down, p.detach(), voices)
                 loss_loud = (frame_loudness(audio_v, hop) - frame_loudness(target_audio, hop)).abs().mean()
             else:
                 loss_loud = torch.zeros(())
