@@ -1,4 +1,4 @@
-"""``lmm-env``: train, evaluate and play agents on LMMPiano-v0 from the shell.
+"""``lmm-env``: train, evaluate, play and benchmark agents on every lmm_env task from the shell.
 
     lmm-env train --algo ppo --steps 300000 --logdir runs/ppo
     lmm-env eval --agent runs/ppo/checkpoints/last.safetensors --episodes 20
@@ -103,7 +103,7 @@ def cmd_eval(args) -> int:
     if env_id is None:  # the agent's own task (its first), else LMMPiano-v0
         env_id = spec.tasks[0] if spec is not None else None
         if env_id is None and args.agent.lower().endswith(".safetensors") and os.path.isfile(args.agent):
-            from lmm_env.agents.training.sb3 import read_checkpoint
+            from lmm_env.agents.training.checkpoints import read_checkpoint
 
             try:
                 env_id = read_checkpoint(args.agent)[0].get("env_id")

@@ -275,7 +275,7 @@ def _checkpoint_agent(path, env, seed, label):
     """The policy of a safetensors checkpoint, checked against ``env``; one trained on LMMImprovise-v0
     is played by sampling it (`PolicySamplerAgent`, seeded: its mean alone loops). A ``seed``
     given to a policy that is not sampled is refused: it would be ignored."""
-    from lmm_env.agents.training.sb3 import IMPROVISE_ID, load_policy
+    from lmm_env.agents.training.checkpoints import IMPROVISE_ID, load_policy
 
     path = os.fspath(path)
     if os.path.isdir(path):

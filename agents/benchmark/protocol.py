@@ -167,7 +167,7 @@ def _registered(name: str, explicit: bool) -> _Entry:
 
 
 def _checkpoint(path: str) -> _Entry:
-    from lmm_env.agents.training.sb3 import read_checkpoint
+    from lmm_env.agents.training.checkpoints import read_checkpoint
 
     if not os.path.isfile(path):
         raise BenchmarkArgumentError(f"agent checkpoint {path!r} does not exist")

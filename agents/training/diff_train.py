@@ -203,7 +203,7 @@ def save_run(path, cfg: DiffConfig, net, opt, data: "_Windows", progress: dict, 
     import dataclasses
     import json
 
-    from lmm_env.agents.training.sb3 import _write_atomic
+    from lmm_env.agents.training.checkpoints import _write_atomic
 
     tensors = {f"net.{k}": v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     opt_state = opt.state_dict()

@@ -499,7 +499,7 @@ def export_policy(algo, out, *, steps: int | None = None) -> Path:
     import ray
     from ray.rllib.core import DEFAULT_MODULE_ID
 
-    from lmm_env.agents.training.sb3 import CHECKPOINT_FORMAT, _write_atomic
+    from lmm_env.agents.training.checkpoints import CHECKPOINT_FORMAT, _write_atomic
 
     if not (hasattr(algo, "config") and hasattr(algo, "learner_group")):
         raise TypeError(f"algo={short_repr(algo)} is not allowed; pass the RLlib Algorithm that "
@@ -542,7 +542,7 @@ def policy_state(path) -> dict[str, torch.Tensor]:
     e.g. the shipped ``ppo-closed-loop`` or an `export_policy` file), named as
     `KeyConvRLModule`'s state dict: ``module.load_state_dict(policy_state(path))`` warm-starts
     the RLModule from it. Nothing is unpickled."""
-    from lmm_env.agents.training.sb3 import read_checkpoint
+    from lmm_env.agents.training.checkpoints import read_checkpoint
 
     if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
         raise TypeError(f"path={short_repr(path)} is not allowed; give the path of a .safetensors policy checkpoint")
