@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat setup.py | cksum | cut -d' ' -f1)
 
-.PHONY: demo test bench install clean
+.PHONY: demo test docs bench install clean
 
 install: $(STAMP)
 
@@ -15,7 +15,7 @@ $(STAMP): setup.py
 	# tinysoundfont's wheel declares pyaudio (real-time playback, needs system PortAudio);
 	# lmm_env never plays live audio, so install it without that dependency.
 	$(PY) -m pip install -q --no-deps tinysoundfont
-	$(PY) -m pip install -q -e ".[test,rllib]"
+	$(PY) -m pip install -q -e ".[test,rllib,docs,datasets]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -23,10 +23,17 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+	$(MAKE) --no-print-directory docs
+
+# The documentation site (mkdocs.yml, docs/) into site/, warnings as errors: a broken link or
+# reference fails it, and `make test` (what CI runs) builds it. No --quiet: it hides the
+# warnings from --strict too, and the build passes.
+docs: $(STAMP)
+	$(PY) -m mkdocs build --strict
 
 bench: $(STAMP)
 	$(PY) bench/bench_synth.py
 	$(PY) bench/bench_env.py
 
 clean:
-	rm -rf $(VENV) out *.egg-info
+	rm -rf $(VENV) out *.egg-info site build/docs_src

@@ -218,8 +218,9 @@ class ByEarSim(PianoSim):
 
 
 class LMMByEarEnv(PianoTaskEnv):
-    """Hear a recording and play it back: the mapping h (audio -> motion), with no score.
+    """Hear a recording and play it back: ``LMMByEar-v0``, the mapping h (audio -> motion), with no score.
 
+    ## Description
     The agent hears the *target audio* a little ahead of now and what its own keys made,
     and must reproduce the target on the piano. Neither the observation nor the reward
     reads the target's notes: the observation holds its log-mel frames; the reward compares
@@ -229,6 +230,9 @@ class LMMByEarEnv(PianoTaskEnv):
     against the target audio's own) and LM^V (``score_lm``: the ear's reading of what was
     heard, given the ear's reading of the target so far). The target's notes, when there
     are any, are used only for ``info["metrics"]``.
+
+    ``gym.make("LMMByEar-v0")`` makes this env; ``gym.make_vec("LMMByEar-v0", num_envs=N)``
+    its batched twin (`LMMByEarVectorEnv`).
 
     ## Action Space
     ``Box(-1, 1, (n_keys,), float32)``, as LMMPiano-v0 (identity layout).
@@ -241,6 +245,10 @@ class LMMByEarEnv(PianoTaskEnv):
       (silence past the end), the same features as ``"audio"``.
     * ``"audio"``: log-mel of what was heard in the last step (silence at reset).
     * ``"key_state"``: which keys are down (by action index).
+
+    Whole-recording agents (e.g. `lmm_env.agents.GradientAgent`) may listen to the whole
+    target first with ``env.unwrapped.target_audio()``; ``reference_score()`` gives the
+    hidden reference notes, for oracles and metrics only.
 
     ## Rewards
     Default ``"closed_loop"`` (as LMMPiano-v0, each term in [0, 1] per step), where the
@@ -269,9 +277,9 @@ class LMMByEarEnv(PianoTaskEnv):
       (a file's in [4000, 384000] Hz) is resampled. With ``max_seconds`` only that much of
       the recording is read (and of ``reference``); at most `lmm_env.audio.MAX_SAMPLES`.
     * ``reference``: the target recording's notes (MIDI path, PrettyMIDI or `Score`),
-      used only for metrics; optional.
-    * ``target_synth``: the instrument corpus targets are rendered through: None (default:
-      the world's own ``synth``), ``"piano"``, ``"soundfont"`` or a .sf2 path (a timbre
+      used only for metrics; optional, and only with ``target``.
+    * ``target_synth``: the instrument corpus targets are rendered through: None or
+      ``"world"`` (default: the world's own ``synth``), ``"piano"``, ``"soundfont"`` or a .sf2 path (a timbre
       the agent's world does not have: the seed's advanced setup). Refused with ``target``
       (a recording is heard as it is).
     * ``target_sample_rate``: the rate in Hz of a ``target`` array (default ``sample_rate``):
@@ -279,8 +287,13 @@ class LMMByEarEnv(PianoTaskEnv):
       (the file carries its own rate) and without ``target`` (corpus pieces are rendered at
       ``sample_rate``).
 
-    Whole-recording agents (e.g. `lmm_env.agents.GradientAgent`) may listen to the whole
-    target first with ``env.unwrapped.target_audio()``.
+    ``layout=`` is refused (the keyboard is the identity; LMMDecipher-v0 hides it).
+
+    ## Version History
+    * v0: the task as above. Within v0: ``target_sample_rate`` is checked when the env is
+      made (and refused beside a file or without a target); a long recording is read only
+      as far as the episode goes (``max_seconds``); ``target_synth`` beside a recording is
+      refused.
     """
 
     def __init__(self, target=None, reference=None, target_synth=None, target_sample_rate: int | None = None,

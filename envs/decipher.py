@@ -19,17 +19,26 @@ class DecipherSim(PianoSim):
 
 
 class LMMDecipherEnv(PianoTaskEnv):
-    """Play a score on a keyboard whose pitch->key layout is hidden and must be worked out.
+    """Play a score on a keyboard whose pitch->key layout is hidden and must be worked out: ``LMMDecipher-v0``.
 
+    ## Description
     The same world and task as LMMPiano-v0 (read a score, play it, be judged by what you
     hear), but action ``i`` sounds a hidden pitch: a permutation of the range ``keys``.
     This is the seed author's "decipher" problem: the score names pitches, the agent moves
     keys, and only the ear can tell which key makes which pitch.
 
+    ``gym.make("LMMDecipher-v0")`` makes this env; ``gym.make_vec("LMMDecipher-v0",
+    num_envs=N)`` its batched twin (`LMMDecipherVectorEnv`).
+
     ## Action Space
     ``Box(-1, 1, (n_keys,), float32)``, as LMMPiano-v0: key ``i`` down while ``a[i] > 0``,
     striking at velocity ``1 + round(126 a[i])``; but key ``i`` sounds pitch
     ``perm[i]``, a hidden permutation of ``keys[0]..keys[1]``.
+
+    The keyboard is *sealed*: ``env.unwrapped.keyboard.pitch_of_action`` (and
+    ``key_of_action``, ``action_of_pitch``) raise `lmm_env.keyboard.HiddenLayoutError`.
+    Oracle baselines read it with ``keyboard.reveal()``; the benchmark runner refuses that
+    call to every agent that is not registered as an oracle.
 
     ## Observation Space
     As LMMPiano-v0: ``"score"`` (3, lookahead + 1, n_keys) with columns in *pitch* order
@@ -50,12 +59,6 @@ class LMMDecipherEnv(PianoTaskEnv):
     `lmm_env.tasks.probe_keyboard(agent, env)` (a probe score that asks for every pitch of
     the range, alone and in context), and reported by the benchmark as ``keys_deciphered``.
 
-    ## Hidden layout
-    The keyboard is *sealed*: ``env.unwrapped.keyboard.pitch_of_action`` (and
-    ``key_of_action``, ``action_of_pitch``) raise `lmm_env.keyboard.HiddenLayoutError`.
-    Oracle baselines read it with ``keyboard.reveal()``; the benchmark runner refuses that
-    call to every agent that is not registered as an oracle.
-
     ## Arguments
     All of LMMPiano-v0's (``score``, ``split``, ``keys``, ``synth``, ``reward``, ``pairs``,
     ``ear``, ``frame_rate``, ``max_seconds``, ...) except ``layout``, plus:
@@ -66,6 +69,14 @@ class LMMDecipherEnv(PianoTaskEnv):
     * ``layout_seed`` (0): the permutation of ``relayout="never"``.
     * ``keys``: smaller curricula, e.g. ``(60, 72)`` (13 keys) or ``(48, 84)`` (37 keys);
       scores are folded into the range by octaves.
+
+    ``layout=`` (and the internal ``seal_layout=``) are refused: the layout is always
+    shuffled and hidden (LMMPiano-v0 has a visible one).
+
+    ## Version History
+    * v0: the task as above. Within v0: the hidden layout moved out of the keyboard's
+      attributes (no attribute walk from a sealed env reaches it), and arguments are checked
+      when the env is made.
     """
 
     def __init__(self, relayout: str = "never", layout_seed: int = 0, render_mode: str | None = None,

@@ -149,13 +149,17 @@ class ImproviseSim(PianoSim):
 
 
 class LMMImproviseEnv(PianoTaskEnv):
-    """Make music with no score to follow: the motion LM, LM^M.
+    """Make music with no score to follow: ``LMMImprovise-v0``, the motion LM, LM^M.
 
+    ## Description
     An episode is an optional *prompt* (the first ``prompt_seconds`` of a corpus piece,
     shown as the score observation while it lasts) and then ``length_seconds`` of free
     play. The prompt is played by the world as written (``prompt_player="world"``, the
     agent's keys are ignored meanwhile) or by the agent (``"agent"``, judged like
     LMMPiano-v0). After it there is no target: the reward judges what was heard alone.
+
+    ``gym.make("LMMImprovise-v0")`` makes this env; ``gym.make_vec("LMMImprovise-v0",
+    num_envs=N)`` its batched twin (`LMMImproviseVectorEnv`).
 
     ## Action Space
     ``Box(-1, 1, (n_keys,), float32)``, as LMMPiano-v0 (the known, identity keyboard).
@@ -186,11 +190,20 @@ class LMMImproviseEnv(PianoTaskEnv):
     ## Arguments
     * ``prompt``: a corpus name (default ``"folk"``), MIDI path, `Score`, list of those, or
       None (no prompt). ``split`` chooses the corpus split.
-    * ``prompt_seconds`` (4.0), ``length_seconds`` (20.0), ``prompt_player`` ("world").
+    * ``prompt_seconds`` (4.0, in [0, 3600]; 0: no prompt), ``length_seconds`` (20.0, in
+      [0.5, 3600]), ``prompt_player`` (``"world"`` or ``"agent"``).
     * ``max_seconds``: a cap on the whole episode (prompt first, then free play); it must
       leave at least one step of free play.
     * LMMPiano-v0's ``keys``, ``synth``, ``frame_rate``, ``sample_rate``, ``lookahead``,
-      ``reward``, ``pairs``, ``ear``, ``n_mels``, ``record_audio``.
+      ``reward``, ``pairs``, ``ear``, ``n_mels``, ``record_audio``, ``render_mode``.
+
+    ``score=`` (the prompt is ``prompt=``), ``layout=`` and ``tail=`` (there is no target
+    to ring out) are refused. Without a prompt pool (``prompt=None`` or
+    ``prompt_seconds=0``) ``reset(options={"score_index": i})`` takes only ``i = 0``.
+
+    ## Version History
+    * v0: the task as above. Within v0: ``max_seconds`` was added (a cap on prompt plus free
+      play, as every task has), and arguments are checked when the env is made.
     """
 
     def __init__(self, prompt="folk", prompt_seconds: float = 4.0, length_seconds: float = 20.0,

@@ -129,12 +129,19 @@ class PianoTaskEnv(gym.Env):
 
 
 class LMMPianoEnv(PianoTaskEnv):
-    """Play a score on a piano and be judged by the audio it makes.
+    """Play a score on a piano and be judged by the audio it makes: ``LMMPiano-v0``, the mapping g.
 
+    ## Description
     Each step the agent sees the score ahead (X^V) and the log-mel of the audio its keys
     made in the last step (X^A), and sets 88 keys (X^M). The world is a piano synthesizer
     that renders one block of audio per step; the reward comes from reward models that
     listen to that audio (the default) or, for baselines, look at the keys.
+
+    ``gym.make("LMMPiano-v0")`` makes this env; ``gym.make_vec("LMMPiano-v0", num_envs=N)``
+    its natively batched twin (`LMMPianoVectorEnv`; `make_vector_env` with
+    ``backend="torch"`` for `LMMPianoTorchVectorEnv`, thousands of envs on one device).
+    Every task env also has the methods of `PianoTaskEnv` (``performance()``,
+    ``episode_audio()``, ``target_score()``, ``episode_metrics()``, ...).
 
     ## Action Space
     ``Box(-1, 1, (n_keys,), float32)`` (``n_keys`` = 88 by default, plus one for the
@@ -177,7 +184,8 @@ class LMMPianoEnv(PianoTaskEnv):
 
     ## Starting State
     All keys up, silence; a score is drawn from the pool with the env's RNG (or
-    ``reset(options={"score_index": i})`` / ``{"score": a_score_or_midi}``).
+    ``reset(options={"score_index": i})`` / ``{"score": a_score_or_midi}``). ``info`` at
+    reset holds ``score_name``, ``n_steps`` (the episode's length) and ``pairs``.
 
     ## Episode End
     No termination. Truncation after the score's frames plus ``tail`` seconds (releases
@@ -185,30 +193,40 @@ class LMMPianoEnv(PianoTaskEnv):
     (RoboPianist's definition), note onset precision/recall/F1 (mir_eval, 50 ms) and the
     velocity error on matched notes, and the diagnostics pitch-class entropy and note
     density of what was played beside the target's (a policy that games a model reward by
-    collapsing to one note or to silence shows there).
+    collapsing to one note or to silence shows there). Stepping after the end raises
+    ``RuntimeError`` until the next ``reset()``.
 
     ## Arguments
-    * ``score``: a corpus name (default ``"folk"``; see `lmm_env.corpus.names`), a MIDI
-      path, a PrettyMIDI, a `Score`, or a list of those. Each reset draws one, or takes
+    * ``score`` (``"folk"``): a corpus name (see `lmm_env.corpus.names`), a MIDI path, a
+      PrettyMIDI, a `Score`, or a list of those. Each reset draws one, or takes
       ``reset(options={"score_index": i})``, the i-th of that pool (for evaluation).
-    * ``split``: corpus split, ``"train"`` (default), ``"validation"`` or ``"test"``.
+    * ``split`` (``"train"``): corpus split, ``"train"``, ``"validation"`` or ``"test"``.
     * ``frame_rate`` (20): steps per second; ``sample_rate`` (16000): audio Hz; their
       ratio must be a whole number of samples.
     * ``lookahead`` (10): score frames shown beyond the current one.
-    * ``keys`` ((21, 108)): playable MIDI range, inclusive; scores are folded into it by
-      octaves (``out_of_range="transpose"``, or ``"reject"``/``"drop"``).
-    * ``layout`` ("identity"/"shuffled"), ``layout_seed`` (0), ``pedal`` (False).
-    * ``synth``: "piano" (fast additive piano, default), "soundfont" (TimGM6mb through
-      tinysoundfont) or a path to any .sf2 file, or a `lmm_env.synth.Synth`.
-    * ``reward``: see Rewards. ``n_mels`` (64). ``tail`` (0.5 s). ``max_seconds``: trim
-      long pieces to their first ``max_seconds`` (None = whole piece; a piece over
-      ``MAX_EPISODE_SECONDS``, 3 hours, is refused without it).
-    * ``render_mode``: None or "rgb_array" (keyboard under a scrolling piano roll).
+    * ``keys`` (``(21, 108)``): playable MIDI range, inclusive; scores are folded into it
+      by octaves (``out_of_range="transpose"``, the default, or ``"reject"``/``"drop"``).
+    * ``layout`` (``"identity"``/``"shuffled"``), ``layout_seed`` (0): the keyboard's
+      layout and the seed of a shuffled one; ``pedal`` (False): a sustain-pedal action.
+    * ``synth``: ``"piano"`` (fast additive piano, default), ``"soundfont"`` (TimGM6mb
+      through tinysoundfont) or a path to any .sf2 file, or a `lmm_env.synth.Synth`.
+    * ``reward`` (``"closed_loop"``): see Rewards. ``n_mels`` (64): log-mel bands of
+      ``"audio"``. ``tail`` (0.5 s). ``max_seconds``: trim long pieces to their first
+      ``max_seconds`` (None = whole piece; a piece over ``MAX_EPISODE_SECONDS``, 3 hours,
+      is refused without it).
+    * ``render_mode``: None or ``"rgb_array"`` (keyboard under a scrolling piano roll);
+      ``"human"`` is refused (the envs open no window).
     * ``record_audio`` (True): keep the episode's audio for `episode_audio`.
     * ``pairs``: K score-audio pairs (`lmm_env.pairs`: 0, 4, 16, 64 or "all") the reward's
       ear is fitted on (K = 0: the analytic ear); recorded in ``info["pairs"]``. Or
       ``ear``: an ear object or name for `lmm_env.lm.load_pretrained`. Default: neither
       (the reward's own default ear, the analytic one; ``info["pairs"]`` is None).
+
+    ## Version History
+    * v0: the task as above. Within v0 (same spaces): the default reward became
+      ``"closed_loop"`` (it was ``"audio_match"``); ``pairs``/``ear`` were added; values the
+      env cannot play (``render_mode="human"``, untrimmed pieces over 3 hours, pools too
+      large for memory) are refused when it is made instead of failing later.
     """
 
     def __init__(self, score="folk", split: str = "train", frame_rate: float = 20, sample_rate: int = 16000,
