@@ -124,8 +124,7 @@ def _supervised_g(env, pairs, seed):
     from lmm_env.pairs import check_k
 
     K = check_k(16 if pairs is None else pairs)
-    if K == 0:
-        raise ValueError("pairs=0 gives supervised-g nothing to learn from; give pairs=4, 16, 64 or 'all'")
+    # K = 0 leaves nothing to learn from: the untrained network, the floor of the K-pairs table
     return DiffAgent(env, train_supervised_g(K, seed=seed or 0))
 
 
@@ -185,7 +184,7 @@ AGENTS: dict[str, AgentSpec] = {
     "supervised-g": AgentSpec(_supervised_g, (_PIANO,), False,
                               "diff-g's network fitted on the K pairs alone by supervised learning (no LM, no "
                               "closed loop): the comparison for LM mapping", ("pairs", "seed"),
-                              "learns the K pairs' scores at build time (400 steps, seconds; default K = 16)", role="pairs-only"),
+                              "learns the K pairs' scores at build time (400 steps, seconds; default K = 16; untrained at K = 0)", role="pairs-only"),
     "diff-g": AgentSpec(_diff("g"), (_PIANO,), False,
                         "g (score -> keys) learned by backpropagation through the differentiable piano and the ear", (),
                         "20,224 world samples of the differentiable piano (folk + Bach train split), analytic ear, "
