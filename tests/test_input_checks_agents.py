@@ -97,7 +97,9 @@ def test_load_agent_and_make_agent_check_their_arguments():
     with pytest.raises(ValueError, match="seed='x'"):
         make_agent("random", env, seed="x")
     with pytest.raises(ValueError, match="K=7"):
-        make_agent("random", env, pairs=7)
+        make_agent("supervised-g", env, pairs=7)  # checked before anything is fitted
+    with pytest.raises(ValueError, match="'random' does not use pairs"):  # was silently ignored
+        make_agent("random", env, pairs=4)
     with pytest.raises(ValueError, match="seed='a'"):
         load_agent("ppo-improvise", gym.make("LMMImprovise-v0", prompt=None, length_seconds=1), seed="a")
 
