@@ -75,7 +75,7 @@ def _agent(name_or_path, env, seed=None, pairs=None, ear=None):
 def cmd_agents(args) -> int:
     from lmm_env.agents.registry import agent_table
 
-    print(agent_table(markdown=args.markdown))
+    print(agent_table(markdown=not args.long))
     return 0
 
 
@@ -450,7 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("agents", help="every registered agent: tasks, options, what it learned from, how to retrain it",
                        description="The agent registry (lmm_env.agents.registry.AGENTS): the names --agent takes.")
-    a.add_argument("--markdown", action="store_true", help="a markdown table (default: one block per agent)")
+    a.add_argument("--markdown", action="store_true", help="a markdown table (the default; kept for scripts)")
+    a.add_argument("--long", action="store_true", help="one block per agent, with its description")
     a.set_defaults(func=cmd_agents)
 
     d = sub.add_parser("doctor", help="what this installation can do (packages, synths, models, threads)",
