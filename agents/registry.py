@@ -33,6 +33,7 @@ from lmm_env import TASK_IDS as TASKS  # the registered task ids, in the protoco
 from lmm_env._checks import check_seed, short_repr
 
 OPTIONS = ("pairs", "ear", "seed")
+"""The options an agent may take; each entry's ``options`` says which of them it does."""
 OPTION_HELP = {"pairs": "pairs=K: the ear of K score-audio pairs (0, 4, 16, 64, 'all')",
                "ear": "ear=<ear object or .safetensors file>: the ear to listen with, instead of pairs",
                "seed": "seed=int >= 0: the agent's own randomness"}
@@ -205,6 +206,7 @@ AGENTS: dict[str, AgentSpec] = {
         "491,520 env steps of LMMImprovise-v0 (folk prompts, train split, built-in piano, improvise reward)",
         "scripts/train/ppo_improvise.sh", role="learned"),
 }
+"""Every registered agent by name: what `load_agent`, ``--agent`` and the benchmark accept."""
 
 
 def agents_for(task: str) -> list[str]:
