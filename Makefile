@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat setup.py | cksum | cut -d' ' -f1)
 
-.PHONY: demo test docs bench install clean
+.PHONY: demo test docs bench install outside clean
 
 install: $(STAMP)
 
@@ -30,6 +30,13 @@ test: $(STAMP)
 # warnings from --strict too, and the build passes.
 docs: $(STAMP)
 	$(PY) -m mkdocs build --strict
+
+# The outside transcribers of the by-ear table (optional: the benchmark plays them when installed).
+# --no-deps: basic-pitch's wheel declares TensorFlow on Python >= 3.11 and transkun torchaudio;
+# neither is needed (basic-pitch runs its ONNX model; see lmm_env.agents.baselines.transcribers).
+outside: $(STAMP)
+	$(PY) -m pip install -q --no-deps basic-pitch==0.4.0 transkun==2.0.1
+	$(PY) -m pip install -q onnxruntime "resampy<0.4.3,>=0.2.2" "setuptools<81" moduleconf ncls soxr
 
 bench: $(STAMP)
 	$(PY) bench/bench_synth.py

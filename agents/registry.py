@@ -60,7 +60,7 @@ class AgentSpec:
     options: tuple = ("pairs", "seed")  # what a user-made spec (the old signature) was handed
     learned_from: str = ""
     retrain: str = ""
-    role: str = "baseline"  # baseline | oracle | pairs-only | learned: where it lives, and its table group
+    role: str = "baseline"  # baseline | oracle | pairs-only | learned | outside: where it lives, its table group
 
     @property
     def kind(self) -> str:
@@ -117,6 +117,15 @@ def _ear_reader(env, pairs, seed, ear=None):
     from lmm_env.agents.baselines.pairs_only import EarReaderAgent
 
     return EarReaderAgent(env, pairs=pairs, ear=ear)
+
+
+def _outside(cls_name):
+    def build(env, pairs, seed):
+        from lmm_env.agents.baselines import transcribers
+
+        return getattr(transcribers, cls_name)(env)
+
+    return build
 
 
 def _supervised_g(env, pairs, seed):
@@ -182,6 +191,17 @@ AGENTS: dict[str, AgentSpec] = {
                             "plays what the ear transcribes from the target, at one velocity (pairs only, no LM)",
                             ("pairs", "ear"), "the K pairs alone, through the ear fitted on them (default K = 16)",
                             "scripts/train/ears.sh (the shipped ears of K = 4, 16, 64)", role="pairs-only"),
+    "basic-pitch": AgentSpec(
+        _outside("BasicPitchAgent"), (_BY_EAR,), False,
+        "basic-pitch (Spotify, ICASSP 2022), an off-the-shelf note transcriber (ONNX), writes the target down; "
+        "its notes are played", (),
+        "outside: supervised on hours of paired audio and MIDI (GuitarSet, iKala, MAESTRO, MedleyDB-Pitch, Slakh); "
+        "not trained here", "- (optional; install: see lmm_env.agents.baselines.transcribers)", role="outside"),
+    "transkun": AgentSpec(
+        _outside("TranskunAgent"), (_BY_EAR,), False,
+        "Transkun V2 (a semi-CRF transformer piano transcriber) writes the target down; its notes are played", (),
+        "outside: supervised on MAESTRO v3, ~200 hours of paired piano audio and MIDI; not trained here",
+        "- (optional; install: see lmm_env.agents.baselines.transcribers)", role="outside"),
     "supervised-g": AgentSpec(_supervised_g, (_PIANO,), False,
                               "diff-g's network fitted on the K pairs alone by supervised learning (no LM, no "
                               "closed loop): the comparison for LM mapping", ("pairs", "seed"),
