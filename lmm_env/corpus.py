@@ -9,6 +9,8 @@
   (ABC files, many tunes per file); ``"folk"`` pools all three.
 * ``"exercises-scale"``, ``"exercises-arpeggio"``, ``"exercises-random-walk"``,
   ``"exercises-chords"``, ``"exercises-mixed"``: generated on the fly, see :func:`exercises`.
+* ``"piano"``, ``"piano-classical"``, ``"piano-generated"``: two-hand piano music with
+  performed velocities and sustain pedal (``Score.pedal``), see :mod:`lmm_env.piano_corpus`.
 
 Piece ids are stable strings (``"bach/bwv10.7.mxl"``, ``"essenFolksong/han2.abc#600"``).
 Splits are decided by the SHA-1 of the id (80 % train, 10 % validation, 10 % test), so they
@@ -65,13 +67,14 @@ CACHE_FORMAT = 1
 _ABC_COLLECTIONS = {"essen": "essenFolksong", "oneills": "oneills1850", "ryans": "ryansMammoth"}
 _POOLS = {"folk": ("essen", "oneills", "ryans")}
 _REAL = ("bach-chorales", "folk", "essen", "oneills", "ryans")
+_PIANO = ("piano", "piano-classical", "piano-generated")  # built by lmm_env.piano_corpus
 _EXERCISE_SIZES = {"train": 1000, "validation": 100, "test": 100}
 MAX_EXERCISES = 1_000_000  # an exercise corpus lists its ids up front (~100 bytes each)
 
 
 def names() -> list[str]:
     """Every corpus name :func:`load` accepts."""
-    return list(_REAL) + [f"exercises-{k}" for k in EXERCISE_KINDS]
+    return list(_REAL) + list(_PIANO) + [f"exercises-{k}" for k in EXERCISE_KINDS]
 
 
 def split_of(piece_id: str) -> str:
@@ -240,7 +243,7 @@ TRANSIENT_ERRORS = (MemoryError, OSError, RecursionError)
 MAX_CACHED_NOTES = 200_000
 _MAX_NAME_CHARS = 1000
 _CACHED = {"bad": ("b", 0), "pitches": ("iu", 1), "onsets": ("f", 1), "offsets": ("f", 1),
-           "velocities": ("iu", 1), "name": ("U", 0)}
+           "velocities": ("iu", 1), "name": ("U", 0), "bars": ("f", 2), "pedal": ("f", 2)}
 
 
 def _read_member(zf: zipfile.ZipFile, key: str) -> np.ndarray:
@@ -356,7 +359,7 @@ class Corpus(Sequence):
         if self._keys is not None:
             try:
                 score = Score(score.pitches, score.onsets, score.offsets, score.velocities,
-                              name=score.name, out_of_range=self._out_of_range, keys=self._keys)
+                              name=score.name, out_of_range=self._out_of_range, keys=self._keys, pedal=score.pedal)
             except ScoreError:
                 if self._out_of_range == "reject":
                     raise
@@ -445,7 +448,7 @@ def load(
         return exercises(name[len("exercises-"):], split=split,
                          keys=keys if keys is not None else (LOWEST_PITCH, HIGHEST_PITCH),
                          **exercise_options)
-    if name not in _REAL:
+    if name not in _REAL and name not in _PIANO:
         raise ValueError(f"unknown corpus {short_repr(name)}; allowed: {', '.join(names())}")
     if exercise_options:
         raise ValueError(
@@ -453,6 +456,10 @@ def load(
         )
     if keys is not None:
         keys = _check_keys(keys)
+    if name in _PIANO:
+        from lmm_env import piano_corpus
+
+        return piano_corpus.load(name, split, keys=keys, out_of_range=out_of_range)
     collections = _POOLS.get(name, (name,))
     ids = [pid for c in collections for pid in _all_ids(c) if _split_of(pid) == split]
     return Corpus(name, split, ids, _load_cached, keys=keys, out_of_range=out_of_range)
@@ -483,7 +490,8 @@ def warm(
 
     Args:
         name: a real corpus (``"folk"``, ``"bach-chorales"``, ``"essen"``, ``"oneills"``,
-            ``"ryans"``); exercises are generated, not converted.
+            ``"ryans"``) or a piano corpus (``"piano"``, ...: see :func:`lmm_env.piano_corpus.warm`);
+            exercises are generated, not converted.
         splits: one split or several (default: all three).
         workers: processes (default: the cores this process may run on); 1 converts in this
             process. Workers are forked on Linux (no ``__main__`` guard needed in the
@@ -495,8 +503,12 @@ def warm(
         ``{"pieces": n, "cached": already cached, "converted": n converted now, "bad": of those,
         unparsable or empty}``.
     """
+    if name in _PIANO:
+        from lmm_env import piano_corpus
+
+        return piano_corpus.warm(name, splits, workers=workers, progress=progress)
     if name not in _REAL:
-        raise ValueError(f"corpus {short_repr(name)} cannot be warmed; use a real corpus: {', '.join(_REAL)} "
+        raise ValueError(f"corpus {short_repr(name)} cannot be warmed; use a real corpus: {', '.join(_REAL + _PIANO)} "
                          "(exercises-* are generated on the fly, nothing to convert)")
     try:
         splits = (splits,) if isinstance(splits, str) else tuple(splits)

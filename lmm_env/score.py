@@ -1,9 +1,10 @@
 """Scores: what the agent is asked to play.
 
 A :class:`Score` is a set of notes (pitch, onset, offset, velocity) held as numpy arrays,
-sorted by (onset, pitch). It is built from tuples, from a MIDI file (pretty_midi) or from a
-music21 stream, and can be transposed, re-timed and trimmed; every such operation returns a
-new Score (the arrays are read-only).
+sorted by (onset, pitch), plus the sustain pedal's down intervals (``pedal``, MIDI CC64). It
+is built from tuples, from a MIDI file (pretty_midi) or from a music21 stream, and can be
+transposed, re-timed and trimmed; every such operation returns a new Score (the arrays are
+read-only).
 
 A :class:`FrameScore` is the same score quantized to a frame grid: boolean ``held`` and
 ``onset`` rolls plus a ``velocity`` roll of shape (T, 88). It is what the env shows the agent
@@ -177,6 +178,67 @@ def _round_half_up(x: np.ndarray) -> np.ndarray:
     return np.floor(x + 0.5).astype(np.int64)
 
 
+PEDAL_CC = 64  # MIDI control change number of the sustain (damper) pedal; values >= 64 mean down
+
+
+def _merge_intervals(a: np.ndarray) -> np.ndarray:
+    """(k, 2) intervals sorted by start, those that overlap or touch merged into one."""
+    if len(a) < 2:
+        return a
+    a = a[np.argsort(a[:, 0], kind="stable")]
+    reach = np.maximum.accumulate(a[:, 1])
+    first = np.flatnonzero(np.r_[True, a[1:, 0] > reach[:-1]])  # a new interval starts after all before it end
+    return np.stack([a[first, 0], np.maximum.reduceat(a[:, 1], first)], axis=1)
+
+
+def _check_pedal(pedal: Any) -> np.ndarray | None:
+    """Pedal intervals validated: a sorted, disjoint float64 (k, 2) array (None: no pedal)."""
+    if pedal is None:
+        return None
+    if isinstance(pedal, (str, bytes)):
+        raise ScoreError(f"pedal must be (start, end) pairs in seconds, got {short_repr(pedal)}")
+    if isinstance(pedal, (list, tuple)):  # numpy would read True as 1 and "1.5" as a string array
+        for i, iv in enumerate(pedal):
+            items = iv if isinstance(iv, (list, tuple, np.ndarray)) else [iv]
+            if any(isinstance(x, (bool, np.bool_, str, bytes)) for x in items):
+                raise ScoreError(f"pedal interval {i} must be a (start, end) pair of numbers, got {short_repr(iv)}")
+    try:
+        a = np.asarray(pedal)
+    except ValueError:  # ragged
+        raise ScoreError(f"pedal must be (start, end) pairs in seconds, got {short_repr(pedal)}") from None
+    if a.size == 0:
+        return np.zeros((0, 2))
+    if a.ndim != 2 or a.shape[1] != 2 or a.dtype.kind not in "iuf":
+        raise ScoreError(f"pedal must be (start, end) pairs in seconds (shape (k, 2), numbers), got "
+                         f"{short_repr(pedal)} (shape {a.shape}, dtype {a.dtype})")
+    a = a.astype(np.float64)
+    bad = ~np.isfinite(a).all(axis=1) | (a[:, 0] < 0) | (a[:, 1] <= a[:, 0]) | (a[:, 1] > MAX_SECONDS)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ScoreError(f"pedal interval {i} is ({float(a[i, 0])!r}, {float(a[i, 1])!r}); each must be finite with "
+                         f"0 <= start < end <= MAX_SECONDS = {MAX_SECONDS:g} s")
+    return _merge_intervals(a)
+
+
+def _pedal_from_midi(instruments: list, end_time: float) -> np.ndarray:
+    """The sustain pedal's down intervals of ``instruments`` (their CC64, >= 64 = down), merged
+    over the instruments; a pedal still down at the end is lifted at ``end_time``."""
+    out = []
+    for inst in instruments:
+        down_at = None
+        for cc in sorted((c for c in inst.control_changes if c.number == PEDAL_CC), key=lambda c: c.time):
+            t = min(max(float(cc.time), 0.0), MAX_SECONDS)
+            if cc.value >= 64 and down_at is None:
+                down_at = t
+            elif cc.value < 64 and down_at is not None:
+                if t > down_at:
+                    out.append((down_at, t))
+                down_at = None
+        if down_at is not None and end_time > down_at:
+            out.append((down_at, end_time))
+    return _merge_intervals(np.array(out, dtype=np.float64).reshape(-1, 2))
+
+
 # --------------------------------------------------------------------------- Score
 
 
@@ -189,6 +251,9 @@ class Score:
         offsets: float64 note ends in seconds (> onsets).
         velocities: int16 MIDI velocities, 1..127.
         name: a free-form label (piece id, file name, ...).
+        pedal: float64 array of shape (k, 2): the sustain pedal's down intervals
+            ``[start, end)`` in seconds (MIDI CC64 >= 64), sorted and disjoint; (0, 2) when
+            the score has no pedal.
 
     Args:
         pitches, onsets, offsets: equal-length 1-D sequences. Pitches must be integral.
@@ -199,12 +264,17 @@ class Score:
             narrower than an octave and a note cannot fit), ``"reject"`` raises a ScoreError
             naming the first offending pitch, ``"drop"`` removes those notes.
         keys: inclusive (lowest, highest) MIDI pitch range, inside the piano's 21..108.
+        pedal: sustain-pedal down intervals, a sequence of ``(start, end)`` pairs in seconds
+            (finite, ``0 <= start < end <= MAX_SECONDS``), or None (no pedal). They are sorted,
+            and intervals that overlap or touch are merged (the pedal never lifted between
+            them).
 
     An empty Score (no notes) is a valid object; ``from_midi`` however refuses MIDI files
-    without notes. Equality compares the note arrays (times within 1e-9 s), not the name.
+    without notes. Equality compares the note arrays and the pedal intervals (times within
+    1e-9 s), not the name.
     """
 
-    __slots__ = ("pitches", "onsets", "offsets", "velocities", "name")
+    __slots__ = ("pitches", "onsets", "offsets", "velocities", "name", "pedal")
 
     def __init__(
         self,
@@ -216,6 +286,7 @@ class Score:
         name: str = "",
         out_of_range: str = "transpose",
         keys: tuple[int, int] = (LOWEST_PITCH, HIGHEST_PITCH),
+        pedal: Any = None,
     ) -> None:
         _check_policy(out_of_range)
         lo, hi = _check_keys(keys)
@@ -255,18 +326,19 @@ class Score:
                 f"note {i} (pitch {int(p[i])}) has offset {float(off[i])!r} <= onset {float(on[i])!r}: "
                 "every note must last a positive time"
             )
+        ped = _check_pedal(pedal)
         p, on, off, v = _apply_range_policy(p, on, off, v, lo, hi, out_of_range)
-        self._set(p, on, off, v, name, sort=True)
+        self._set(p, on, off, v, name, sort=True, pedal=ped)
 
-    # internal fast constructor: arrays already valid
+    # internal fast constructor: arrays already valid (pedal: sorted, disjoint (k, 2) or None)
     @classmethod
-    def _from_valid(cls, p, on, off, v, name: str, sort: bool = True) -> "Score":
+    def _from_valid(cls, p, on, off, v, name: str, sort: bool = True, pedal=None) -> "Score":
         self = object.__new__(cls)
         self._set(np.asarray(p), np.asarray(on, dtype=np.float64), np.asarray(off, dtype=np.float64),
-                  np.asarray(v), name, sort=sort)
+                  np.asarray(v), name, sort=sort, pedal=pedal)
         return self
 
-    def _set(self, p, on, off, v, name: str, sort: bool) -> None:
+    def _set(self, p, on, off, v, name: str, sort: bool, pedal=None) -> None:
         if sort and len(p) > 1:
             order = np.lexsort((off, p, on))
             p, on, off, v = p[order], on[order], off[order], v[order]
@@ -276,6 +348,8 @@ class Score:
         set_(self, "offsets", _readonly(np.array(off, dtype=np.float64)))
         set_(self, "velocities", _readonly(np.array(v, dtype=np.int16)))
         set_(self, "name", name)
+        ped = np.zeros((0, 2)) if pedal is None else pedal
+        set_(self, "pedal", _readonly(np.array(ped, dtype=np.float64).reshape(-1, 2)))
 
     def __setattr__(self, key, value):
         raise AttributeError(f"Score is immutable: cannot set {key!r}; build a new Score instead")
@@ -331,7 +405,9 @@ class Score:
         """Read a MIDI file (path) or a ``pretty_midi.PrettyMIDI``, merging all non-drum tracks.
 
         Zero-length notes (offset <= onset, common in real MIDI files) are skipped. The name
-        defaults to the file's stem.
+        defaults to the file's stem. The sustain pedal (control change 64 of the same tracks,
+        value >= 64 = down) becomes ``pedal``; a pedal still down at the end of the file is
+        lifted at its last event.
 
         Raises:
             FileNotFoundError: the path does not exist.
@@ -369,6 +445,10 @@ class Score:
             raise ScoreError(f"{label} lasts {end:.0f} s ({end / 3600:.1f} hours), longer than MAX_SECONDS = "
                              f"{MAX_SECONDS:g} s (6 hours); cut the file to a shorter piece")
         kw.setdefault("name", default_name)
+        if "pedal" not in kw:
+            ccs = [c.time for inst in pm.instruments if not inst.is_drum for c in inst.control_changes]
+            kw["pedal"] = _pedal_from_midi([inst for inst in pm.instruments if not inst.is_drum],
+                                           min(max([end] + ccs), MAX_SECONDS))
         return cls(
             np.array([n.pitch for n in notes]),
             np.array([n.start for n in notes], dtype=np.float64),
@@ -462,7 +542,8 @@ class Score:
     # ------------------------------------------------------------------ conversions
 
     def to_pretty_midi(self, program: int = 0):
-        """One-instrument ``pretty_midi.PrettyMIDI`` (General MIDI ``program``, 0 = piano)."""
+        """One-instrument ``pretty_midi.PrettyMIDI`` (General MIDI ``program``, 0 = piano), with the
+        sustain pedal as control change 64 (127 down at each interval's start, 0 up at its end)."""
         import pretty_midi
 
         program = check_int("program", program, 0, 127)  # a General MIDI program
@@ -472,6 +553,9 @@ class Score:
             pretty_midi.Note(velocity=int(v), pitch=int(p), start=float(a), end=float(b))
             for p, a, b, v in zip(self.pitches, self.onsets, self.offsets, self.velocities)
         ]
+        for a, b in self.pedal:
+            inst.control_changes.append(pretty_midi.ControlChange(PEDAL_CC, 127, float(a)))
+            inst.control_changes.append(pretty_midi.ControlChange(PEDAL_CC, 0, float(b)))
         pm.instruments.append(inst)
         return pm
 
@@ -489,7 +573,7 @@ class Score:
         # the shifted pitches may leave 0..127 (which the constructor refuses): apply the policy here
         p, on, off, v = _apply_range_policy(self.pitches.astype(np.int64) + semitones, self.onsets, self.offsets,
                                             self.velocities, lo, hi, out_of_range)
-        return Score._from_valid(p, on, off, v, self.name, sort=True)
+        return Score._from_valid(p, on, off, v, self.name, sort=True, pedal=self.pedal)
 
     def with_tempo(self, factor: float) -> "Score":
         """Play ``factor`` times as fast: all times are divided by ``factor`` (in [0.01, 100]).
@@ -504,13 +588,13 @@ class Score:
                              f"{self.duration / f:.0f} s, "
                              f"longer than MAX_SECONDS = {MAX_SECONDS:g} s; trim it first")
         return Score._from_valid(self.pitches, self.onsets / f, self.offsets / f, self.velocities,
-                                 self.name, sort=False)
+                                 self.name, sort=False, pedal=self.pedal / f)
 
     def trim(self, start: float, end: float | None = None) -> "Score":
         """Keep the notes sounding in ``[start, end)``, clipped to it, shifted so ``start`` is 0.
 
         ``end=None`` means the end of the score. A note overlaps the window if
-        ``onset < end`` and ``offset > start``.
+        ``onset < end`` and ``offset > start``; the pedal intervals are clipped the same way.
         """
         start = _number("trim start", start)
         if not (math.isfinite(start) and start >= 0):
@@ -521,13 +605,36 @@ class Score:
         keep = (self.onsets < stop) & (self.offsets > start)
         on = np.maximum(self.onsets[keep], start) - start
         off = np.minimum(self.offsets[keep], stop) - start
-        return Score._from_valid(self.pitches[keep], on, off, self.velocities[keep], self.name, sort=True)
+        ped = self.pedal[(self.pedal[:, 0] < stop) & (self.pedal[:, 1] > start)]
+        ped = np.stack([np.maximum(ped[:, 0], start), np.minimum(ped[:, 1], stop)], axis=1) - start
+        return Score._from_valid(self.pitches[keep], on, off, self.velocities[keep], self.name, sort=True,
+                                 pedal=ped)
 
     def frames(self, frame_rate: float) -> "FrameScore":
         """Quantize to a frame grid; see :class:`FrameScore` for the rule.
 
         ``frame_rate`` is at most ``MAX_FRAME_RATE``, and the grid at most ``MAX_FRAMES`` frames."""
         return FrameScore.from_score(self, frame_rate)
+
+    def pedal_frames(self, frame_rate: float, n_frames: int | None = None) -> np.ndarray:
+        """The sustain pedal on a frame grid: bool (n_frames,), True where it is down.
+
+        Quantized like the notes of :meth:`frames`: an interval covers frames
+        ``[round(start * fr), max(round(end * fr), that + 1))``, rounding halves up.
+        ``n_frames`` defaults to the notes' frame count (``self.frames(frame_rate).T``
+        without the release rule: the last rounded offset)."""
+        fr = _check_frame_rate(frame_rate)
+        if n_frames is None:
+            n_frames = int(max(_round_half_up(self.offsets * fr).max(initial=0),
+                               _round_half_up(self.onsets * fr).max(initial=-1) + 1))
+        n = check_int("n_frames", n_frames, 0, MAX_FRAMES)
+        out = np.zeros(n + 1, dtype=np.int32)
+        if len(self.pedal):
+            a = _round_half_up(self.pedal[:, 0] * fr)
+            b = np.maximum(_round_half_up(self.pedal[:, 1] * fr), a + 1)
+            np.add.at(out, np.minimum(a, n), 1)
+            np.add.at(out, np.minimum(b, n), -1)
+        return np.cumsum(out)[:n] > 0
 
     # ------------------------------------------------------------------ protocol
 
@@ -548,6 +655,8 @@ class Score:
             and np.array_equal(self.velocities, other.velocities)
             and np.allclose(self.onsets, other.onsets, rtol=0, atol=_TIME_ATOL)
             and np.allclose(self.offsets, other.offsets, rtol=0, atol=_TIME_ATOL)
+            and self.pedal.shape == other.pedal.shape
+            and np.allclose(self.pedal, other.pedal, rtol=0, atol=_TIME_ATOL)
         )
 
     __hash__ = None  # type: ignore[assignment]
@@ -557,14 +666,15 @@ class Score:
             rng = f", pitches {int(self.pitches.min())}..{int(self.pitches.max())}"
         else:
             rng = ""
-        return f"Score(name={self.name!r}, {len(self)} notes, {self.duration:.3f} s{rng})"
+        ped = f", {len(self.pedal)} pedal intervals" if len(self.pedal) else ""
+        return f"Score(name={self.name!r}, {len(self)} notes, {self.duration:.3f} s{rng}{ped})"
 
     def __getstate__(self):
-        return (self.pitches, self.onsets, self.offsets, self.velocities, self.name)
+        return (self.pitches, self.onsets, self.offsets, self.velocities, self.name, self.pedal)
 
     def __setstate__(self, state):
-        p, on, off, v, name = state
-        self._set(p, on, off, v, name, sort=False)
+        p, on, off, v, name = state[:5]
+        self._set(p, on, off, v, name, sort=False, pedal=state[5] if len(state) > 5 else None)
 
 
 # --------------------------------------------------------------------------- FrameScore
