@@ -7,7 +7,8 @@ over the same way everywhere:
 - ``ear=`` an ear object (``activations(audio)``, ``transcribe(audio)``, ``sample_rate``,
   ``block_size``: `lmm_env.lm.ear.AnalyticEar` or `LearnedEar`), or the path of a saved ear
   (``.safetensors`` written by ``lmm_env.lm.save_checkpoint``; loading never runs code);
-- else ``pairs=K``: the ear of K pairs of the world's instrument (K = 0: the analytic ear).
+- else ``pairs=K``: the ear of K pairs of the env's ``sim.pairs_instrument`` (the world's; the target's for LMMByEar-v0
+  rendered targets) (K = 0: the analytic ear).
 
 Giving both is refused: they name two different ears.
 """

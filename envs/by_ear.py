@@ -7,6 +7,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from lmm_env import metrics as metrics_mod
 from lmm_env._checks import check_int, short_repr
 from lmm_env.audio import SOURCE_RATES, load_audio
 from lmm_env.envs.core import Episode, PianoSim
@@ -63,6 +64,10 @@ class ByEarSim(PianoSim):
         if isinstance(target, (str, os.PathLike)) and not os.path.exists(target):
             raise TargetNotFoundError(f"target file {short_repr(os.fspath(target))} does not exist")
         self._target_spec = (target, reference, target_sample_rate)
+        # pairs=K with rendered targets: the ear of K pairs of the target's instrument (it reads the target)
+        rendered = target is None and target_synth is not None and not (isinstance(target_synth, str)
+                                                                          and target_synth == "world")
+        self._pairs_synth = target_synth if rendered else None
         super().__init__(n_envs, **kwargs)
         if target_synth is None or target_synth == "world":
             self.target_synth = self.synth
@@ -92,15 +97,15 @@ class ByEarSim(PianoSim):
         ref = None
         if reference is not None:
             ref = super().resolve_pool([reference], split)[0]
-            loud = np.flatnonzero(np.abs(audio) > 1e-3 * np.abs(audio).max())
-            sounding = (loud[-1] + 1) / self.sample_rate if loud.size else 0.0  # in the part read
-            end = ref.duration
-            if end > duration + 0.5 or end < sounding - 2.0:  # the reference covers the whole recording
-                raise ValueError(
-                    f"reference={short_repr(reference)} does not match the target audio: its last note ends at "
-                    f"{end:.2f} s, but the audio lasts {duration:.2f} s (sounding until {sounding:.2f} s); they must "
-                    "agree within 2 s (the reference is the notes of the recording, used only for metrics)"
-                )
+            # the reference is the notes of the recording (used only for metrics): a wrong file is refused by
+            # onsets, not loudness, so reverberation, release tails and room tone pass (lmm_env.pairs.match_problem)
+            from lmm_env.pairs import match_problem
+
+            problem = match_problem(audio, ref, self.sample_rate, seconds=duration)
+            if problem is not None:
+                raise ValueError(f"reference={short_repr(reference)} does not match the target audio: {problem} "
+                                 "(the reference is the notes of the recording, used only for metrics; drop it to "
+                                 "play the recording without metrics)")
             ref = self.trimmed(ref)  # metrics compare the span played
         name = os.path.basename(os.fspath(target)) if isinstance(target, (str, os.PathLike)) else "target-array"
         return [_Recording(audio, ref, name)]
@@ -117,6 +122,15 @@ class ByEarSim(PianoSim):
             self.check_episode_bytes(steps, f"target {short_repr(item.name)} ({seconds:,.0f} s)")
         else:
             super().check_pool_bytes()
+
+    def _resolve_ear(self, pairs, ear, synth, what: str = "synth"):
+        if self._pairs_synth is not None:  # rendered targets: their instrument, not the world's
+            from lmm_env import pairs as pairs_mod
+
+            if pairs is not None and ear is None:  # checked now: an ear may be fitted before target_synth is built
+                pairs_mod._check_synth(self._pairs_synth, self.sample_rate, "target_synth")
+            return super()._resolve_ear(pairs, ear, self._pairs_synth, "target_synth")
+        return super()._resolve_ear(pairs, ear, synth, what)
 
     def _reward_ear(self):
         """The ear the reward listens with (it also reads the target audio, so both agree)."""
@@ -144,14 +158,13 @@ class ByEarSim(PianoSim):
         if isinstance(item, _Recording):
             audio, reference, name = item.audio, item.reference, item.name
             n_steps = int(math.ceil(len(audio) / self.block_size))
-            if reference is not None:
-                reference = reference.frames(self.frame_rate).to_score()
+            # reference: the MIDI's own times, never snapped to the frame grid (issue 23)
         else:
             score = self.trimmed(item)
             frames = score.frames(self.frame_rate)
-            reference = frames.to_score()
+            reference = score  # the score's own times, never snapped to the frame grid (issue 23)
             n_steps = frames.T + int(math.ceil(self.tail * self.frame_rate))
-            audio = self.target_synth.render(reference, tail=n_steps / self.frame_rate)
+            audio = self.target_synth.render(frames.to_score(), tail=n_steps / self.frame_rate)
             name = score.name
         n = n_steps * self.block_size
         audio = np.ascontiguousarray(np.pad(np.asarray(audio, np.float32)[:n], (0, max(0, n - len(audio)))))
@@ -176,8 +189,10 @@ class ByEarSim(PianoSim):
                 self._cache[key] = (audio, reference, heard, name, feats)
                 while len(self._cache) > self.CACHE:
                     self._cache.popitem(last=False)
+        held = None if reference is None else reference.frames(self.frame_rate).held  # frame F1's grid target
+        reference = None if reference is None else metrics_mod.playable_notes(reference)  # unisons count once
         return Episode(frames=heard, n_steps=len(feats), reference=reference, target_audio=audio, name=name,
-                       target_features=feats)
+                       target_features=feats, reference_held=held)
 
     def begin(self, i, episode, rng) -> None:
         super().begin(i, episode, rng)
@@ -253,7 +268,10 @@ class LMMByEarEnv(PianoTaskEnv):
     ## Rewards
     Default ``"closed_loop"`` (as LMMPiano-v0, each term in [0, 1] per step), where the
     "target" the terms compare to is the ear's reading of the target audio and the target
-    audio itself; ``pairs=K`` (or ``ear=``) chooses the ear for both. Any registered reward
+    audio itself; ``pairs=K`` (or ``ear=``) chooses the ear for both: with corpus targets
+    rendered through ``target_synth``, the ear of K pairs of *that* instrument (the target's);
+    else of the world's ``synth`` (``env.unwrapped.sim.pairs_instrument`` says which,
+    ``env.unwrapped.sim.ear_source`` what the reward listens with). Any registered reward
     works; ``"key_match"`` would read the ear's reading, not the notes.
 
     ## Starting State
@@ -262,8 +280,9 @@ class LMMByEarEnv(PianoTaskEnv):
 
     ## Episode End
     Truncation after the target's frames (plus ``tail`` for corpus pieces; a recording
-    carries its own). ``info["metrics"]`` holds note / frame F1 and velocity error against
-    the reference notes (the corpus piece, or ``reference=``), and only the diversity
+    carries its own). ``info["metrics"]`` holds LMMPiano-v0's note / frame metrics against
+    the reference notes at their own times (the corpus piece, or the MIDI ``reference=``,
+    never snapped to the frame grid), and only the diversity
     diagnostics when there is no reference.
 
     ## Arguments
@@ -277,7 +296,12 @@ class LMMByEarEnv(PianoTaskEnv):
       (a file's in [4000, 384000] Hz) is resampled. With ``max_seconds`` only that much of
       the recording is read (and of ``reference``); at most `lmm_env.audio.MAX_SAMPLES`.
     * ``reference``: the target recording's notes (MIDI path, PrettyMIDI or `Score`),
-      used only for metrics; optional, and only with ``target``.
+      used only for metrics; optional, and only with ``target``. It is checked against the
+      recording by note onsets (`lmm_env.pairs.match_problem`): refused if its last note ends
+      over 0.5 s after the recording, if its notes line up with the recording only when
+      shifted in time or no better than at a random offset (another take, another piece), or
+      if the recording has notes over a second after its last note. Reverberation, release
+      tails and room tone after the last note are fine.
     * ``target_synth``: the instrument corpus targets are rendered through: None or
       ``"world"`` (default: the world's own ``synth``), ``"piano"``, ``"soundfont"`` or a .sf2 path (a timbre
       the agent's world does not have: the seed's advanced setup). Refused with ``target``
@@ -293,7 +317,10 @@ class LMMByEarEnv(PianoTaskEnv):
     * v0: the task as above. Within v0: ``target_sample_rate`` is checked when the env is
       made (and refused beside a file or without a target); a long recording is read only
       as far as the episode goes (``max_seconds``); ``target_synth`` beside a recording is
-      refused.
+      refused; ``pairs=K`` with ``target_synth`` is the ear of K pairs of the target's
+      instrument (it was the world's); ``reference`` is checked by note onsets (it was
+      refused when the recording stayed above -60 dB for 2 s after its last note, which
+      every reverberant or noisy recording does).
     """
 
     def __init__(self, target=None, reference=None, target_synth=None, target_sample_rate: int | None = None,

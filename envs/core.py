@@ -76,7 +76,7 @@ def resolve_scores(score, split: str, keys, out_of_range: str, what: str = "scor
     def one(item):
         if isinstance(item, Score):
             return Score(item.pitches, item.onsets, item.offsets, item.velocities, name=item.name,
-                         out_of_range=out_of_range, keys=keys)
+                         out_of_range=out_of_range, keys=keys, pedal=item.pedal)
         if isinstance(item, (pretty_midi.PrettyMIDI, os.PathLike)) or (
             isinstance(item, str) and (os.sep in item or item.lower().endswith((".mid", ".midi")))
         ):
@@ -115,6 +115,22 @@ def resolve_scores(score, split: str, keys, out_of_range: str, what: str = "scor
     return pool
 
 
+def _ear_source(ear) -> str:
+    """The ear an env was given with ``ear=`` (not ``pairs=K``), in words (``PianoSim.ear_source``)."""
+    if ear is None:
+        return "the reward's default ear"
+    if isinstance(ear, (str, os.PathLike)):
+        from lmm_env.lm.checkpoint import PRETRAINED
+
+        name = os.fspath(ear)
+        return f"ear {name!r}" if name in PRETRAINED else f"ear file {name!r}"
+    fit = getattr(ear, "fit_info", None)
+    if isinstance(fit, dict) and "pairs" in fit:
+        where = f" of {fit['instrument']!r}" if fit.get("instrument") else ""
+        return f"ear object ({type(ear).__name__} fitted on {fit['pairs']} pairs{where})"
+    return f"ear object ({type(ear).__name__})"
+
+
 RELAYOUTS = ("never", "episode")
 VECTOR_TOLERANCE = 1e-4  # |single - batched| bound on log-mel features and rewards (float32 rounding)
 
@@ -127,8 +143,8 @@ class Episode:
         frames: the target the reward judges against, on the frame grid (88 columns): the
             score for LMMPiano-v0, the ear's reading of the target audio for LMMByEar-v0.
         n_steps: steps in the episode.
-        reference: the notes metrics are measured against, or None (then only the
-            diversity diagnostics are reported).
+        reference: the notes metrics are measured against, at their own (unquantized)
+            times, or None (then only the diversity diagnostics are reported).
         target_audio: the audio the reward compares what it hears to (None: ``frames``
             played through the world's synth).
         name: the piece's name (``info["score_name"]``).
@@ -337,18 +353,32 @@ class PianoSim:
             bound = EXERCISE_LONGEST_SECONDS if name.startswith("exercises-") else CORPUS_TYPICAL_SECONDS
             self.check_episode_bytes(self.episode_steps(bound), f"corpus {name!r} (pieces of about {bound:,.0f} s)")
 
-    def _resolve_ear(self, pairs, ear, synth):
-        """(K, ear) the reward listens with: ``pairs=K`` fits (or loads) the ear of K pairs."""
+    def _resolve_ear(self, pairs, ear, synth, what: str = "synth"):
+        """(K, ear) the reward listens with: ``pairs=K`` fits (or loads) the ear of K pairs of the
+        instrument ``synth`` (``what``: its argument's name), ``ear=`` is an ear object or file.
+
+        Sets ``pairs_instrument`` (the instrument ``pairs=K`` means here, `lmm_env.pairs.instrument_name`;
+        None for a synth object of your own) and ``ear_source`` (the reward's ear, in words)."""
         if pairs is not None and ear is not None:
             raise ValueError(f"pass pairs= or ear=, not both (got pairs={short_repr(pairs)}, ear={short_repr(ear)})")
-        if pairs is None:
-            return (None, ear)
         from lmm_env import pairs as pairs_mod
+
+        name = pairs_mod.instrument_name(synth)
+        self.pairs_instrument = name if pairs_mod.is_named_instrument(name) else None
+        if pairs is None:
+            self.ear_source = _ear_source(ear)
+            return (None, ear)
         from lmm_env.lm.ear import ear_for
 
         k = pairs_mod.check_k(pairs)
-        sname = synth if isinstance(synth, str) else "piano"
-        return (k, ear_for(k, synth=sname))
+        if self.pairs_instrument is None:
+            raise ValueError(f"pairs={k!r} is the ear of K pairs rendered through {what}, but "
+                             f"{what}={short_repr(synth)} is a synth the pairs cannot be named by; pass "
+                             f"ear=lmm_env.lm.fit_ear(lmm_env.pairs.load({k!r}, instrument=your_synth)) instead (or a "
+                             f"world synth's name or a SoundFont path as {what})")
+        self.ear_source = ("pairs K=0 (the analytic ear)" if k == 0
+                           else f"pairs K={k} of {self.pairs_instrument!r}")
+        return (k, ear_for(k, synth=self.pairs_instrument))
 
     def pool_index(self, rng: np.random.Generator, score_index=None) -> int:
         """``score_index`` checked against the pool, or one drawn with ``rng``."""
@@ -383,7 +413,8 @@ class PianoSim:
         s = self.trimmed(self.pick_score(rng, score_index, score))
         frames = s.frames(self.frame_rate)
         n_steps = frames.T + int(math.ceil(self.tail * self.frame_rate))
-        return Episode(frames=frames, n_steps=n_steps, reference=frames.to_score(), name=s.name,
+        # the metrics judge against the score's own times, not the frame-snapped copy (issue 23)
+        return Episode(frames=frames, n_steps=n_steps, reference=metrics_mod.playable_notes(s), name=s.name,
                        reference_held=frames.held)
 
     def reset_env(self, i: int, rng: np.random.Generator, score_index: int | None = None, score=None) -> None:
@@ -575,6 +606,8 @@ class PianoSim:
         target_held = np.zeros((steps, N_KEYS), bool)
         n = min(steps, len(ref_held))
         target_held[:n] = ref_held[:n]
+        down, _, pedal = self.history(i, steps)
+        played_pedal = metrics_mod.pedal_intervals(pedal, self.frame_rate) if self.keyboard.pedal else None
         return metrics_mod.episode_metrics(
-            self.history(i, steps)[0], target_held, performance, reference, duration=duration,
+            down, target_held, performance, reference, duration=duration, played_pedal=played_pedal,
         )

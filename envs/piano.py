@@ -74,6 +74,17 @@ class PianoTaskEnv(gym.Env):
         """K, the score-audio pairs the reward's ear was fitted on (None: the ear was given)."""
         return self.sim.pairs
 
+    @property
+    def pairs_instrument(self):
+        """Whose K pairs the reward's ear was fitted on (the world's instrument; for LMMByEar-v0
+        rendered targets, the target's), or None when an ear was given."""
+        return self.sim.pairs_instrument
+
+    @property
+    def ear_source(self) -> str:
+        """What the reward listens with, in words (e.g. "pairs K=16 of 'soundfont'")."""
+        return self.sim.ear_source
+
     def _check_options(self, options):
         return check_reset_options(options, self.reset_options)
 
@@ -190,8 +201,15 @@ class LMMPianoEnv(PianoTaskEnv):
     ## Episode End
     No termination. Truncation after the score's frames plus ``tail`` seconds (releases
     ring out). The last step's ``info["metrics"]`` holds frame precision/recall/F1
-    (RoboPianist's definition), note onset precision/recall/F1 (mir_eval, 50 ms) and the
-    velocity error on matched notes, and the diagnostics pitch-class entropy and note
+    (RoboPianist's definition, on the frame grid); against the score's own, unquantized
+    note times (not the frame-snapped copy): note onset precision/recall/F1 (``note_*``,
+    mir_eval, 50 ms), onset+offset F1 (``onset_offset_f1``, offsets within 20 % of the
+    note, at least 50 ms), onset+velocity F1 (``onset_velocity_f1``, mir_eval's velocity
+    matching), the median signed onset deviation of matched notes (``onset_lag_ms``) and
+    the velocity error on matched notes (`lmm_env.metrics.note_metrics`; the score's
+    unisons count once, `lmm_env.metrics.playable_notes`); with ``pedal=True`` also
+    ``pedal_f1`` (against the score's sustain pedal, NaN when it has none); and the
+    diagnostics pitch-class entropy and note
     density of what was played beside the target's (a policy that games a model reward by
     collapsing to one note or to silence shows there). Stepping after the end raises
     ``RuntimeError`` until the next ``reset()``.

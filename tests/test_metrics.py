@@ -156,8 +156,10 @@ def test_note_metrics_tolerance_and_velocity_by_hand():
     m2 = note_metrics(ref, est, onset_tolerance=0.1)
     assert m2["n_matched"] == 3
     assert m2["velocity_error"] == pytest.approx(40 / 3)
-    assert note_metrics(ref, ref) | {} == {
+    assert note_metrics(ref, ref) == {
         "precision": 1.0, "recall": 1.0, "f1": 1.0, "velocity_error": 0.0, "n_ref": 3, "n_est": 3, "n_matched": 3,
+        "onset_offset_precision": 1.0, "onset_offset_recall": 1.0, "onset_offset_f1": 1.0,
+        "onset_velocity_precision": 1.0, "onset_velocity_recall": 1.0, "onset_velocity_f1": 1.0, "onset_lag_ms": 0.0,
     }
 
 
@@ -242,3 +244,135 @@ def test_note_metrics_match_mir_eval_on_dense_play_on_the_frame_grid(seed):
     expect = np.mean([abs(float(est.velocities[j]) - float(ref.velocities[i])) for i, j in matching])
     assert m["velocity_error"] == expect
     assert (m["n_ref"], m["n_est"]) == (150, 2500)
+
+
+# --------------------------------------------------------------------------- onset+offset, onset+velocity, lag
+
+
+def _mir_eval_trio(ref, est):
+    """mir_eval's own onset, onset+offset (0.2) and onset+velocity F1 on the full note sets."""
+    import mir_eval.transcription
+    import mir_eval.transcription_velocity
+    import mir_eval.util
+
+    ri = np.stack([ref.onsets, np.maximum(ref.offsets, ref.onsets + 1e-3)], 1)
+    ei = np.stack([est.onsets, np.maximum(est.offsets, est.onsets + 1e-3)], 1)
+    rh, eh = (mir_eval.util.midi_to_hz(s.pitches.astype(float)) for s in (ref, est))
+    rv, ev = ref.velocities.astype(float), est.velocities.astype(float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        onset = mir_eval.transcription.precision_recall_f1_overlap(ri, rh, ei, eh, offset_ratio=None)[:3]
+        offset = mir_eval.transcription.precision_recall_f1_overlap(ri, rh, ei, eh, offset_ratio=0.2)[:3]
+        velocity = mir_eval.transcription_velocity.precision_recall_f1_overlap(ri, rh, rv, ei, eh, ev,
+                                                                                offset_ratio=None)[:3]
+        matching = mir_eval.transcription.match_notes(ri, rh, ei, eh, offset_ratio=None)
+    return onset, offset, velocity, matching
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_transcription_trio_matches_mir_eval(seed):
+    # the three F1s transcription papers report, each equal to mir_eval's own on the full sets
+    rng = np.random.default_rng(seed)
+    ref = _random_score(rng, 60)
+    est = _perturbed(rng, ref)
+    m = note_metrics(ref, est)
+    onset, offset, velocity, matching = _mir_eval_trio(ref, est)
+    for pre, want in (("", onset), ("onset_offset_", offset), ("onset_velocity_", velocity)):
+        got = (m[f"{pre}precision"], m[f"{pre}recall"], m[f"{pre}f1"])
+        assert got == pytest.approx(want, abs=1e-12), pre
+    assert 0 < m["onset_offset_f1"] < m["f1"]
+    lag = np.median([est.onsets[j] - ref.onsets[i] for i, j in matching]) * 1000
+    assert m["onset_lag_ms"] == pytest.approx(lag, abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_transcription_trio_matches_mir_eval_on_dense_play(seed):
+    # a random policy's thousands of notes: only candidates go to mir_eval, the trio must not move
+    rng = np.random.default_rng(seed)
+    ron = rng.uniform(0, 20, 150)
+    ref = Score(rng.integers(55, 80, 150), ron, ron + rng.uniform(0.05, 0.5, 150), rng.integers(30, 110, 150))
+    eon = rng.integers(0, 400, 2500) / 20.0
+    est = Score(rng.integers(21, 109, 2500), eon, eon + rng.integers(1, 6, 2500) / 20.0, rng.integers(1, 128, 2500))
+    m = note_metrics(ref, est)
+    onset, offset, velocity, _ = _mir_eval_trio(ref, est)
+    assert m["n_matched"] > 10
+    for pre, want in (("", onset), ("onset_offset_", offset), ("onset_velocity_", velocity)):
+        assert (m[f"{pre}precision"], m[f"{pre}recall"], m[f"{pre}f1"]) == pytest.approx(want, abs=1e-12), pre
+
+
+def test_onset_offset_velocity_and_lag_by_hand():
+    ref = Score.from_notes([(60, 0.0, 1.0, 40), (62, 1.0, 2.0, 80), (64, 2.0, 2.2, 120), (65, 3.0, 3.5, 80)])
+    est = Score.from_notes([
+        (60, 0.02, 1.15, 40),   # onset +20 ms; offset +150 ms <= 20 % of 1 s: both match
+        (62, 1.04, 1.5, 80),    # onset +40 ms; offset -500 ms: onset only
+        (64, 1.99, 2.24, 120),  # onset -10 ms; offset +40 ms < 50 ms floor: both match
+        (65, 3.0, 3.5, 96),     # on time, but as loud as the forte where the score is mezzo: velocity misses
+    ])
+    m = note_metrics(ref, est)
+    assert m["f1"] == 1.0 and m["n_matched"] == 4
+    assert m["onset_offset_f1"] == pytest.approx(3 / 4)
+    # dynamics: after mir_eval's line fit the 96 is 0.14 off its reference (tolerance 0.1), the others < 0.08
+    assert m["onset_velocity_precision"] == m["onset_velocity_recall"] == pytest.approx(3 / 4)
+    assert m["onset_lag_ms"] == pytest.approx(10.0)  # median of +20, +40, -10, 0
+    # a global velocity scale is not a velocity error for on+vel F1 (mir_eval rescales), it is for velocity_error
+    loud = Score(ref.pitches, ref.onsets, ref.offsets, np.minimum(ref.velocities.astype(int) // 2 + 60, 127))
+    m2 = note_metrics(ref, loud)
+    assert m2["onset_velocity_f1"] == 1.0 and m2["velocity_error"] > 10
+    # the wider offset window and the velocity tolerance are arguments
+    assert note_metrics(ref, est, offset_ratio=0.6)["onset_offset_f1"] == 1.0
+    assert note_metrics(ref, est, velocity_tolerance=1.0)["onset_velocity_f1"] == 1.0
+
+
+def test_transcription_trio_rejects_bad_tolerances():
+    one = Score.from_notes([(60, 0.0, 0.5, 100)])
+    for name in ("offset_ratio", "offset_min_tolerance", "velocity_tolerance"):
+        for bad in (0, -1.0, float("nan"), float("inf")):
+            with pytest.raises(ValueError, match=name):
+                note_metrics(one, one, **{name: bad})
+
+
+def test_transcription_trio_empty_cases():
+    empty = Score([], [], [])
+    one = Score.from_notes([(60, 0.0, 0.5, 100)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        both, miss = note_metrics(empty, empty), note_metrics(one, empty)
+    for pre in ("onset_offset_", "onset_velocity_"):
+        assert both[f"{pre}f1"] == 1.0 and miss[f"{pre}f1"] == 0.0
+    assert math.isnan(both["onset_lag_ms"]) and math.isnan(miss["onset_lag_ms"])
+
+
+# --------------------------------------------------------------------------- playable reference, pedal
+
+
+def test_playable_notes_merges_unisons_and_ends_a_note_where_its_key_is_struck_again():
+    from lmm_env.metrics import playable_notes
+
+    score = Score.from_notes([
+        (57, 0.5, 0.75, 60), (57, 0.5004, 1.0, 90),  # alto and tenor on one key: one strike
+        (60, 0.0, 1.0, 80), (60, 0.52, 0.9, 70),     # the C is struck again at 0.52 s while held
+        (64, 0.013, 0.4, 80),                         # off any frame grid: kept as it is
+    ], name="voices")
+    got = playable_notes(score)
+    assert got.name == "voices"
+    assert sorted(zip(got.pitches.tolist(), got.onsets.tolist(), got.offsets.tolist(), got.velocities.tolist())) == [
+        (57, 0.5, 1.0, 90), (60, 0.0, 0.52, 80), (60, 0.52, 0.9, 70), (64, 0.013, 0.4, 80)]
+    plain = Score.from_notes([(60, 0.0, 0.5, 80), (60, 0.5, 1.0, 80), (62, 0.013, 0.3, 80)])
+    assert playable_notes(plain) is plain  # nothing to change: the score itself
+
+
+def test_pedal_f1_by_hand():
+    from lmm_env.metrics import pedal_f1, pedal_intervals
+
+    down = np.array([0, 1, 1, 1, 0, 0, 1, 1, 0, 1], bool)
+    played = pedal_intervals(down, 20)
+    np.testing.assert_allclose(played, [[0.05, 0.2], [0.3, 0.4], [0.45, 0.5]])
+    ref = np.array([[0.06, 0.21], [0.3, 0.6]])  # the first press right; the second lifted 200 ms early
+    assert pedal_f1(ref, played) == pytest.approx(2 * (1 / 3) * (1 / 2) / (1 / 3 + 1 / 2))
+    assert pedal_f1(ref, ref) == 1.0 and pedal_f1(np.zeros((0, 2)), []) == 1.0 and pedal_f1(ref, []) == 0.0
+    with pytest.raises(ValueError, match=r"reference pedal interval 0 is \(0.5, 0.5\)"):
+        pedal_f1([[0.5, 0.5]], played)
+    with pytest.raises(ValueError, match=r"shape \(k, 2\)"):
+        pedal_f1([0.1, 0.2, 0.3], played)
+    with pytest.raises(ValueError, match="frame_rate"):
+        pedal_intervals(down, 0)

@@ -63,7 +63,7 @@ class ByEarGradientAgent(GradientAgent):
         kwargs.setdefault("progress", False)
         # every argument is checked before the ear of K pairs is loaded (or fitted: minutes)
         super().__init__(env, **kwargs)
-        self.init = ear if ear is not None else resolve_ear(pairs, progress=True)
+        self.init = ear if ear is not None else resolve_ear(pairs, synth=getattr(env.unwrapped.sim, "pairs_instrument", None) or "piano", progress=True)
         self._heard = None
 
     def reset(self) -> None:

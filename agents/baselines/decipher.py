@@ -20,7 +20,7 @@ def listening_sim(env, who: str, velocity: int):
 
 def ear_synth(sim) -> str:
     """Whose K pairs the ear is fitted on: the world's instrument when pairs exist for it, else the piano."""
-    return sim.synth.name if sim.synth.name in ("piano", "soundfont") else "piano"
+    return getattr(sim, "pairs_instrument", None) or "piano"
 
 
 class BabbleAgent:

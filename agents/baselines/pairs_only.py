@@ -85,7 +85,7 @@ class EarReaderAgent:
         if not (isinstance(velocity, int) and 1 <= velocity <= 127):
             raise ValueError(f"velocity={velocity!r} must be an int in [1, 127]")
         self.env, self.sim = env, env.unwrapped.sim
-        self.ear = resolve_ear(pairs, ear, sample_rate=self.sim.sample_rate, default_pairs=16)
+        self.ear = resolve_ear(pairs, ear, synth=getattr(self.sim, "pairs_instrument", None) or "piano", sample_rate=self.sim.sample_rate, default_pairs=16)
         self.velocity = velocity
         kb = self.sim.keyboard
         self.cols = np.asarray(kb.pitch_of_action) - LOWEST_PITCH

@@ -27,8 +27,8 @@ from lmm_env.agents.registry import SHIPPED, check_spaces, load_agent  # noqa: E
 BASELINES = {"random": RandomAgent, "score-reader": ScoreReaderAgent}
 
 # Columns of the summary, in order: metrics first, then the return and reward terms.
-METRIC_COLUMNS = ("frame_f1", "note_precision", "note_recall", "note_f1", "velocity_error",
-                  "pitch_class_entropy", "note_density")
+METRIC_COLUMNS = ("frame_f1", "note_precision", "note_recall", "note_f1", "onset_offset_f1", "onset_velocity_f1",
+                  "onset_lag_ms", "velocity_error", "pedal_f1", "pitch_class_entropy", "note_density")
 
 
 def act(agent, obs, state, episode_start, deterministic: bool = True):
@@ -214,7 +214,9 @@ def evaluate(agent, env_id: str = "LMMPiano-v0", split: str = "test", episodes: 
         synth = kwargs.get("target_synth" if env_id == "LMMByEar-v0" else "synth", "piano")
         summary = summary_row(_label(agent), kind, oracle, env_id, kwargs.get("pairs", 0),
                               synth if isinstance(synth, str) else type(synth).__name__, rows, probe,
-                              env_steps, 0, time.perf_counter() - t0)
+                              env_steps, 0, time.perf_counter() - t0,
+                              pairs_instrument=(getattr(env.unwrapped.sim, "pairs_instrument", None) or "-")
+                              if kwargs.get("pairs") else "-")
     finally:
         env.close()
     return EvalTable(rows, first, summary)

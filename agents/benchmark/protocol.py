@@ -6,8 +6,10 @@ The lmm_env benchmark: every agent on every task under one fixed protocol, in on
     rows = benchmark.run(["baselines"], pairs=(0, 16), episodes=10, out="out/bench")
     # lmm-env benchmark --agent baselines --pairs 0,16 --out out/bench
 
-One row per (agent, task, K, synth): note / frame F1 and velocity error (Piano, Decipher,
-ByEar), ``keys_deciphered`` / ``probe_steps`` (Decipher, from
+One row per (agent, task, K, synth): note F1 (onset, 50 ms), onset+offset F1, onset+velocity
+F1, the median onset lag in ms (all against the score's own, unquantized note times, never
+the frame-snapped copy), frame F1 and velocity error (Piano, Decipher, ByEar),
+``keys_deciphered`` / ``probe_steps`` (Decipher, from
 `lmm_env.tasks.probe_keyboard`), the improvisation statistics (Improvise, beside the same
 statistics of held-out corpus pieces in ``corpus:<name>`` rows), the env steps the agent
 took, the wall time and the mean return. ``out`` gets ``results.md`` (protocol, command,
@@ -107,15 +109,22 @@ PROTOCOL: dict[str, Any] = {
     "improvise_length_seconds": 20.0,  # free play after it
     "corpus_reference_pieces": 20,    # per corpus, for the Improvise reference rows
     "corpus_reference_names": ("folk", "bach-chorales"),
+    # what note metrics are measured against: rows of results measured against the frame-snapped
+    # score (before issue 23) are of another protocol, so a resume does not mix the two
+    "note_reference": "unquantized",
 }
 QUICK: dict[str, Any] = {"episodes": 2, "max_seconds": 8.0, "improvise_length_seconds": 8.0,
                          "corpus_reference_pieces": 8}
 
 SYNTHS = ("piano", "soundfont")  # or a path to a .sf2 file
 IMPROV_STATS = ("judge_nll", "pitch_class_entropy", "note_density", "repetition", "in_key_share")
-COLUMNS = ("agent", "kind", "oracle", "task", "pairs", "synth", "episodes", "note_f1", "frame_f1", "velocity_error",
-           "keys_deciphered", "probe_steps") + IMPROV_STATS + ("env_steps", "train_steps", "wall_seconds", "return")
-_NUMERIC = tuple(c for c in COLUMNS[7:])
+# note metrics (`lmm_env.metrics.note_metrics`, against the score's own unquantized times):
+# note_f1 = onset F1 (50 ms), onset+offset F1, onset+velocity F1, median onset lag (ms)
+NOTE_COLUMNS = ("note_f1", "onset_offset_f1", "onset_velocity_f1", "onset_lag_ms")
+COLUMNS = (("agent", "kind", "oracle", "task", "pairs", "synth", "pairs_instrument", "episodes") + NOTE_COLUMNS
+           + ("frame_f1", "velocity_error", "keys_deciphered", "probe_steps") + IMPROV_STATS
+           + ("env_steps", "train_steps", "wall_seconds", "return"))
+_NUMERIC = COLUMNS[COLUMNS.index("episodes") + 1:]
 
 
 class BenchmarkArgumentError(ValueError):

@@ -19,7 +19,8 @@ from lmm_env._checks import short_repr
 from lmm_env.agents.registry import TASKS
 
 from lmm_env.agents.benchmark.protocol import (  # noqa: F401  (re-exported: the benchmark's one namespace)
-    COLUMNS, IMPROV_STATS, PROTOCOL, QUICK, SYNTHS, BenchmarkArgumentError, Plan, _Entry, env_kwargs, resolve)
+    COLUMNS, IMPROV_STATS, NOTE_COLUMNS, PROTOCOL, QUICK, SYNTHS, BenchmarkArgumentError, Plan, _Entry, env_kwargs,
+    resolve)
 from lmm_env.agents.benchmark.tables import (  # noqa: F401
     _check_sources, _prepare_out, _row_key, markdown_table, read_results, write_outputs)
 
@@ -132,6 +133,7 @@ def _play_row_inner(entry, task, K, synth, plan, bar, agent_override, extra_step
     notes = []
     kwargs = env_kwargs(task, K, synth, plan.protocol, seed=plan.seed)
     env = _make_env(task, kwargs)
+    pairs_instrument = (getattr(env.unwrapped.sim, "pairs_instrument", None) or "-") if K not in (0, None) else "-"
     counter = _count_steps(env)
     kb = env.unwrapped.keyboard
     kb._reveal_allowed = bool(entry.oracle)  # the guard: only registered oracles may reveal() the layout
@@ -166,7 +168,7 @@ def _play_row_inner(entry, task, K, synth, plan, bar, agent_override, extra_step
                     if terminated or truncated:
                         break
                 m = {k: float(v) for k, v in step_info.get("metrics", {}).items()}
-                episodes.append(dict(m, agent=entry.label, task=task, pairs=K, synth=synth, episode=i,
+                episodes.append(dict(m, agent=entry.label, task=task, pairs=K, synth=synth, pairs_instrument=pairs_instrument, episode=i,
                                      score=info.get("score_name", ""), steps=steps, **{"return": total}))
                 bar.update()
             played_steps = counter[0]
@@ -186,19 +188,20 @@ def _play_row_inner(entry, task, K, synth, plan, bar, agent_override, extra_step
         env.close()
     wall = time.perf_counter() - t0 + extra_seconds
     row = summary_row(entry.label, entry.kind, entry.oracle, task, K, synth, episodes, probe,
-                      int(played_steps) + int(extra_steps), int(extra_steps), wall)
+                      int(played_steps) + int(extra_steps), int(extra_steps), wall,
+                      pairs_instrument=pairs_instrument)
     return row, episodes, notes
 
 
 def summary_row(label: str, kind: str, oracle: bool, task: str, K, synth, episodes: list, probe: dict,
-                env_steps: int, train_steps: int, wall: float) -> dict:
+                env_steps: int, train_steps: int, wall: float, pairs_instrument: str = "-") -> dict:
     """One table row (`COLUMNS`) from an agent's episode rows on ``task``: what the benchmark and
     `lmm_env.agents.evaluate` both report. ``probe``: `lmm_env.tasks.probe_keyboard`'s result on
     LMMDecipher-v0 (else empty)."""
     improvise = task == "LMMImprovise-v0"
     row = {"agent": label, "kind": kind, "oracle": bool(oracle), "task": task, "pairs": K,
-           "synth": synth, "episodes": len(episodes)}
-    for c in ("note_f1", "frame_f1", "velocity_error"):
+           "synth": synth, "pairs_instrument": pairs_instrument, "episodes": len(episodes)}
+    for c in NOTE_COLUMNS + ("frame_f1", "velocity_error"):
         row[c] = math.nan if improvise else _nanmean(e.get(c) for e in episodes)
     row["keys_deciphered"] = float(probe["keys_deciphered"]) if "keys_deciphered" in probe else math.nan
     row["probe_steps"] = float(probe["probe_steps"]) if "probe_steps" in probe else math.nan
@@ -222,7 +225,7 @@ def _corpus_rows(plan: Plan) -> list[dict]:
     rows = []
     for name, stats in ref.items():
         row = {c: math.nan for c in COLUMNS}
-        row.update(agent=f"corpus:{name}", kind="corpus", oracle=False, task="LMMImprovise-v0", pairs="-", synth="-",
+        row.update(agent=f"corpus:{name}", kind="corpus", oracle=False, task="LMMImprovise-v0", pairs="-", synth="-", pairs_instrument="-",
                    episodes=int(p["corpus_reference_pieces"]), env_steps=0, train_steps=0, wall_seconds=wall)
         for c in IMPROV_STATS:
             row[c] = stats[c]["mean"]

@@ -128,14 +128,15 @@ def _fmt(c: str, v) -> str:
         return "–"
     if c in ("env_steps", "train_steps", "probe_steps", "episodes"):
         return str(int(v))
-    if c in ("wall_seconds", "return"):
+    if c in ("wall_seconds", "return", "onset_lag_ms"):
         return f"{v:.1f}"
     if isinstance(v, float):
         return f"{v:.3f}"
     return str(v)
 
 
-_MD_NAMES = {"pairs": "K", "note_f1": "note F1", "frame_f1": "frame F1", "velocity_error": "vel. err",
+_MD_NAMES = {"pairs": "K", "pairs_instrument": "pairs of", "note_f1": "note F1", "onset_offset_f1": "on+off F1", "onset_velocity_f1": "on+vel F1",
+             "onset_lag_ms": "onset lag ms", "frame_f1": "frame F1", "velocity_error": "vel. err",
              "keys_deciphered": "keys deciphered", "probe_steps": "probe steps", "judge_nll": "judge NLL",
              "pitch_class_entropy": "PC entropy", "note_density": "notes/s", "repetition": "repetition",
              "in_key_share": "in key", "env_steps": "env steps", "train_steps": "train steps",
@@ -149,7 +150,7 @@ def _has_value(rows, c) -> bool:
 
 def markdown_table(rows: list[dict]) -> str:
     """The rows as a markdown table (columns with no value in any row left out; oracles marked)."""
-    cols = ["agent", "task", "pairs", "synth", "episodes"] + [c for c in _NUMERIC if _has_value(rows, c)]
+    cols = ["agent", "task", "pairs", "synth", "pairs_instrument", "episodes"] + [c for c in _NUMERIC if _has_value(rows, c)]
     lines = ["| " + " | ".join(_MD_NAMES.get(c, c) for c in cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         cells = []
@@ -179,6 +180,10 @@ def _protocol_lines(plan: Plan) -> list[str]:
         f"{', '.join(p['corpus_reference_names'])} (`lmm_env.improv.corpus_reference`, first "
         f"{p['improvise_length_seconds']:g} s)",
         "- env steps: every step the agent took on the row's env (episodes, babbling), plus training steps",
+        "- note metrics (mir_eval) against the score's own note times, not the frame-snapped copy: note F1 = onset "
+        "F1 (50 ms), on+off F1 (offset within 20 % of the note, at least 50 ms), on+vel F1 (mir_eval's velocity "
+        "matching), onset lag = median signed onset deviation of matched notes (ms, + = late); frame F1 on the "
+        "frame grid (RoboPianist's)",
     ]
 
 

@@ -313,7 +313,9 @@ class DiffAgent:
             if ear is not None and ear_synth is not None:
                 raise ValueError(f"ear_synth={ear_synth!r} names whose pairs fit the ear, but ear= was given too; "
                                  "give one of them")
-            self.ear = resolve_ear(pairs, ear, synth=ear_synth or cfg.ear_synth, sample_rate=sim.sample_rate,
+            # pairs=K given: the ear of K pairs of the env's pairs instrument, as the env's own reward hears
+            heard = getattr(sim, "pairs_instrument", None) if pairs is not None else None
+            self.ear = resolve_ear(pairs, ear, synth=ear_synth or heard or cfg.ear_synth, sample_rate=sim.sample_rate,
                                    default_pairs=cfg.pairs)
             self.column_of_action = np.asarray(kb.pitch_of_action) - LOWEST_PITCH
             self._heard = None

@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from lmm_env.audio import rfft32 as _rfft
+from lmm_env.pairs import DEFAULT_INSTRUMENT as _DEFAULT  # ear_for's instrument= / synth= default: the piano
 
 try:  # scipy's raw CSR kernels: ~3x less overhead than scipy.sparse matrices at batch 1
     from scipy.sparse._sparsetools import csr_matvec as _csr_matvec, csr_matvecs as _csr_matvecs
@@ -739,6 +740,10 @@ def fit_ear(pairs, steps: int = 1500, batch: int = 128, lr: float = 3e-3, seed: 
     before the score's last note ends and near silent from ``PAIR_TAIL_SECONDS`` (5 s) after it.
     ``steps`` is an int in [1, 10**6], ``batch`` an int in [1, 65536], ``lr`` a number in (0, 1],
     ``seed`` an int >= 0, ``threads`` None (torch's setting) or an int in [1, 256].
+
+    Pairs of any instrument work: ``lmm_env.pairs.load(K, instrument="soundfont")`` (or a .sf2
+    path), or your own recordings, ``lmm_env.pairs.from_files(wavs, midis)``. The ear's
+    ``fit_info`` records how many pairs and of which instrument (``Pair.instrument``).
     """
     from lmm_env._checks import check_int, check_seed, short_repr
 
@@ -767,7 +772,9 @@ def fit_ear(pairs, steps: int = 1500, batch: int = 128, lr: float = 3e-3, seed: 
                                         leave=False))
     finally:
         torch.set_num_threads(n_threads)
-    model.fit_info = {"pairs": len(pairs), "frames": int(len(spec)), "steps": steps, "final_loss": float(ema)}
+    names = sorted({getattr(p, "instrument", "") or "" for p in pairs})
+    model.fit_info = {"pairs": len(pairs), "frames": int(len(spec)), "steps": steps, "final_loss": float(ema),
+                      "instrument": names[0] if len(names) == 1 else ", ".join(n or "?" for n in names)}
     return model
 
 
@@ -781,35 +788,41 @@ _EARS: dict[tuple, object] = {}
 
 
 def _synth_tag(synth) -> str:
-    """The name the ear cache keys an instrument by ("piano", "soundfont", or a hash of a .sf2 path)."""
-    if synth in ("piano", "soundfont"):
+    """The name the ear cache keys an instrument by (a world synth's name, or a hash of a SoundFont path)."""
+    from lmm_env.synth import SYNTHS
+
+    if isinstance(synth, str) and synth in SYNTHS:
         return synth
     path = os.fspath(synth)
     return "sf2-" + hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:10]
 
 
-def ear_for(K, synth="piano", seed: int = 0, progress: bool = True):
-    """The ear of K pairs: analytic for K = 0, else `fit_ear` on ``lmm_env.pairs.load(K, synth, seed)``.
+def ear_for(K, instrument=_DEFAULT, seed: int = 0, progress: bool = True, *, synth=_DEFAULT):
+    """The ear of K pairs: analytic for K = 0, else `fit_ear` on ``lmm_env.pairs.load(K, instrument, seed)``.
 
-    The ear an env made with ``pairs=K`` listens with. Shipped for the built-in piano (K = 4,
-    16, 64, seed 0); otherwise fitted once (at most about two minutes on 2 cores for K <= 64;
-    hours for "all") and cached under the corpus cache dir, with a warning before the fit
-    saying how long it may take and where it goes. A fit whose memory estimate
-    (``BYTES_PER_PAIR`` a pair: ~29 GB for "all") exceeds the memory this machine has available
-    is refused with a ValueError before it starts. ``synth`` is "piano", "soundfont" or a .sf2
-    path (the cache is keyed by it).
+    The ear an env made with ``pairs=K`` listens with (and an agent given ``pairs=K``): the
+    pairs are rendered through the world's instrument, or the target's in LMMByEar-v0 with
+    rendered targets. Shipped for the built-in piano (K = 4, 16, 64, seed 0); otherwise fitted
+    once (about 30-45 s on 2 cores for K <= 64, measured; hours for "all") and cached under the
+    corpus cache dir, with a warning before the fit saying how long it may take and where it
+    goes. A fit whose memory estimate (``BYTES_PER_PAIR`` a pair: ~29 GB for "all") exceeds the
+    memory this machine has available is refused with a ValueError before it starts.
+    ``instrument`` is "piano" (default), another world synth's name ("soundfont", ...) or a
+    SoundFont path (the cache is keyed by it);
+    ``synth=`` is its old name (giving both is refused).
     """
     from lmm_env import pairs as pairs_mod
     from lmm_env._checks import check_seed, short_repr, writable_dir
     from lmm_env.lm.checkpoint import WEIGHTS_DIR, load_checkpoint, load_pretrained, save_checkpoint
 
+    synth, what = pairs_mod._instrument_arg(instrument, synth)
     K = pairs_mod.check_k(K)
     # checked before anything is loaded or fitted (a fit takes minutes)
     if not isinstance(synth, (str, os.PathLike)):
-        raise ValueError(f"synth={short_repr(synth)} is not allowed for ear_for (its cache is keyed by the "
-                         "instrument's name): use 'piano', 'soundfont' or a .sf2 path; for a Synth object, "
-                         "lmm_env.lm.fit_ear(lmm_env.pairs.load(K, synth=...))")
-    pairs_mod._check_synth(synth, 16000)
+        raise ValueError(f"{what}={short_repr(synth)} is not allowed for ear_for (its cache is keyed by the "
+                         "instrument's name): use a world synth's name ('piano', 'soundfont', ...) or a SoundFont "
+                         "path; for a Synth object, lmm_env.lm.fit_ear(lmm_env.pairs.load(K, instrument=...))")
+    pairs_mod._check_synth(synth, 16000, what)
     if seed is None:
         raise ValueError("seed=None is not allowed; use an int >= 0 (the pairs are the same for everyone who uses it)")
     seed = check_seed(seed)
@@ -951,7 +964,8 @@ def pairs_main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lmm_env.lm.train ear-pairs",
                                  description="Fit the learned ear of K protocol pairs (lmm_env.pairs) with fit_ear.")
     ap.add_argument("--pairs", default="16", help="K: 4, 16, 64 or all (default 16)")
-    ap.add_argument("--synth", default="piano", help="instrument the pairs are rendered through (default piano)")
+    ap.add_argument("--instrument", "--synth", dest="synth", default="piano",
+                    help="instrument the pairs are rendered through: piano (default), soundfont or a .sf2 path")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="default: lmm_env/lm/weights/ear_pairs{K}.safetensors")
     ap.add_argument("--eval-pieces", type=int, default=10, help="test pieces per corpus (default 10; 0: skip)")
