@@ -351,13 +351,15 @@ def cmd_benchmark(args) -> int:
 
     # the command that reproduces the table (--resume / --overwrite say how to write it, not what it is)
     command = ("lmm-env benchmark --agent " + args.agent
-               + (f" --tasks {args.tasks}" if args.tasks else "") + f" --pairs {args.pairs} --synth {args.synth}"
+               + (f" --tier {args.tier}" if args.tier != "toy" else "") + (f" --score {args.score}" if args.score else "")
+               + (f" --tasks {args.tasks}" if args.tasks else "") + (f" --pairs {args.pairs}" if args.pairs else "")
+               + (f" --synth {args.synth}" if args.synth else "")
                + ("" if args.quick else f" --episodes {args.episodes}") + (" --quick" if args.quick else "")
                + (f" --train {args.train} --steps {args.steps}" if args.train else "")
                + (f" --seed {args.seed}" if args.seed else "") + f" --out {args.out}")
     try:
         benchmark.resolve(args.agent, args.tasks, args.pairs, args.synth, args.episodes, args.quick, args.train,
-                          args.steps, args.seed)
+                          args.steps, args.seed, args.tier, args.score)
     except ValueError as exc:
         raise SystemExit(f"lmm-env benchmark: {exc}")
     _terminate_as_interrupt()
@@ -365,7 +367,7 @@ def cmd_benchmark(args) -> int:
         rows = benchmark.run(args.agent, tasks=args.tasks, pairs=args.pairs, synths=args.synth, episodes=args.episodes,
                              quick=args.quick, out=args.out, train_algo=args.train, train_steps=args.steps,
                              seed=args.seed, progress=not args.no_progress, command=command, resume=args.resume,
-                             overwrite=args.overwrite)
+                             overwrite=args.overwrite, tier=args.tier, score=args.score)
     except benchmark.BenchmarkArgumentError as exc:
         raise SystemExit(f"lmm-env benchmark: {exc}")
     except KeyboardInterrupt:
@@ -489,9 +491,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "babble, reference-oracle, gradient, repeat-prompt, lm-sampler, ppo-improvise), 'baselines' (all of "
                         "them) or .safetensors checkpoints")
     m.add_argument("--tasks", default=None, help="comma-separated task ids (default: every task the agents play)")
-    m.add_argument("--pairs", default="0", help="comma-separated K of the reward's ear: 0, 4, 16, 64, all")
-    m.add_argument("--synth", default="piano",
-                   help="comma-separated instruments: piano, soundfont or .sf2 paths (LMMByEar-v0: the target's)")
+    m.add_argument("--tier", default="toy", choices=("toy", "real"),
+                   help="toy: folk on the built-in piano, K 0; real: two-hand piano music on the sampled grand and "
+                        "TimGM6mb, K 0,4,16,64 (the defaults of --score, --synth, --pairs)")
+    m.add_argument("--score", default=None, help="the corpus every row plays (default: the tier's: folk or piano)")
+    m.add_argument("--pairs", default=None, help="comma-separated K of the reward's ear: 0, 4, 16, 64, all "
+                                                 "(default: the tier's)")
+    m.add_argument("--synth", default=None,
+                   help="comma-separated instruments: piano, grand, soundfont or .sf2/.sf3 paths, each optionally "
+                        "@studio, @living-room, @hall or @church (LMMByEar-v0: the target's; default: the tier's)")
     m.add_argument("--episodes", type=int, default=10, help="pieces per row (the first of the test split)")
     m.add_argument("--quick", action="store_true", help="2 episodes of 8 s, the first K only")
     m.add_argument("--train", default=None, metavar="ALGO", help="also train ALGO (ppo, a2c, sac) on each task's "

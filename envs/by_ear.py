@@ -67,6 +67,13 @@ class ByEarSim(PianoSim):
         # pairs=K with rendered targets: the ear of K pairs of the target's instrument (it reads the target)
         rendered = target is None and target_synth is not None and not (isinstance(target_synth, str)
                                                                           and target_synth == "world")
+        from lmm_env.synth.room import check_room, with_room
+
+        room = check_room(kwargs.get("room"))  # targets are recorded in the world's room too
+        if rendered and room is not None and isinstance(target_synth, (str, os.PathLike)):
+            target_synth = with_room(target_synth, room, kwargs.get("sample_rate", 16000))
+        elif rendered and room is not None and isinstance(target_synth, Synth):
+            target_synth = with_room(target_synth, room, target_synth.sample_rate)
         self._pairs_synth = target_synth if rendered else None
         super().__init__(n_envs, **kwargs)
         if target_synth is None or target_synth == "world":

@@ -174,7 +174,8 @@ class PianoSim:
                  layout_seed: int = 0, pedal: bool = False, synth="piano", reward="closed_loop",
                  n_mels: int = 64, tail: float = 0.5, max_seconds: float | None = None,
                  out_of_range: str = "transpose", history_blocks: int | None = None, record_audio: bool = True,
-                 relayout: str = "never", seal_layout: bool = False, pairs=None, ear=None, synth_threads: int = 1):
+                 relayout: str = "never", seal_layout: bool = False, pairs=None, ear=None, synth_threads: int = 1,
+                 room=None):
         self.n_envs = check_n_envs(n_envs)
         self.frame_rate = _check_number("frame_rate", frame_rate, 1, 1000)
         self.sample_rate = _check_number("sample_rate", sample_rate, 8000, 96000, integer=True)
@@ -213,6 +214,10 @@ class PianoSim:
         self.check_pool_bytes()
         self.keyboard = Keyboard(self.n_envs, self.keys, layout, layout_seed, pedal)
         self.keyboard.sealed = bool(seal_layout)
+        from lmm_env.synth.room import check_room, with_room
+
+        self.room = check_room(room)  # the room the world is heard in (None: dry)
+        synth = with_room(synth, self.room, self.sample_rate)  # "piano@hall" for named rooms: pairs can name it
         self.synth = make_synth(synth, self.sample_rate)
         self.player = self.synth.player(self.n_envs, self.block_size)
         if synth_threads != 1:

@@ -226,8 +226,13 @@ class LMMPianoEnv(PianoTaskEnv):
       by octaves (``out_of_range="transpose"``, the default, or ``"reject"``/``"drop"``).
     * ``layout`` (``"identity"``/``"shuffled"``), ``layout_seed`` (0): the keyboard's
       layout and the seed of a shuffled one; ``pedal`` (False): a sustain-pedal action.
-    * ``synth``: ``"piano"`` (fast additive piano, default), ``"soundfont"`` (TimGM6mb
-      through tinysoundfont) or a path to any .sf2 file, or a `lmm_env.synth.Synth`.
+    * ``synth``: ``"piano"`` (fast additive piano, default), ``"grand"`` (a sampled concert
+      grand shipped in the package, as fast), ``"soundfont"`` (TimGM6mb through
+      tinysoundfont) or a path to any .sf2/.sf3 file, or a `lmm_env.synth.Synth`.
+    * ``room`` (None: dry): the room the world is heard in, one of
+      `lmm_env.synth.room.ROOMS` ("studio", "living-room", "hall", "church") or a
+      `lmm_env.synth.room.Room` (a measured impulse response and a noise floor). Every task
+      takes it; targets, and the pairs of ``pairs=K``, are heard in the same room.
     * ``reward`` (``"closed_loop"``): see Rewards. ``n_mels`` (64): log-mel bands of
       ``"audio"``. ``tail`` (0.5 s). ``max_seconds``: trim long pieces to their first
       ``max_seconds`` (None = whole piece; a piece over ``MAX_EPISODE_SECONDS``, 3 hours,
@@ -237,7 +242,7 @@ class LMMPianoEnv(PianoTaskEnv):
     * ``record_audio`` (True): keep the episode's audio for `episode_audio`.
     * ``pairs``: K score-audio pairs (`lmm_env.pairs`: 0, 4, 16, 64 or "all") the reward's
       ear is fitted on (K = 0: the analytic ear); recorded in ``info["pairs"]``. Or
-      ``ear``: an ear object or name for `lmm_env.lm.load_pretrained`. Default: neither
+      ``ear``: an ear object, a shipped name, or a saved .safetensors file (`lmm_env.lm.fit_ear(pairs)`). Default: neither
       (the reward's own default ear, the analytic one; ``info["pairs"]`` is None).
 
     ## Version History
@@ -251,10 +256,10 @@ class LMMPianoEnv(PianoTaskEnv):
                  lookahead: int = 10, keys=(21, 108), layout: str = "identity", layout_seed: int = 0,
                  pedal: bool = False, synth="piano", reward="closed_loop", render_mode: str | None = None,
                  n_mels: int = 64, tail: float = 0.5, max_seconds: float | None = None,
-                 out_of_range: str = "transpose", record_audio: bool = True, pairs=None, ear=None):
+                 out_of_range: str = "transpose", record_audio: bool = True, pairs=None, ear=None, room=None):
         self._setup(lambda: PianoSim(
             1, score=score, split=split, frame_rate=frame_rate, sample_rate=sample_rate, lookahead=lookahead,
             keys=keys, layout=layout, layout_seed=layout_seed, pedal=pedal, synth=synth, reward=reward,
             n_mels=n_mels, tail=tail, max_seconds=max_seconds, out_of_range=out_of_range,
-            record_audio=record_audio, pairs=pairs, ear=ear,
+            record_audio=record_audio, pairs=pairs, ear=ear, room=room,
         ), render_mode)

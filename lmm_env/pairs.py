@@ -151,7 +151,10 @@ def _check_synth(synth, sample_rate: int, what: str = "synth") -> None:
     """A ValueError now for a synth spec `lmm_env.synth.make_synth` would refuse at the first pair
     (``what``: the argument's name in the message)."""
     from lmm_env.synth import SYNTHS, Synth
+    from lmm_env.synth.room import split_room
 
+    if isinstance(synth, str) and split_room(synth)[1] is not None:  # "piano@hall": the instrument in a named room
+        synth = split_room(synth)[0]
     if isinstance(synth, Synth):
         if synth.sample_rate != sample_rate:
             raise ValueError(f"{what} {synth.name!r} runs at {synth.sample_rate} Hz but sample_rate={sample_rate}; "
@@ -180,7 +183,9 @@ def is_named_instrument(name) -> bool:
     """Whether ``name`` (an `instrument_name`) names an instrument pairs can be rendered through again:
     a world synth's name or a SoundFont path (what ``ear_for`` caches ears by), not a synth class of yours."""
     from lmm_env.synth import SYNTHS
+    from lmm_env.synth.room import split_room
 
+    name = split_room(name)[0]  # "piano@hall" names the piano heard in the named room "hall"
     return isinstance(name, str) and (name in SYNTHS or name.lower().endswith(_soundfont_suffixes()))
 
 
@@ -193,6 +198,11 @@ def instrument_name(instrument) -> str:
     if isinstance(instrument, (str, os.PathLike)):
         return os.fspath(instrument)
     from lmm_env.synth import SYNTHS, SoundFontSynth, default_soundfont
+    from lmm_env.synth.room import RoomSynth, _is_named_room
+
+    if type(instrument) is RoomSynth:  # heard in a room: "<instrument>@<room>" for a named room
+        inner = instrument_name(instrument.synth)
+        return f"{inner}@{instrument.room.name}" if _is_named_room(instrument.room) else type(instrument).__name__
 
     if type(instrument) is SoundFontSynth:
         same = os.path.abspath(instrument.path) == os.path.abspath(default_soundfont())

@@ -103,7 +103,7 @@ def test_a_registered_agent_is_guarded_by_its_oracle_flag(monkeypatch):
     ({"agents": ["random"], "tasks": ["LMMFoo-v0"]}, "unknown task 'LMMFoo-v0'.*LMMPiano-v0"),
     ({"agents": ["random"], "pairs": (5,)}, r"K=5 is not allowed.*\[0, 4, 16, 64, 'all'\]"),
     ({"agents": ["random"], "synths": ("organ",)}, "synth 'organ' is not allowed.*soundfont"),
-    ({"agents": ["random"], "synths": ("/nowhere/x.sf2",)}, "no such .sf2 file"),
+    ({"agents": ["random"], "synths": ("/nowhere/x.sf2",)}, "no such SoundFont file"),
     ({"agents": ["score-reader"], "tasks": ["LMMByEar-v0"]}, "'score-reader' does not play LMMByEar-v0"),
     ({"agents": ["random"], "episodes": 0}, "episodes=0"),
     ({"agents": ["random"], "train_steps": 100}, "without train_algo"),
@@ -150,3 +150,15 @@ def test_training_adds_a_trained_row_counting_its_steps():
     assert trained["env_steps"] == trained["train_steps"] + rows[0]["env_steps"]
     assert math.isfinite(trained["note_f1"])
     assert torch.get_num_threads() == threads  # the runner's one-thread limit is undone
+
+
+def test_the_realistic_tier_sets_score_instruments_and_ks_and_rooms_are_instruments():
+    plan = benchmark.resolve("random", tier="real", quick=False)
+    assert plan.protocol["score"] == "piano" and plan.synths == ("grand", "soundfont")
+    assert plan.pairs == (0, 4, 16, 64) and plan.protocol["tier"] == "real"
+    plan = benchmark.resolve("random", synths="piano@hall", score="bach-chorales")
+    assert plan.synths == ("piano@hall",) and plan.protocol["score"] == "bach-chorales"
+    with pytest.raises(benchmark.BenchmarkArgumentError, match="tier='huge'"):
+        benchmark.resolve("random", tier="huge")
+    with pytest.raises(benchmark.BenchmarkArgumentError, match="piano@attic"):
+        benchmark.resolve("random", synths="piano@attic")

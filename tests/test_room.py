@@ -67,3 +67,26 @@ def test_a_measured_impulse_response_from_a_wav(tmp_path):
     room = Room(str(tmp_path / "ir.wav"), 0, None, "echo")
     y = room.apply(np.r_[1.0, np.zeros(1999)].astype(np.float32), 16000, tail=False)
     assert abs(y[0] - 1.0) < 1e-6 and abs(y[800] - 0.5) < 1e-6 and abs(y[400]) < 1e-6
+
+
+def test_every_task_hears_the_world_and_its_targets_and_pairs_in_the_room():
+    import gymnasium as gym
+
+    import lmm_env  # noqa: F401
+    from lmm_env import pairs
+    from lmm_env.lm.ear import _synth_tag
+
+    env = gym.make("LMMPiano-v0", score="exercises-scale", max_seconds=2.0, room="hall", pairs=0)
+    assert env.unwrapped.sim.synth.name == "piano@hall" and env.unwrapped.pairs_instrument == "piano@hall"
+    by_ear = gym.make("LMMByEar-v0", score="exercises-scale", max_seconds=2.0, room="studio", target_synth="soundfont")
+    assert by_ear.unwrapped.sim.target_synth.name == "soundfont@studio"
+    assert by_ear.unwrapped.pairs_instrument == "soundfont@studio"  # the ear of K pairs recorded in the room
+    dry, wet = pairs.load(4)[0].audio, pairs.load(4, instrument="piano@hall")[0].audio
+    expect = Room.named("hall").apply(dry, 16000, tail=False)
+    np.testing.assert_allclose(wet[: len(dry) - 8000], expect[: len(dry) - 8000], atol=1e-4)
+    assert _synth_tag("piano@hall") == "piano-hall"  # its ear is cached apart from the dry piano's
+    for task in ("LMMDecipher-v0", "LMMImprovise-v0"):
+        kw = {"prompt": None, "length_seconds": 1.0} if task == "LMMImprovise-v0" else {"max_seconds": 1.0}
+        assert gym.make(task, room="living-room", **kw).unwrapped.sim.synth.name == "piano@living-room"
+    with pytest.raises(ValueError, match="room='attic' is not allowed"):
+        gym.make("LMMPiano-v0", room="attic")

@@ -116,7 +116,14 @@ PROTOCOL: dict[str, Any] = {
 QUICK: dict[str, Any] = {"episodes": 2, "max_seconds": 8.0, "improvise_length_seconds": 8.0,
                          "corpus_reference_pieces": 8}
 
-SYNTHS = ("piano", "soundfont")  # or a path to a .sf2 file
+SYNTHS = ("piano", "grand", "soundfont")  # or a .sf2/.sf3 path; any of them "@<room>" (lmm_env.synth.room)
+# Tiers: the defaults of score, synths and K. "toy": the built-in piano and folk melodies (where the
+# project started). "real": two-hand expressive piano music played by the shipped sampled grand and by
+# a second instrument no agent trained on (TimGM6mb), at every K; targets are the instrument's.
+TIERS: dict[str, dict[str, Any]] = {
+    "toy": {"score": "folk", "synths": ("piano",), "pairs": (0,)},
+    "real": {"score": "piano", "synths": ("grand", "soundfont"), "pairs": (0, 4, 16, 64)},
+}
 IMPROV_STATS = ("judge_nll", "pitch_class_entropy", "note_density", "repetition", "in_key_share")
 # note metrics (`lmm_env.metrics.note_metrics`, against the score's own unquantized times):
 # note_f1 = onset F1 (50 ms), onset+offset F1, onset+velocity F1, median onset lag (ms)
@@ -231,28 +238,46 @@ def _as_list(value, what: str) -> list:
 
 
 def _check_synth(s) -> str:
+    from lmm_env.synth.room import ROOMS, split_room
+
     if not isinstance(s, (str, os.PathLike)):
-        raise BenchmarkArgumentError(f"synth {s!r} is not allowed; use one of {list(SYNTHS)} or a path to a .sf2 file")
+        raise BenchmarkArgumentError(f"synth {s!r} is not allowed; use one of {list(SYNTHS)} or a .sf2/.sf3 path, "
+                                     f"optionally heard in a room: '<synth>@<room>' with a room of {list(ROOMS)}")
     s = os.fspath(s)
-    if s in SYNTHS:
+    base, room = split_room(s)
+    if base in SYNTHS:
         return s
-    if s.lower().endswith(".sf2"):
-        if not os.path.isfile(s):
-            raise BenchmarkArgumentError(f"synth {s!r}: no such .sf2 file")
+    if base.lower().endswith((".sf2", ".sf3")):
+        if not os.path.isfile(base):
+            raise BenchmarkArgumentError(f"synth {s!r}: no such SoundFont file {base!r}")
         try:  # loaded now (a second or so): a file that is no SoundFont fails here, not at its first row
             from lmm_env.synth import make_synth
 
-            make_synth(s, 16000)
+            make_synth(base, 16000)
         except (ValueError, TypeError, OSError, RuntimeError, ImportError) as exc:
             raise BenchmarkArgumentError(f"synth {s!r} cannot be loaded as a SoundFont: {exc}") from None
         return s
-    raise BenchmarkArgumentError(f"synth {s!r} is not allowed; use one of {list(SYNTHS)} or a path to a .sf2 file")
+    raise BenchmarkArgumentError(f"synth {s!r} is not allowed; use one of {list(SYNTHS)} or a .sf2/.sf3 path, "
+                                 f"optionally heard in a room: '<synth>@<room>' with a room of {list(ROOMS)}")
 
 
-def resolve(agents, tasks=None, pairs=(0,), synths=("piano",), episodes: int = 10, quick: bool = False,
-            train_algo: str | None = None, train_steps: int = 0, seed: int = 0) -> Plan:
-    """Check every argument of `run` and expand it into a `Plan`; `BenchmarkArgumentError` names a bad value."""
+def resolve(agents, tasks=None, pairs=None, synths=None, episodes: int = 10, quick: bool = False,
+            train_algo: str | None = None, train_steps: int = 0, seed: int = 0, tier: str = "toy",
+            score: str | None = None) -> Plan:
+    """Check every argument of `run` and expand it into a `Plan`; `BenchmarkArgumentError` names a bad value.
+
+    ``pairs``, ``synths`` and ``score`` left None take the ``tier``'s (`TIERS`)."""
+    from lmm_env import corpus
     from lmm_env.pairs import check_k
+
+    if tier not in TIERS:
+        raise BenchmarkArgumentError(f"tier={short_repr(tier)} is not allowed; use one of {list(TIERS)}")
+    pairs = TIERS[tier]["pairs"] if pairs is None else pairs
+    synths = TIERS[tier]["synths"] if synths is None else synths
+    score = TIERS[tier]["score"] if score is None else score
+    if not isinstance(score, str) or score not in corpus.names():
+        raise BenchmarkArgumentError(f"score={short_repr(score)} is not allowed; use a corpus name of "
+                                     f"{corpus.names()}")
 
     # tasks
     task_list = None
@@ -351,6 +376,7 @@ def resolve(agents, tasks=None, pairs=(0,), synths=("piano",), episodes: int = 1
         notes.append(f"quick: only the first K ({ks[0]}) is played; dropped {ks[1:]}")
         ks = ks[:1]
     protocol = dict(PROTOCOL, **(QUICK if quick else {}))
+    protocol.update(tier=tier, score=score)
     if not quick:
         protocol["episodes"] = int(episodes)
     return Plan(entries, tuple(task_list), tuple(ks), tuple(synth_list), int(protocol["episodes"]), bool(quick),

@@ -237,9 +237,10 @@ def _corpus_rows(plan: Plan) -> list[dict]:
 # --------------------------------------------------------------------------- run
 
 
-def run(agents, tasks=None, pairs=(0,), synths=("piano",), episodes: int = 10, quick: bool = False, out=None,
+def run(agents, tasks=None, pairs=None, synths=None, episodes: int = 10, quick: bool = False, out=None,
         train_algo: str | None = None, train_steps: int = 0, seed: int = 0, progress: bool = True,
-        command: str | None = None, resume: bool = False, overwrite: bool = False) -> list[dict]:
+        command: str | None = None, resume: bool = False, overwrite: bool = False, tier: str = "toy",
+        score: str | None = None) -> list[dict]:
     """Benchmark ``agents`` on ``tasks`` x ``pairs`` (K) x ``synths`` under the fixed protocol.
 
     Args:
@@ -247,8 +248,13 @@ def run(agents, tasks=None, pairs=(0,), synths=("piano",), episodes: int = 10, q
             checkpoints or `AgentSpec` objects (``(label, spec)`` to name one); a list or a
             comma-separated string.
         tasks: task ids (default: every task one of the agents plays; all four with training).
-        pairs: the Ks of the reward's ear (0, 4, 16, 64, "all").
-        synths: "piano", "soundfont" or .sf2 paths (LMMByEar-v0: the target's instrument).
+        pairs: the Ks of the reward's ear (0, 4, 16, 64, "all"); default: the tier's.
+        synths: "piano", "grand", "soundfont" or .sf2/.sf3 paths, each optionally "@<room>"
+            (LMMByEar-v0: the target's instrument); default: the tier's.
+        tier: "toy" (folk, the built-in piano, K = 0) or "real" (the two-hand ``piano`` corpus,
+            the shipped grand and TimGM6mb, K = 0, 4, 16, 64): the defaults of ``pairs``,
+            ``synths`` and ``score`` (`TIERS`).
+        score: the corpus every row plays (default: the tier's).
         episodes: pieces per row (the first of the test split, in order).
         quick: the short protocol (`QUICK`: 2 episodes, 8 s, the first K only).
         out: a folder for results.md / .csv / .json and summary.png (None: write nothing),
@@ -276,11 +282,11 @@ def run(agents, tasks=None, pairs=(0,), synths=("piano",), episodes: int = 10, q
     for name, flag in (("resume", resume), ("overwrite", overwrite), ("progress", progress)):
         if not isinstance(flag, (bool, np.bool_)):
             raise BenchmarkArgumentError(f"{name}={short_repr(flag)} is not allowed; use True or False")
-    plan = resolve(agents, tasks, pairs, synths, episodes, quick, train_algo, train_steps, seed)
+    plan = resolve(agents, tasks, pairs, synths, episodes, quick, train_algo, train_steps, seed, tier, score)
     if command is None:
         command = (f"lmm_env.agents.benchmark.runner.run(agents={agents!r}, tasks={tasks!r}, pairs={pairs!r}, "
                    f"synths={synths!r}, episodes={episodes!r}, quick={quick!r}, train_algo={train_algo!r}, "
-                   f"train_steps={train_steps!r}, seed={seed!r})")
+                   f"train_steps={train_steps!r}, seed={seed!r}, tier={tier!r}, score={score!r})")
     prior = _prepare_out(out, plan, resume, overwrite) if out is not None else None
     jobs = [(e, t, k, s) for e in plan.entries for t in plan.tasks if t in e.tasks for k in plan.pairs
             for s in plan.synths]

@@ -790,7 +790,11 @@ _EARS: dict[tuple, object] = {}
 def _synth_tag(synth) -> str:
     """The name the ear cache keys an instrument by (a world synth's name, or a hash of a SoundFont path)."""
     from lmm_env.synth import SYNTHS
+    from lmm_env.synth.room import split_room
 
+    base, room = split_room(synth)
+    if room is not None:  # "piano@hall": the instrument's tag and the named room's
+        return f"{_synth_tag(base)}-{room}"
     if isinstance(synth, str) and synth in SYNTHS:
         return synth
     path = os.fspath(synth)

@@ -38,6 +38,11 @@ def make_synth(synth="piano", sample_rate: int = 16000, **kwargs) -> Synth:
         return synth
     if isinstance(synth, (str, os.PathLike)):
         name = os.fspath(synth)
+        from lmm_env.synth.room import Room, in_room, split_room
+
+        base, room = split_room(name)
+        if room is not None:  # "piano@hall": the instrument heard in a named room (lmm_env.synth.room)
+            return in_room(make_synth(base, sample_rate, **kwargs), Room.named(room))
         if name in SYNTHS:
             return SYNTHS[name](sample_rate=sample_rate, **kwargs)
         if name.lower().endswith(".sf2"):

@@ -168,6 +168,42 @@ class Room:
                 f"noise {self.noise_db} dB)")
 
 
+def split_room(name):
+    """``"piano@hall"`` -> ("piano", "hall"): an instrument heard in a named room, as ``make_synth``,
+    ``lmm_env.pairs.load`` and ``target_synth=`` take it; (name, None) for anything else."""
+    if isinstance(name, str) and "@" in name:
+        base, _, room = name.rpartition("@")
+        if room in ROOMS and base:
+            return base, room
+    return name, None
+
+
+def with_room(synth, room, sample_rate: int = 16000):
+    """The instrument spec ``synth`` heard in ``room`` (None, a name of `ROOMS` or a `Room`): a name
+    ``"synth@room"`` when both are names (so pairs and ears of it can be named and cached), else a
+    `RoomSynth` object (a `Room` of your own, or a synth object)."""
+    room = check_room(room)
+    if room is None:
+        return synth
+    if isinstance(synth, (str, os.PathLike)) and _is_named_room(room):
+        base, already = split_room(os.fspath(synth))
+        if already is not None:
+            raise ValueError(f"synth={os.fspath(synth)!r} is already heard in room {already!r}; give room= once")
+        return f"{base}@{room.name}"
+    from lmm_env.synth import make_synth
+
+    return in_room(synth if isinstance(synth, Synth) else make_synth(synth, sample_rate), room)
+
+
+def _is_named_room(room: Room) -> bool:
+    """Whether ``room`` is the named room of its name (not a Room of your own that borrowed the name)."""
+    if room.name not in ROOMS:
+        return False
+    rt60, drr, noise, seed = ROOMS[room.name]
+    return room.noise_db == noise and room.ir_sample_rate == 48000 and np.array_equal(
+        room.ir, Room.named(room.name).ir)
+
+
 def check_room(room) -> Room | None:
     """``room=``: None (dry), a name of `ROOMS`, or a `Room`."""
     if room is None or isinstance(room, Room):
