@@ -15,7 +15,9 @@ setup(
               "lmm_env.agents.benchmark"],
     package_dir={"lmm_env.envs": "envs", "lmm_env.agents": "agents"},
     # The shipped LM and ear weights (safetensors + JSON config, a few MB in all).
+    # ... and the sampled grand piano (synth="grand": samples, zones, licence, provenance; ~4.5 MB).
     package_data={"lmm_env.lm": ["weights/*.safetensors", "weights/*.json"],
+                  "lmm_env.synth": ["grand/*"],
                   "lmm_env.agents": ["weights/*.safetensors", "weights/*.json"],
                   "lmm_env.agents.training": ["hyperparams/*.yml"]},
     install_requires=[

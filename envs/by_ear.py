@@ -81,7 +81,7 @@ class ByEarSim(PianoSim):
         else:
             try:
                 if not isinstance(target_synth, (str, os.PathLike, Synth)):  # make_synth would repr it whole
-                    raise ValueError("use None, 'world', a synth name, a .sf2 path or a lmm_env.synth.Synth")
+                    raise ValueError("use None, 'world', a synth name, a .sf2/.sf3 path or a lmm_env.synth.Synth")
                 self.target_synth = make_synth(target_synth, self.sample_rate)
             except ValueError as exc:
                 raise ValueError(f"target_synth={short_repr(target_synth)} is not allowed: {exc}") from None
@@ -310,7 +310,7 @@ class LMMByEarEnv(PianoTaskEnv):
       if the recording has notes over a second after its last note. Reverberation, release
       tails and room tone after the last note are fine.
     * ``target_synth``: the instrument corpus targets are rendered through: None or
-      ``"world"`` (default: the world's own ``synth``), ``"piano"``, ``"soundfont"`` or a .sf2 path (a timbre
+      ``"world"`` (default: the world's own ``synth``), ``"piano"``, ``"grand"``, ``"soundfont"`` or a .sf2/.sf3 path, each optionally ``"@<room>"`` (a timbre
       the agent's world does not have: the seed's advanced setup). Refused with ``target``
       (a recording is heard as it is).
     * ``target_sample_rate``: the rate in Hz of a ``target`` array (default ``sample_rate``):

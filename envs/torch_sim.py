@@ -105,7 +105,7 @@ class TorchPianoSim:
         if not (isinstance(synth, PianoSynth) or (isinstance(synth, str) and synth == "piano")):
             # checked before the world is built: a SoundFont would first need tinysoundfont
             raise ValueError(f"synth={short_repr(synth)} has no torch twin; the torch world plays synth='piano' (the "
-                             "built-in additive piano) only; use backend='numpy' for the SoundFont or a .sf2 file")
+                             "built-in additive piano) only; use backend='numpy' for synth='grand', the SoundFont or a .sf2/.sf3 file")
         if not isinstance(mix, str) or mix not in MIXES:
             raise ValueError(f"mix={short_repr(mix)} is not allowed; use one of {list(MIXES)}")
         if not (validate_actions is None or isinstance(validate_actions, (bool, np.bool_))):  # 1 is not True

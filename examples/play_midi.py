@@ -30,7 +30,7 @@ from lmm_env.agents.training.sb3 import roll_image  # noqa: E402
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("midi", nargs="?", help="the MIDI file to play")
 p.add_argument("--agent", default="score-reader", help="random, score-reader, or a .safetensors checkpoint")
-p.add_argument("--synth", default="piano", help="piano (built-in), soundfont, or a .sf2 path")
+p.add_argument("--synth", default="piano", help="piano (built-in), grand (sampled), soundfont, or a .sf2/.sf3 path")
 p.add_argument("--out", default="out")
 p.add_argument("--demo", action="store_true", help="write a short tune to --out/demo.mid and play that")
 args = p.parse_args()

@@ -59,6 +59,8 @@ def checks() -> list[tuple[str, bool, str, bool]]:
         return run
 
     attempt("synth piano (built-in)", synth("piano"))
+    attempt("synth grand (shipped samples)", synth("grand"),
+            advice="reinstall lmm_env: the grand's samples are package data (lmm_env/synth/grand/)")
     attempt("synth soundfont", synth("soundfont"), required=False, advice=OPTIONAL["tinysoundfont"])
     for name in ("score", "audio", "ear", "ear-analytic", "judge"):
         def load(name=name):

@@ -326,7 +326,7 @@ def test_soundfont_bad_files(tmp_path):
 
 def test_make_synth():
     assert isinstance(make_synth("piano", SR), PianoSynth)
-    with pytest.raises(ValueError, match=r"'nope'.*\['piano', 'soundfont'\]"):
+    with pytest.raises(ValueError, match=r"'nope'.*\['grand', 'piano', 'soundfont'\]"):
         make_synth("nope")
     s = PianoSynth(8000)
     assert make_synth(s, 8000) is s

@@ -306,7 +306,7 @@ def resolve(agents, tasks=None, pairs=None, synths=None, episodes: int = 10, qui
         if s not in synth_list:
             synth_list.append(s)
     if not synth_list:
-        raise BenchmarkArgumentError(f"synths is empty; give one of {list(SYNTHS)} or a .sf2 path")
+        raise BenchmarkArgumentError(f"synths is empty; give one of {list(SYNTHS)} or a .sf2/.sf3 path")
     if not isinstance(quick, (bool, np.bool_)):
         raise BenchmarkArgumentError(f"quick={short_repr(quick)} is not allowed; use True or False")
     if isinstance(episodes, bool) or not isinstance(episodes, (int, np.integer)) or episodes < 1:

@@ -63,7 +63,9 @@ def _synth_name(spec) -> bool:
     """Whether ``spec`` names an instrument a config may hold: a built-in synth or a .sf2 path (checked when used)."""
     from lmm_env.synth import SYNTHS
 
-    return isinstance(spec, str) and (spec in SYNTHS or spec.lower().endswith(".sf2"))
+    from lmm_env.synth import is_soundfont_path
+
+    return isinstance(spec, str) and (spec in SYNTHS or is_soundfont_path(spec))
 
 
 @dataclasses.dataclass
@@ -116,7 +118,7 @@ class DiffConfig:
         self.kernel = check_int("kernel", self.kernel, 1, 63)
         if self.kernel % 2 != 1:
             raise ValueError(f"kernel={self.kernel} must be odd (the key axis keeps its length)")
-        synths = "'piano', 'soundfont' or a .sf2 path"
+        synths = "'piano', 'grand', 'soundfont' or a .sf2/.sf3 path"
         if not _synth_name(self.ear_synth):
             raise ValueError(f"ear_synth={short_repr(self.ear_synth)} is not allowed; use {synths}")
         if (not isinstance(self.target_synths, (list, tuple)) or not 1 <= len(self.target_synths) <= 16

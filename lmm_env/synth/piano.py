@@ -52,6 +52,16 @@ class PianoSynth(Synth):
     def player(self, n_envs: int, block_size: int) -> "PianoPlayer":
         return PianoPlayer(self, n_envs, block_size)
 
+    # Hooks for synths that share these tables' player (GrandPianoSynth):
+    def _note_gains(self, velocities: np.ndarray):
+        """(soft, bright) float32 layer gains of notes struck at these MIDI velocities."""
+        soft, bright = model.layer_gains(velocities.astype(np.float32))
+        return soft.astype(np.float32), bright.astype(np.float32)
+
+    def _damper_samples(self, pitches: np.ndarray, onsets: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        """Sample at which each note's damper falls, before re-strikes: its key-up."""
+        return offsets.copy()
+
     def render(self, score, tail: float = 1.0) -> np.ndarray:
         score = _as_score(score)
         sr = self.sample_rate
@@ -61,16 +71,14 @@ class PianoSynth(Synth):
         onsets = np.round(score.onsets * sr).astype(np.int64)
         offsets = np.maximum(np.round(score.offsets * sr).astype(np.int64), onsets + 1)
         # A new strike of the same key damps the older voice (see model docstring).
-        releases = offsets.copy()
+        releases = self._damper_samples(score.pitches, onsets, offsets)
         order = np.lexsort((onsets, score.pitches))  # by pitch, then onset (stable)
         same = score.pitches[order[1:]] == score.pitches[order[:-1]]
         cur, nxt = order[:-1][same], order[1:][same]  # each note and the next strike of its key
         releases[cur] = np.minimum(releases[cur], np.maximum(onsets[nxt], onsets[cur]))
         total = render_samples(score, tail, sr, offsets.max() if len(score) else 0)
         out = np.zeros(total + table_len + n_rel, dtype=np.float32)
-        soft, bright = model.layer_gains(score.velocities.astype(np.float32))
-        soft = soft.astype(np.float32)
-        bright = bright.astype(np.float32)
+        soft, bright = self._note_gains(score.velocities)
         keys = score.pitches.astype(np.int64) - model.LOWEST_PITCH
         render_notes(keys, onsets, (releases - onsets).astype(np.int64), soft, bright, self.tables, rel, out)
         return out[:total]

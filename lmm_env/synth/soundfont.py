@@ -1,7 +1,10 @@
 """`SoundFontSynth`: a realistic, non-differentiable piano (the seed's advanced setup).
 
-It plays a General MIDI SoundFont through tinysoundfont (an MIT wheel with no system
-library). The default is the piano of TimGM6mb.sf2, which pretty_midi's wheel carries.
+It plays a General MIDI SoundFont (.sf2, or .sf3 with Ogg Vorbis samples: tinysoundfont
+reads both) through tinysoundfont (an MIT wheel with no system library). The default is the
+piano of TimGM6mb.sf2, which pretty_midi's wheel carries. tinysoundfont ignores most
+SoundFont 2.01 modulators (e.g. a velocity-controlled filter), so fonts that rely on them
+sound plainer than in FluidSynth; the shipped grand (`GrandPianoSynth`) plays them.
 """
 from __future__ import annotations
 
@@ -40,7 +43,7 @@ class SoundFontSynth(Synth):
 
     Args:
         sample_rate: audio rate in Hz (8000..96000).
-        path: a .sf2 file; default TimGM6mb.sf2 from pretty_midi.
+        path: a .sf2 or .sf3 file; default TimGM6mb.sf2 from pretty_midi.
         preset: General MIDI program 0..127 (0 = Acoustic Grand Piano), bank 0; the file must have it.
         gain: output gain in dB passed to tinysoundfont, a finite number in [-100, 30]
             (negative values are quieter, not an error: the default is -6 dB).
@@ -52,13 +55,13 @@ class SoundFontSynth(Synth):
     def __init__(self, sample_rate: int = 16000, path: str | None = None, preset: int = 0, gain: float = -6.0):
         self.sample_rate = check_sample_rate(sample_rate)
         if path is not None and (not isinstance(path, (str, os.PathLike)) or isinstance(os.fspath(path), bytes)):
-            raise TypeError(f"path must be the path (str or os.PathLike) of a .sf2 file, got "
+            raise TypeError(f"path must be the path (str or os.PathLike) of a .sf2/.sf3 file, got "
                             f"{type(path).__name__}: {short_repr(path)}")
         self.path = default_soundfont() if path is None else os.fspath(path)
         if os.path.isdir(self.path):
-            raise ValueError(f"SoundFont path {self.path!r} is a directory; pass the path of a .sf2 file")
+            raise ValueError(f"SoundFont path {self.path!r} is a directory; pass the path of a .sf2/.sf3 file")
         if not os.path.isfile(self.path):
-            raise FileNotFoundError(f"SoundFont file {self.path!r} does not exist; pass the path of a .sf2 file")
+            raise FileNotFoundError(f"SoundFont file {self.path!r} does not exist; pass the path of a .sf2/.sf3 file")
         self.preset = check_int("preset", preset, 0, 127)  # a General MIDI program
         if isinstance(gain, (bool, np.bool_)) or not isinstance(gain, Real) or not (
                 math.isfinite(gain) and MIN_GAIN_DB <= gain <= MAX_GAIN_DB):
@@ -75,7 +78,7 @@ class SoundFontSynth(Synth):
         try:
             sfid = synth.sfload(self._data)
         except Exception as exc:
-            raise ValueError(f"{self.path!r} is not a readable SoundFont (.sf2) file: {exc}") from exc
+            raise ValueError(f"{self.path!r} is not a readable SoundFont (.sf2/.sf3) file: {exc}") from exc
         try:
             synth.program_select(0, sfid, 0, self.preset)
         except RuntimeError as exc:  # tinysoundfont says only "Error in channel_set_preset_number"
