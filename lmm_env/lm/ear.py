@@ -969,7 +969,8 @@ def pairs_main(argv=None) -> int:
                                  description="Fit the learned ear of K protocol pairs (lmm_env.pairs) with fit_ear.")
     ap.add_argument("--pairs", default="16", help="K: 4, 16, 64 or all (default 16)")
     ap.add_argument("--instrument", "--synth", dest="synth", default="piano",
-                    help="instrument the pairs are rendered through: piano (default), grand, soundfont or a .sf2/.sf3 path, each optionally @studio, @living-room, @hall or @church")
+                    help="instrument the pairs are rendered through: piano (default), grand, soundfont or a "
+                         ".sf2/.sf3 path, each optionally @studio, @living-room, @hall or @church")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="default: lmm_env/lm/weights/ear_pairs{K}.safetensors")
     ap.add_argument("--eval-pieces", type=int, default=10, help="test pieces per corpus (default 10; 0: skip)")
