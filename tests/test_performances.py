@@ -196,6 +196,12 @@ def test_scores_feed_the_envs(maestro):
     assert info["score_name"] in ("2018/c.midi", "2018/d.midi")
     env.close()
     score, wav = maestro_pairs(maestro, "test", limit=1)[0]
+    import soundfile as sf
+
+    from lmm_env.synth import PianoSynth
+
+    # the recording of its MIDI (the fixture's placeholder WAV is not: LMMByEar-v0 checks the pair by onsets)
+    sf.write(wav, PianoSynth(16000).render(score), 16000)
     env = gym.make("LMMByEar-v0", target=wav, reference=score, reward="key_match")
     env.reset(seed=0)
     env.close()
