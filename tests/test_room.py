@@ -90,3 +90,14 @@ def test_every_task_hears_the_world_and_its_targets_and_pairs_in_the_room():
         assert gym.make(task, room="living-room", **kw).unwrapped.sim.synth.name == "piano@living-room"
     with pytest.raises(ValueError, match="room='attic' is not allowed"):
         gym.make("LMMPiano-v0", room="attic")
+
+
+def test_a_room_of_your_own_has_the_same_noise_in_every_process():
+    import subprocess
+    import sys
+
+    code = ("import numpy as np; from lmm_env.synth.room import Room; "
+            "print(float(Room(np.ones(4, np.float32), 16000, -60.0, 'attic').noise_at(16000)[:100].sum()))")
+    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={"PYTHONHASHSEED": seed, "PATH": ""}).stdout for seed in ("1", "2")}
+    assert len(outs) == 1

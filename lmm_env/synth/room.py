@@ -38,6 +38,7 @@ ROOMS = {
     "hall": (1.6, 0.0, -65.0, 3),
     "church": (3.0, -4.0, -60.0, 4),
 }
+_NAMED: dict = {}  # the named rooms, built once per process (Room.named)
 _NOISE_SECONDS = 7.0  # the noise floor loops over a table this long (per room, deterministic)
 _MAX_IR_SECONDS = 10.0
 
@@ -113,13 +114,14 @@ class Room:
 
     @classmethod
     def named(cls, name: str) -> "Room":
-        """One of `ROOMS` ("studio", "living-room", "hall", "church")."""
+        """One of `ROOMS` ("studio", "living-room", "hall", "church"); built once per process."""
         if name not in ROOMS:
             raise ValueError(f"room={short_repr(name)} is not allowed; use one of {list(ROOMS)}, None (dry), or a "
                              "lmm_env.synth.room.Room")
-        rt60, drr, noise, seed = ROOMS[name]
-        sr = 48000
-        return cls(synthetic_ir(rt60, drr, sr, seed), sr, noise, name)
+        if name not in _NAMED:
+            rt60, drr, noise, seed = ROOMS[name]
+            _NAMED[name] = cls(synthetic_ir(rt60, drr, 48000, seed), 48000, noise, name)
+        return _NAMED[name]
 
     def ir_at(self, sample_rate: int) -> np.ndarray:
         """The impulse response resampled to ``sample_rate`` (float32)."""
@@ -136,7 +138,10 @@ class Room:
         """The noise floor's table at ``sample_rate`` (deterministic), or None."""
         if self.noise_db is None:
             return None
-        rng = np.random.default_rng(abs(hash(self.name)) % (2 ** 32) if self.name not in ROOMS else ROOMS[self.name][3])
+        import zlib
+
+        # seeded by the name (crc32: the same in every process, unlike hash()), a named room by its own seed
+        rng = np.random.default_rng(ROOMS[self.name][3] if self.name in ROOMS else zlib.crc32(self.name.encode()))
         n = int(_NOISE_SECONDS * sample_rate)
         white = rng.standard_normal(n)
         # pinkish: a gentle low-pass, as a room's tone is
@@ -199,9 +204,9 @@ def _is_named_room(room: Room) -> bool:
     """Whether ``room`` is the named room of its name (not a Room of your own that borrowed the name)."""
     if room.name not in ROOMS:
         return False
-    rt60, drr, noise, seed = ROOMS[room.name]
-    return room.noise_db == noise and room.ir_sample_rate == 48000 and np.array_equal(
-        room.ir, Room.named(room.name).ir)
+    named = Room.named(room.name)
+    return room is named or (room.noise_db == named.noise_db and room.ir_sample_rate == named.ir_sample_rate
+                             and np.array_equal(room.ir, named.ir))
 
 
 def check_room(room) -> Room | None:
