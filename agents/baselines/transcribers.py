@@ -93,15 +93,19 @@ class BasicPitchAgent(TranscriberAgent):
     _model = None  # loaded once per process
 
     def __init__(self, env):
-        try:
-            import logging
+        import logging
 
-            logging.getLogger().setLevel(logging.ERROR)  # it warns about every backend it does not find
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # while it imports: it warns on the root logger about every backend it lacks
+        try:
             from basic_pitch import ICASSP_2022_MODEL_PATH
             from basic_pitch.inference import Model
         except ImportError as exc:
             raise ImportError(f"the basic-pitch agent needs basic-pitch with onnxruntime: {BASIC_PITCH_INSTALL} "
                               f"({exc})") from None
+        finally:
+            root.setLevel(level)
         super().__init__(env)
         if BasicPitchAgent._model is None:
             BasicPitchAgent._model = Model(ICASSP_2022_MODEL_PATH)
