@@ -9,6 +9,18 @@ from lmm_env.agents.baselines.gradient import GradientAgent, _single_env_sim
 _SILENT = -1.0
 
 
+def frame_action(frames, t: int, cols: np.ndarray, n_actions: int) -> np.ndarray:
+    """The action that plays frame ``t`` of ``frames`` (a `FrameScore`) on the identity keyboard:
+    held keys down at their velocity (``a = (v - 1) / 126``), every other key up (silent past the end)."""
+    action = np.full(n_actions, _SILENT, np.float32)
+    if t < frames.T:
+        held = frames.held[t, cols]
+        vel = frames.velocity[t, cols].astype(np.float32)
+        keys = action[: len(cols)]
+        keys[held] = np.maximum((vel[held] - 1.0) / 126.0, 1e-4)
+    return action
+
+
 class ReferenceOracle:
     """Plays the target's hidden reference notes (an oracle: the task hides them)."""
 
@@ -30,14 +42,7 @@ class ReferenceOracle:
             raise ValueError("this target has no reference notes; the oracle has nothing to read")
         if ref is not self._ref:
             self._ref, self._frames = ref, ref.frames(sim.frame_rate)
-        t = int(sim.t[0])
-        action = np.full(sim.keyboard.n_actions, _SILENT, np.float32)
-        if t < self._frames.T:
-            held = self._frames.held[t, self.cols]
-            vel = self._frames.velocity[t, self.cols].astype(np.float32)
-            keys = action[: len(self.cols)]
-            keys[held] = np.maximum((vel[held] - 1.0) / 126.0, 1e-4)
-        return action, state
+        return frame_action(self._frames, int(sim.t[0]), self.cols, sim.keyboard.n_actions), state
 
 
 class ByEarGradientAgent(GradientAgent):

@@ -31,8 +31,6 @@ import numpy as np
 
 from lmm_env._checks import short_repr
 
-_SILENT = -1.0
-
 BASIC_PITCH_INSTALL = ('pip install --no-deps basic-pitch==0.4.0 && pip install onnxruntime "resampy<0.4.3" '
                        '"setuptools<81"')
 TRANSKUN_INSTALL = "pip install --no-deps transkun==2.0.1 && pip install moduleconf ncls soxr"
@@ -67,14 +65,9 @@ class TranscriberAgent:
         if target is not self._heard or (episode_start is not None and bool(np.any(episode_start))):
             self.notes = self.transcribe(np.asarray(target, np.float32), int(self.sim.sample_rate))
             self._frames, self._heard = self.notes.frames(self.sim.frame_rate), target
-        t = int(self.sim.t[0])
-        action = np.full(self.sim.keyboard.n_actions, _SILENT, np.float32)
-        if t < self._frames.T:
-            held = self._frames.held[t, self.cols]
-            vel = self._frames.velocity[t, self.cols].astype(np.float32)
-            keys = action[: len(self.cols)]
-            keys[held] = np.maximum((vel[held] - 1.0) / 126.0, 1e-4)
-        return action, state
+        from lmm_env.agents.baselines.by_ear import frame_action
+
+        return frame_action(self._frames, int(self.sim.t[0]), self.cols, self.sim.keyboard.n_actions), state
 
 
 def _score(notes, name: str):
