@@ -34,17 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import lmm_env  # noqa: E402,F401
 from lmm_env.agents import RandomAgent, ScoreReaderAgent  # noqa: E402
 
-
-def record_actions(env, agent, n, seed=0):
-    obs, _ = env.reset(seed=seed)
-    actions = []
-    for _ in range(n):
-        a, _ = agent.predict(obs)
-        actions.append(a)
-        obs, _, term, trunc, _ = env.step(a)
-        if term or trunc:
-            obs, _ = env.reset()
-    return actions
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_env import record_actions  # noqa: E402  (the same recorded play as bench_env.py)
 
 
 def time_single(env, actions):

@@ -40,6 +40,30 @@ def act(agent, obs, state, episode_start, deterministic: bool = True):
     return out
 
 
+def play_episode(agent, env, seed: int, index: int, deterministic: bool = True):
+    """Piece ``index`` of ``env``'s pool played to its end by ``agent`` (env seed ``seed``): what the
+    benchmark and `evaluate` both run. Returns (reset info, last step's info, steps, return, summed
+    reward terms)."""
+    obs, info = env.reset(seed=seed, options={"score_index": index})
+    if callable(getattr(agent, "reset", None)):
+        agent.reset()
+    state, start = None, np.ones((1,), dtype=bool)
+    total, terms, steps = 0.0, {}, 0
+    while True:
+        action, state = act(agent, obs, state, start, deterministic)
+        start = np.zeros((1,), dtype=bool)
+        action = np.asarray(action, dtype=np.float32)
+        if action.ndim == 2 and action.shape[0] == 1:  # a policy that answers in batches
+            action = action[0]
+        obs, reward, terminated, truncated, step_info = env.step(action)
+        total += float(reward)
+        steps += 1
+        for k, v in step_info.get("reward_terms", {}).items():
+            terms[k] = terms.get(k, 0.0) + float(v)
+        if terminated or truncated:
+            return info, step_info, steps, total, terms
+
+
 def episode_rolls(env) -> tuple[np.ndarray, np.ndarray]:
     """(target, played) velocity rolls (T, 88) of an LMMPiano env's episode so far, same length."""
     u = env.unwrapped
@@ -181,24 +205,7 @@ def evaluate(agent, env_id: str = "LMMPiano-v0", split: str = "test", episodes: 
         n = min(episodes, len(env.unwrapped.sim.pool))
         rows, first, probe = [], None, {}
         for i in tqdm(range(n), desc="evaluate", unit="episode", disable=not progress):
-            obs, info = env.reset(seed=seed + i, options={"score_index": i})
-            if hasattr(built, "reset"):
-                built.reset()
-            state, start = None, np.ones((1,), dtype=bool)
-            total, terms, steps = 0.0, {}, 0
-            while True:
-                action, state = act(built, obs, state, start, deterministic)
-                start = np.zeros((1,), dtype=bool)
-                action = np.asarray(action, dtype=np.float32)
-                if action.ndim == 2 and action.shape[0] == 1:  # a policy that answers in batches
-                    action = action[0]
-                obs, reward, terminated, truncated, step_info = env.step(action)
-                total += float(reward)
-                steps += 1
-                for k, v in step_info["reward_terms"].items():
-                    terms[k] = terms.get(k, 0.0) + float(v)
-                if terminated or truncated:
-                    break
+            info, step_info, steps, total, terms = play_episode(built, env, seed + i, i, deterministic)
             metrics = {k: float(v) for k, v in step_info["metrics"].items()}
             if keep_first and i == 0:
                 target, played = episode_rolls(env)

@@ -127,7 +127,7 @@ def _play_row(entry: _Entry, task: str, K, synth: str, plan: Plan, bar, agent_ov
 
 
 def _play_row_inner(entry, task, K, synth, plan, bar, agent_override, extra_steps, extra_seconds):
-    from lmm_env.agents.benchmark.evaluate import act
+    from lmm_env.agents.benchmark.evaluate import play_episode
     from lmm_env.keyboard import HiddenLayoutError
 
     notes = []
@@ -151,24 +151,10 @@ def _play_row_inner(entry, task, K, synth, plan, bar, agent_override, extra_step
                 bar.total -= plan.episodes - n
                 notes.append(f"{task}: the {plan.protocol['split']} split holds {n} pieces; played {n}")
             for i in range(n):
-                obs, info = env.reset(seed=plan.seed + i, options={"score_index": i})
-                if hasattr(agent, "reset") and callable(agent.reset):
-                    agent.reset()
-                state, start = None, np.ones((1,), dtype=bool)
-                total, steps = 0.0, 0
-                while True:
-                    action, state = act(agent, obs, state, start)
-                    start = np.zeros((1,), dtype=bool)
-                    action = np.asarray(action, dtype=np.float32)
-                    if action.ndim == 2 and action.shape[0] == 1:  # a policy that answers in batches
-                        action = action[0]
-                    obs, reward, terminated, truncated, step_info = env.step(action)
-                    total += float(reward)
-                    steps += 1
-                    if terminated or truncated:
-                        break
+                info, step_info, steps, total, _ = play_episode(agent, env, plan.seed + i, i)
                 m = {k: float(v) for k, v in step_info.get("metrics", {}).items()}
-                episodes.append(dict(m, agent=entry.label, task=task, pairs=K, synth=synth, pairs_instrument=pairs_instrument, episode=i,
+                episodes.append(dict(m, agent=entry.label, task=task, pairs=K, synth=synth,
+                                     pairs_instrument=pairs_instrument, episode=i,
                                      score=info.get("score_name", ""), steps=steps, **{"return": total}))
                 bar.update()
             played_steps = counter[0]
