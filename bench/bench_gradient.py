@@ -5,7 +5,7 @@ Run:  PYTHONPATH=. python bench/bench_gradient.py [--pieces 5] [--seconds 15] [-
 For the first ``--pieces`` test-split pieces of "folk" and of "bach-chorales", each trimmed to
 ``--seconds``, the score is rendered (a) through the built-in `PianoSynth` (the sound model the
 agent descends through) and (b) through `SoundFontSynth` (another piano timbre). The agent gets
-the audio only. Reference: the quantized score ``score.frames(20).to_score()``. Metrics: note
+the audio only. Reference: the clip's own note times (`playable_notes`, issue 23). Metrics: note
 onset F1 (mir_eval, 50 ms, `note_metrics`), frame F1 (`frame_f1` of the held rolls), velocity
 error on matched notes, wall time per clip (1 torch thread). "init" is the analytic ear's
 transcription alone (velocity 64); its wall time is the ear alone. Prints per-clip rows and a
@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     from lmm_env import corpus
     from lmm_env.agents.baselines.gradient import GradientAgent
     from lmm_env.lm import load_pretrained
-    from lmm_env.metrics import frame_f1, note_metrics
+    from lmm_env.metrics import frame_f1, note_metrics, playable_notes
     from lmm_env.synth import PianoSynth, SoundFontSynth
 
     fr = 20
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
         pieces = corpus.load(cname, "test")[: args.pieces]
         for i, piece in enumerate(pieces):
             score = piece.trim(0.0, args.seconds)
-            ref = score.frames(fr).to_score()
+            ref = playable_notes(score)  # the audio's own times, not the frame-snapped copy (issue 23)
             for sname in args.synths.split(","):
                 audio = synths[sname].render(score)
                 t0 = time.perf_counter()

@@ -171,7 +171,8 @@ class ByEarSim(PianoSim):
             frames = score.frames(self.frame_rate)
             reference = score  # the score's own times, never snapped to the frame grid (issue 23)
             n_steps = frames.T + int(math.ceil(self.tail * self.frame_rate))
-            audio = self.target_synth.render(frames.to_score(), tail=n_steps / self.frame_rate)
+            # the target sounds at the score's own times, as a recording would, not on the agent's grid
+            audio = self.target_synth.render(score, tail=n_steps / self.frame_rate)
             name = score.name
         n = n_steps * self.block_size
         audio = np.ascontiguousarray(np.pad(np.asarray(audio, np.float32)[:n], (0, max(0, n - len(audio)))))
@@ -196,8 +197,12 @@ class ByEarSim(PianoSim):
                 self._cache[key] = (audio, reference, heard, name, feats)
                 while len(self._cache) > self.CACHE:
                     self._cache.popitem(last=False)
+        if reference is not None:
+            # what the target lets a listener hear: notes held on by the sustain pedal sound until
+            # it lifts (as MAESTRO's transcription metrics extend them); unisons count once
+            reference = reference.sustained(keep_pedal=True)
         held = None if reference is None else reference.frames(self.frame_rate).held  # frame F1's grid target
-        reference = None if reference is None else metrics_mod.playable_notes(reference)  # unisons count once
+        reference = None if reference is None else metrics_mod.playable_notes(reference)
         return Episode(frames=heard, n_steps=len(feats), reference=reference, target_audio=audio, name=name,
                        target_features=feats, reference_held=held)
 
@@ -283,13 +288,15 @@ class LMMByEarEnv(PianoTaskEnv):
 
     ## Starting State
     All keys up, silence. A corpus piece is drawn (or ``options={"score_index": i}``) and
-    rendered through ``target_synth``; or the given recording.
+    rendered through ``target_synth`` at its own times (not the agent's frame grid), its
+    sustain pedal applied; or the given recording.
 
     ## Episode End
     Truncation after the target's frames (plus ``tail`` for corpus pieces; a recording
     carries its own). ``info["metrics"]`` holds LMMPiano-v0's note / frame metrics against
     the reference notes at their own times (the corpus piece, or the MIDI ``reference=``,
-    never snapped to the frame grid), and only the diversity
+    never snapped to the frame grid; a note held on by the sustain pedal counts as sounding
+    until the pedal lifts, `lmm_env.score.Score.sustained`), and only the diversity
     diagnostics when there is no reference.
 
     ## Arguments

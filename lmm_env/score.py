@@ -616,6 +616,35 @@ class Score:
         ``frame_rate`` is at most ``MAX_FRAME_RATE``, and the grid at most ``MAX_FRAMES`` frames."""
         return FrameScore.from_score(self, frame_rate)
 
+    def sustained(self, keep_pedal: bool = False) -> "Score":
+        """The notes as they sound under the sustain pedal, with no pedal left to apply.
+
+        A note whose key is released while the pedal is down (``start <= offset < end`` of
+        a pedal interval; touching intervals count as one) sounds until the pedal lifts, or
+        until its key is struck again, whichever is first; no note is shortened. This is
+        what the renderers play (``synth.render`` of a pedalled score) and the note times a
+        listener can hear, as transcription datasets extend MAESTRO's notes. The pedal
+        intervals are dropped (already applied) unless ``keep_pedal`` (to score pedal F1
+        against). Returns ``self`` when there is no pedal."""
+        if not len(self.pedal) or not len(self):
+            return self
+        ped = self.pedal[np.argsort(self.pedal[:, 0], kind="stable")]
+        # merge overlapping or touching intervals: the damper never falls between them
+        run_end = np.maximum.accumulate(ped[:, 1])
+        new = np.r_[True, ped[1:, 0] > run_end[:-1]]
+        starts = ped[new, 0]
+        ends = np.maximum.reduceat(ped[:, 1], np.flatnonzero(new))
+        off = self.offsets
+        j = np.searchsorted(starts, off, side="right") - 1
+        inside = (j >= 0) & (off < ends[np.maximum(j, 0)])
+        sounding = np.where(inside, ends[np.maximum(j, 0)], off)
+        order = np.lexsort((self.onsets, self.pitches))  # by key, then onset
+        same = self.pitches[order[1:]] == self.pitches[order[:-1]]
+        cur, nxt = order[:-1][same], order[1:][same]
+        sounding[cur] = np.maximum(off[cur], np.minimum(sounding[cur], self.onsets[nxt]))
+        return Score._from_valid(self.pitches, self.onsets, sounding, self.velocities, self.name, sort=False,
+                                 pedal=self.pedal if keep_pedal else None)
+
     def pedal_frames(self, frame_rate: float, n_frames: int | None = None) -> np.ndarray:
         """The sustain pedal on a frame grid: bool (n_frames,), True where it is down.
 
@@ -695,7 +724,10 @@ class FrameScore:
     one frame before it is struck again: when a note of the same pitch starts at frame ``s``,
     an earlier note still held at frame ``s - 1`` or later is cut to end (exclusive) at
     ``s - 1``, i.e. its last held frame becomes ``s - 2``; if that would leave it shorter than
-    one frame, the *later* note is dropped instead (it is unplayable at this frame rate).
+    one frame, the *later* note is dropped instead (it is unplayable at this frame rate) and
+    the earlier one is held until the later would have ended, if that is later (the key is
+    down while either note sounds), at the louder velocity when both start on one frame (a
+    unison: two voices on one key, as `lmm_env.metrics.playable_notes` merges them).
     ``T`` is the last end frame, so the final frame holds a key down.
     """
 
@@ -747,6 +779,7 @@ class FrameScore:
         keep = np.ones(n, dtype=bool)
         ks, os_, es = key[order], on[order], end[order]
         new_end = es.copy()
+        vs = vel[order].copy()
         # only keys with several notes need the sequential pass
         starts = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]])
         stops = np.r_[starts[1:], n]
@@ -761,11 +794,16 @@ class FrameScore:
                         new_end[last] = s - 1
                         last = j
                     else:
+                        # the later note is unplayable: the kept strike holds the key while either
+                        # sounds, at the louder velocity when both start in one frame (a unison)
                         keep[j] = False
+                        new_end[last] = max(new_end[last], es[j])
+                        if s == os_[last]:
+                            vs[last] = max(vs[last], vs[j])
                 else:
                     last = j
         end_sorted = new_end
-        k, o, e, v = ks[keep], os_[keep], end_sorted[keep], vel[order][keep]
+        k, o, e, v = ks[keep], os_[keep], end_sorted[keep], vs[keep]
 
         T = int(e.max())
         if T > MAX_FRAMES:

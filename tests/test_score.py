@@ -317,9 +317,20 @@ def test_frames_unplayable_later_note_dropped():
     assert fs.onset[:, 60 - 21].nonzero()[0].tolist() == [0]
     assert fs.held[:, 60 - 21].astype(int).tolist() == [1, 1, 1, 1, 1]
     assert set(fs.velocity[:, 60 - 21].tolist()) == {50}
-    # same onset frame: the later (in real time) note is dropped
+    # same onset frame (a unison): the later (in real time) note is dropped, but the key is held
+    # while either sounds, at the louder velocity
     s2 = Score([60, 60], [0.0, 0.01], [0.3, 0.8], [50, 120])
-    assert s2.frames(10).held[:, 60 - 21].sum() == 3
+    fs2 = s2.frames(10)
+    assert fs2.onset[:, 60 - 21].nonzero()[0].tolist() == [0]
+    assert fs2.held[:, 60 - 21].sum() == 8
+    assert set(fs2.velocity[:, 60 - 21].tolist()) == {120}
+    # a chorale's alto and tenor on one note, the tenor longer: the score reader holds it as long
+    # as the reference (`playable_notes`) does, so a perfect player keeps its onset+offset F1
+    from lmm_env.metrics import note_metrics, playable_notes
+    s3 = Score([60, 60, 64], [0.0, 0.0, 0.0], [0.5, 1.0, 1.0], [70, 70, 70])
+    played = s3.frames(20).to_score()
+    assert len(played) == 2 and played.offsets.max() == 1.0
+    assert note_metrics(playable_notes(s3), played)["onset_offset_f1"] == 1.0
 
 
 def test_frames_to_score_round_trip():
@@ -369,3 +380,23 @@ def test_framescore_equality_and_validation():
     assert fs != simple().frames(21)
     with pytest.raises(ValueError, match="shape"):
         FrameScore(10, np.zeros((3, 88), bool), np.zeros((3, 87), bool), np.zeros((3, 88), np.uint8))
+
+
+def test_sustained_pedal_holds_released_notes_until_it_lifts_or_the_key_is_struck_again():
+    # C4 released at 0.5 under a pedal held 0.2..1.5 sounds to 1.5; E4 released before the pedal
+    # keeps its offset; G4 (released under the pedal) is cut by its own re-strike at 1.0; touching
+    # intervals 0.2..1.5 and 1.5..2.0 are one: C5 released at 1.6 rings to 2.0.
+    s = Score([60, 64, 67, 67, 72], [0.0, 0.0, 0.0, 1.0, 0.0], [0.5, 0.1, 0.4, 1.2, 1.6], [80] * 5,
+              pedal=[[0.2, 1.5], [1.5, 2.0]])
+    t = s.sustained()
+    got = {(int(p), round(float(a), 3)): round(float(b), 3) for p, a, b in zip(t.pitches, t.onsets, t.offsets)}
+    assert got == {(60, 0.0): 2.0, (64, 0.0): 0.1, (67, 0.0): 1.0, (67, 1.0): 2.0, (72, 0.0): 2.0}
+    assert len(t.pedal) == 0 and s.sustained(keep_pedal=True).pedal.tolist() == s.pedal.tolist()
+    assert Score([60], [0.0], [1.0]).sustained() is not None
+    # the renderers play what sustained() says: a pedalled note rings like the same note held
+    from lmm_env.synth import PianoSynth
+
+    synth = PianoSynth()
+    pedalled = Score([60], [0.0], [0.2], [90], pedal=[[0.1, 1.0]])
+    held = Score([60], [0.0], [1.0], [90])
+    np.testing.assert_array_equal(synth.render(pedalled, tail=0.5), synth.render(held, tail=0.5))

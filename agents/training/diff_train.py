@@ -53,8 +53,13 @@ def frame_loudness(audio: torch.Tensor, hop: int) -> torch.Tensor:
 
 def render_frames(fs: FrameScore, synth, hop: int) -> np.ndarray:
     """``fs`` played by ``synth``, exactly ``fs.T`` blocks of ``hop`` samples (cut or zero-padded)."""
-    audio = synth.render(fs.to_score(), tail=0.0)
-    out = np.zeros(fs.T * hop, np.float32)
+    return render_blocks(fs.to_score(), synth, hop, fs.T)
+
+
+def render_blocks(score, synth, hop: int, n_blocks: int) -> np.ndarray:
+    """``score`` played by ``synth`` at its own times, exactly ``n_blocks`` blocks of ``hop`` samples."""
+    audio = synth.render(score, tail=0.0)
+    out = np.zeros(n_blocks * hop, np.float32)
     n = min(len(out), len(audio))
     out[:n] = audio[:n]
     return out
@@ -169,6 +174,7 @@ def _validation(cfg: DiffConfig, ear, frame_rate: float, sample_rate: int, split
                 corpus_name: str = "folk", n: int = 8, seconds: float = 20.0, target_synth: str = "piano", seed: int = 0):
     """Held-out pieces as (inputs, reference): g reads the score, h hears it rendered by ``target_synth``."""
     from lmm_env import corpus
+    from lmm_env.metrics import playable_notes
     from lmm_env.lm.ear import _frames
     from lmm_env.synth import make_synth
 
@@ -183,15 +189,16 @@ def _validation(cfg: DiffConfig, ear, frame_rate: float, sample_rate: int, split
         s = pool[int(i)]
         if s is None or len(s) == 0:
             continue
+        if s.duration > seconds:  # as the envs cut an episode (`envs.core.PianoSim.trimmed`)
+            s = s.trim(0.0, seconds)
         fs = s.frames(frame_rate)
-        T = min(fs.T, int(round(seconds * frame_rate)))
-        fs = FrameScore(frame_rate, fs.held[:T], fs.onset[:T], fs.velocity[:T])
         if cfg.kind == "g":
             x = g_inputs(fs.held, fs.onset, fs.velocity, cfg.lookahead)
-        else:
-            audio = render_frames(fs, synth, hop)
+        else:  # h hears the piece at its own times, as LMMByEar-v0's target sounds
+            audio = render_blocks(s, synth, hop, fs.T)
             x = h_inputs(ear.activations(_frames(audio, ear.window, ear.block_size)), cfg.lookahead)
-        out.append((x, fs.to_score()))
+        # honest metrics (issue 23): the piece's own times, unisons once, as the envs score notes
+        out.append((x, playable_notes(s)))
     return out
 
 

@@ -11,9 +11,9 @@ from lmm_env.synth.base import N_KEYS, BlockPlayer, Synth, check_player_args, ch
 def _as_score(score):
     from lmm_env.score import Score  # local import: score imports synth.base
 
-    if isinstance(score, Score):
-        return score
-    return Score.from_midi(score)  # names a bad path / type / over-long file
+    if not isinstance(score, Score):
+        score = Score.from_midi(score)  # names a bad path / type / over-long file
+    return score.sustained()  # the sustain pedal holds released notes, as the block player's dampers do
 
 
 class PianoSynth(Synth):
