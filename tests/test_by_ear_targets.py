@@ -107,3 +107,25 @@ def test_error_messages_stay_short(kwargs):
 def test_a_list_target_is_refused_with_a_hint():
     with pytest.raises(ValueError, match=r"float numpy array: np.asarray\(samples, np.float32\)"):
         gym.make("LMMByEar-v0", target=[0.1, 0.2, 0.3])
+
+
+def test_a_corpus_target_sounds_at_its_own_times_with_its_pedal():
+    """The target is the piece as a recording of it sounds: onsets off the 20 fps grid stay
+    where they are (not snapped), and the sustain pedal rings released notes on; the note
+    metrics' reference is the notes a listener hears (held on until the pedal lifts)."""
+    from lmm_env.synth import make_synth
+
+    piece = Score([60, 67], [0.033, 0.51], [0.2, 0.9], [90, 70], pedal=[[0.1, 1.2]], name="off-grid")
+    env = gym.make("LMMByEar-v0", target_synth="piano", max_seconds=None)
+    env.reset(seed=0, options={"score": piece})
+    sim = env.unwrapped.sim
+    audio = sim.target_audios[0]
+    rendered = make_synth("piano", sim.sample_rate).render(piece.sustained(), tail=1.0)
+    n = min(len(audio), len(rendered))
+    np.testing.assert_allclose(audio[:n], rendered[:n], atol=1e-6)
+    first = int(np.flatnonzero(np.abs(audio) > 1e-4)[0])
+    assert abs(first - 0.033 * sim.sample_rate) < 0.002 * sim.sample_rate  # not 0.05 s (the grid's frame 1)
+    ref = sim.references[0]
+    assert ref.onsets.tolist() == pytest.approx([0.033, 0.51])
+    assert ref.offsets.tolist() == pytest.approx([1.2, 1.2])  # both released under the pedal
+    env.close()
