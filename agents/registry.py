@@ -61,6 +61,9 @@ class AgentSpec:
     learned_from: str = ""
     retrain: str = ""
     role: str = "baseline"  # baseline | oracle | pairs-only | learned | outside: where it lives, its table group
+    # an outside agent's paired training data in a few words ("MAESTRO v3, ~200 h"): tables tag its rows with it,
+    # so pairs-hungry supervision reads beside LMM's K pairs
+    pairs_label: str = ""
 
     @property
     def kind(self) -> str:
@@ -196,12 +199,14 @@ AGENTS: dict[str, AgentSpec] = {
         "basic-pitch (Spotify, ICASSP 2022), an off-the-shelf note transcriber (ONNX), writes the target down; "
         "its notes are played", (),
         "outside: supervised on hours of paired audio and MIDI (GuitarSet, iKala, MAESTRO, MedleyDB-Pitch, Slakh); "
-        "not trained here", "- (optional; install: see lmm_env.agents.baselines.transcribers)", role="outside"),
+        "not trained here", "- (optional; install: see lmm_env.agents.baselines.transcribers)", role="outside",
+        pairs_label="hours of pairs of 5 datasets, MAESTRO among them"),
     "transkun": AgentSpec(
         _outside("TranskunAgent"), (_BY_EAR,), False,
         "Transkun V2 (a semi-CRF transformer piano transcriber) writes the target down; its notes are played", (),
         "outside: supervised on MAESTRO v3, ~200 hours of paired piano audio and MIDI; not trained here",
-        "- (optional; install: see lmm_env.agents.baselines.transcribers)", role="outside"),
+        "- (optional; install: see lmm_env.agents.baselines.transcribers)", role="outside",
+        pairs_label="~200 h of MAESTRO v3 pairs"),
     "supervised-g": AgentSpec(_supervised_g, (_PIANO,), False,
                               "diff-g's network fitted on the K pairs alone by supervised learning (no LM, no "
                               "closed loop): the comparison for LM mapping", ("pairs", "seed"),

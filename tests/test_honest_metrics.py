@@ -116,6 +116,19 @@ def test_benchmark_rows_carry_the_trio_and_the_lag():
     assert runner.PROTOCOL["note_reference"] == "unquantized"  # old rows (snapped reference) do not resume
 
 
+def test_outside_transcribers_are_labelled_by_the_pairs_they_trained_on():
+    from lmm_env.agents.benchmark import runner
+    from lmm_env.agents.benchmark.tables import markdown_table
+
+    eps = [{"note_f1": 1.0, "frame_f1": 1.0, "velocity_error": 0.0, "return": 1.0}]
+    rows = [runner.summary_row(name, kind, False, "LMMByEar-v0", 0, "grand", eps, {}, 10, 0, 1.0)
+            for name, kind in (("transkun", "outside"), ("basic-pitch", "outside"), ("diff-h", "learned"))]
+    lines = markdown_table(rows).splitlines()[2:]
+    assert lines[0].startswith("| transkun (outside; ~200 h of MAESTRO v3 pairs) |")
+    assert lines[1].startswith("| basic-pitch (outside; hours of pairs of 5 datasets, MAESTRO among them) |")
+    assert lines[2].startswith("| diff-h |")
+
+
 def test_pedal_f1_when_the_reference_carries_a_pedal(tmp_path):
     piece = Score(HAND.pitches, HAND.onsets, HAND.offsets, HAND.velocities, pedal=[(0.0, 0.6)])
     piece.to_pretty_midi().write(str(tmp_path / "pedal.mid"))  # the MIDI's CC64: down 0 .. 0.6 s

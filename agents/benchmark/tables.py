@@ -148,6 +148,15 @@ def _has_value(rows, c) -> bool:
                for r in rows)
 
 
+def _outside_tag(name: str) -> str:
+    """" (outside; <its paired training data>)" for an outside agent (`AgentSpec.pairs_label`)."""
+    from lmm_env.agents.registry import AGENTS
+
+    spec = AGENTS.get(name)
+    label = getattr(spec, "pairs_label", "") if spec is not None else ""
+    return f" (outside; {label})" if label else " (outside)"
+
+
 def markdown_table(rows: list[dict]) -> str:
     """The rows as a markdown table (columns with no value in any row left out; oracles marked)."""
     cols = ["agent", "task", "pairs", "synth", "pairs_instrument", "episodes"] + [c for c in _NUMERIC if _has_value(rows, c)]
@@ -157,6 +166,8 @@ def markdown_table(rows: list[dict]) -> str:
         for c in cols:
             if c == "agent":
                 tag = {"oracle": " (oracle)", "trained": " (trained)", "corpus": " (held-out corpus)"}.get(r["kind"], "")
+                if r["kind"] == "outside":
+                    tag = _outside_tag(r["agent"])
                 cells.append(f"{r['agent']}{tag}")
             else:
                 cells.append(_fmt(c, r.get(c)))
