@@ -50,3 +50,29 @@ def test_basic_pitch_plays_what_it_hears():
     assert table.summary["note_f1"] >= 0.8
     with pytest.raises(TypeError, match="LMMByEar-v0"):
         transcribers.BasicPitchAgent(gym.make("LMMPiano-v0", score="exercises-scale", max_seconds=2.0))
+
+
+def test_a_target_heard_before_is_not_transcribed_again():
+    """The benchmark plays one target at every K: a transcriber writes it down once."""
+    from lmm_env.score import Score
+
+    class CountingTranscriber(transcribers.TranscriberAgent):
+        calls = 0
+
+        def transcribe(self, audio, sample_rate):
+            CountingTranscriber.calls += 1
+            return Score([60], [0.0], [0.5], [80])
+
+    for pairs in (0, 4):
+        env = gym.make("LMMByEar-v0", score="exercises-scale", max_seconds=2.0, pairs=pairs)
+        agent = CountingTranscriber(env)
+        for seed in (0, 1):
+            obs, _ = env.reset(seed=seed, options={"score_index": 0})
+            action, _ = agent.predict(obs, episode_start=np.array([True]))
+            assert action[60 - 21] > 0  # it plays the note it wrote down (C4, struck at step 0)
+        env.close()
+    assert CountingTranscriber.calls == 1
+    other = gym.make("LMMByEar-v0", score="exercises-scale", max_seconds=2.0)
+    other.reset(seed=0, options={"score_index": 1})
+    CountingTranscriber(other).predict(None)
+    assert CountingTranscriber.calls == 2
