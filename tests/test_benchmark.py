@@ -123,6 +123,9 @@ def test_several_agents_skip_tasks_they_do_not_play():
     plan = benchmark.resolve("baselines", pairs="0,16", synths="piano,soundfont", quick=True)
     assert plan.pairs == (0,) and plan.synths == ("piano", "soundfont") and plan.episodes == 2
     assert plan.tasks == TASKS and {e.label for e in plan.entries} == set(AGENTS)
+    # each row's kind is the agent's role, so tables group (and tag) outside transcribers and oracles
+    assert {e.label: e.kind for e in plan.entries} == {name: spec.kind for name, spec in AGENTS.items()}
+    assert {e.kind for e in plan.entries} >= {"baseline", "oracle", "pairs-only", "learned", "outside"}
 
 
 @pytest.mark.parametrize("argv, words", [

@@ -147,7 +147,8 @@ class _Entry:
     oracle: bool
     tasks: tuple
     build: Callable  # (env, K, seed) -> agent
-    kind: str = "agent"  # agent | oracle | checkpoint | custom | trained
+    kind: str = "agent"  # a registered agent's role (`AgentSpec.kind`: baseline, oracle, pairs-only, learned,
+    # outside) | checkpoint | custom | trained
     explicit: bool = True  # named by the caller (not through "baselines")
     source: str | None = None  # a checkpoint's sha256: its rows resume only with the same file
 
@@ -179,7 +180,7 @@ def _registered(name: str, explicit: bool) -> _Entry:
         options = {"pairs": K if "pairs" in spec.options else None, "seed": seed if "seed" in spec.options else None}
         return load_agent(_name, env, **options)
 
-    return _Entry(name, bool(spec.oracle), tuple(spec.tasks), build, "oracle" if spec.oracle else "agent", explicit)
+    return _Entry(name, bool(spec.oracle), tuple(spec.tasks), build, spec.kind, explicit)
 
 
 def _checkpoint(path: str) -> _Entry:
