@@ -159,6 +159,9 @@ def test_the_realistic_tier_sets_score_instruments_and_ks_and_rooms_are_instrume
     plan = benchmark.resolve("random", tier="real", quick=False)
     assert plan.protocol["score"] == "piano" and plan.synths == ("grand", "soundfont")
     assert plan.pairs == (0, 4, 16, 64) and plan.protocol["tier"] == "real"
+    # Improvise's prompts come from the tier's corpus, so its continuations are among the reference rows
+    assert plan.protocol["corpus_reference_names"] == ("piano", "folk", "bach-chorales")
+    assert benchmark.resolve("random").protocol["corpus_reference_names"] == ("folk", "bach-chorales")
     plan = benchmark.resolve("random", synths="piano@hall", score="bach-chorales")
     assert plan.synths == ("piano@hall",) and plan.protocol["score"] == "bach-chorales"
     with pytest.raises(benchmark.BenchmarkArgumentError, match="tier='huge'"):

@@ -378,6 +378,12 @@ def resolve(agents, tasks=None, pairs=None, synths=None, episodes: int = 10, qui
         ks = ks[:1]
     protocol = dict(PROTOCOL, **(QUICK if quick else {}))
     protocol.update(tier=tier, score=score)
+    if isinstance(score, str) and score not in protocol["corpus_reference_names"]:
+        # Improvise's prompts come from the score corpus: its own continuations are the range to read beside
+        from lmm_env import corpus as corpus_mod
+
+        if score in corpus_mod.names():
+            protocol["corpus_reference_names"] = (score,) + tuple(protocol["corpus_reference_names"])
     if not quick:
         protocol["episodes"] = int(episodes)
     return Plan(entries, tuple(task_list), tuple(ks), tuple(synth_list), int(protocol["episodes"]), bool(quick),
