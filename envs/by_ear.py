@@ -176,6 +176,10 @@ class ByEarSim(PianoSim):
             name = score.name
         n = n_steps * self.block_size
         audio = np.ascontiguousarray(np.pad(np.asarray(audio, np.float32)[:n], (0, max(0, n - len(audio)))))
+        if reference is not None:
+            # what the target lets a listener hear: notes held on by the sustain pedal sound until
+            # it lifts (as MAESTRO's transcription metrics extend them)
+            reference = reference.sustained(keep_pedal=True)
         held, onset = self.listen_ear.transcribe(audio)
         heard = FrameScore(self.frame_rate, held, onset & held,
                            np.where(held, _HEARD_VELOCITY, 0).astype(np.uint8), name)
@@ -197,12 +201,8 @@ class ByEarSim(PianoSim):
                 self._cache[key] = (audio, reference, heard, name, feats)
                 while len(self._cache) > self.CACHE:
                     self._cache.popitem(last=False)
-        if reference is not None:
-            # what the target lets a listener hear: notes held on by the sustain pedal sound until
-            # it lifts (as MAESTRO's transcription metrics extend them); unisons count once
-            reference = reference.sustained(keep_pedal=True)
         held = None if reference is None else reference.frames(self.frame_rate).held  # frame F1's grid target
-        reference = None if reference is None else metrics_mod.playable_notes(reference)
+        reference = None if reference is None else metrics_mod.playable_notes(reference)  # unisons count once
         return Episode(frames=heard, n_steps=len(feats), reference=reference, target_audio=audio, name=name,
                        target_features=feats, reference_held=held)
 

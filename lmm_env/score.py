@@ -23,7 +23,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from lmm_env._checks import check_int, short_repr
+from lmm_env._checks import check_bool, check_int, short_repr
 from lmm_env.synth.base import HIGHEST_PITCH, LOWEST_PITCH, N_KEYS
 
 __all__ = [
@@ -626,6 +626,7 @@ class Score:
         listener can hear, as transcription datasets extend MAESTRO's notes. The pedal
         intervals are dropped (already applied) unless ``keep_pedal`` (to score pedal F1
         against). Returns ``self`` when there is no pedal."""
+        check_bool("keep_pedal", keep_pedal)
         if not len(self.pedal) or not len(self):
             return self
         ped = self.pedal[np.argsort(self.pedal[:, 0], kind="stable")]

@@ -9,6 +9,7 @@ import pytest
 import lmm_env  # noqa: F401  (registers the tasks)
 from lmm_env.score import Score
 from lmm_env.synth import SYNTHS, GrandPianoSynth, PianoSynth, SoundFontSynth, grand, make_synth, model
+from test_synth import estimate_f0  # the suite's one f0 estimator, tested there on a known fundamental
 
 SR = 16000
 FRAME_RATE = 20
@@ -69,27 +70,6 @@ def test_every_key_sounds_and_louder_with_velocity(piano_grand):
     # pp to ff spans a realistic dynamic range (not a constant, not a switch)
     span_db = 20 * np.log10(level[-1] / level[0])
     assert 10 < np.median(span_db) < 40
-
-
-def _blackman_harris(n):
-    x = np.arange(n) / n
-    return 0.35875 - 0.48829 * np.cos(2 * np.pi * x) + 0.14128 * np.cos(4 * np.pi * x) - 0.01168 * np.cos(6 * np.pi * x)
-
-
-def estimate_f0(audio, sr, min_hz=20.0, floor_db=40.0, n_fft=1 << 18):
-    """Lowest strong spectral peak of each row (as tests/test_synth.py's estimator)."""
-    audio = np.asarray(audio, dtype=np.float64)
-    spec = np.abs(np.fft.rfft(audio * _blackman_harris(audio.shape[1]), n=n_fft, axis=1))
-    logm = np.log(spec + 1e-300)
-    freqs = np.arange(logm.shape[1]) * sr / n_fft
-    mid = logm[:, 1:-1]
-    is_peak = (mid > logm[:, :-2]) & (mid >= logm[:, 2:])
-    loud = mid > logm.max(axis=1, keepdims=True) - floor_db * np.log(10) / 20
-    cand = is_peak & loud & (freqs[None, 1:-1] > min_hz)
-    i = np.argmax(cand, axis=1) + 1
-    rows = np.arange(len(i))
-    a, b, c = logm[rows, i - 1], logm[rows, i], logm[rows, i + 1]
-    return (i + 0.5 * (a - c) / (a - 2 * b + c)) * sr / n_fft
 
 
 def test_mid_range_keys_are_in_tune(piano_grand):

@@ -393,6 +393,8 @@ def test_sustained_pedal_holds_released_notes_until_it_lifts_or_the_key_is_struc
     assert got == {(60, 0.0): 2.0, (64, 0.0): 0.1, (67, 0.0): 1.0, (67, 1.0): 2.0, (72, 0.0): 2.0}
     assert len(t.pedal) == 0 and s.sustained(keep_pedal=True).pedal.tolist() == s.pedal.tolist()
     assert Score([60], [0.0], [1.0]).sustained() is not None
+    with pytest.raises(ValueError, match="keep_pedal='yes'.*True or False"):
+        s.sustained(keep_pedal="yes")
     # the renderers play what sustained() says: a pedalled note rings like the same note held
     from lmm_env.synth import PianoSynth
 
