@@ -131,6 +131,12 @@ def _outside(cls_name):
     return build
 
 
+def _world_transcriber(env, pairs, seed):
+    from lmm_env.agents.learned.world_transcriber import WorldTranscriberAgent
+
+    return WorldTranscriberAgent(env, pairs=pairs, seed=seed)
+
+
 def _supervised_g(env, pairs, seed):
     from lmm_env.agents.baselines.pairs_only import train_supervised_g
     from lmm_env.agents.learned.differentiable import DiffAgent
@@ -221,6 +227,14 @@ AGENTS: dict[str, AgentSpec] = {
                         "20,224 world samples of the differentiable piano (folk + Bach train split), ear of 16 pairs "
                         "of the built-in piano (plays with the ear of its K unless pairs= or ear= is given)",
                         "scripts/train/diff_h.sh", role="learned"),
+    "world-transcriber": AgentSpec(
+        _world_transcriber, (_BY_EAR,), False,
+        "a note transcriber (conv net, onset/frame/velocity per key) pretrained on the world's own pianos and adapted "
+        "on the K pairs of the target's instrument writes the target down; its notes are played", ("pairs", "seed"),
+        "2,500 x 8 two-second windows of the world's pianos (built-in + grand, piano/folk/Bach train splits, random "
+        "colour and rooms), then 500 steps on the K pairs of the target's instrument (default K = 16; K = 0: as shipped)",
+        "scripts/train/transcriber.sh (pretraining; adapting to an instrument runs once at first use and is cached)",
+        role="learned"),
     "repeat-prompt": AgentSpec(_repeat_prompt, (_IMPROVISE,), False, "plays the prompt again and again", (), _NOTHING),
     "lm-sampler": AgentSpec(_lm_sampler, (_IMPROVISE,), False,
                             "samples frames from LM^V (the score LM) and plays them on the known keyboard", ("seed",),

@@ -7,7 +7,9 @@
 * docs/learning_curves/piano.png: diff-g's held-out note F1 (validation folk) against world
   samples (the shipped run, ``agents/weights/diff-g.json``), and, with ``--ppo-csv``, a PPO
   run's validation note F1 against env steps (``lmm-env train`` writes ``eval.csv``).
-* docs/learning_curves/by_ear.png: diff-h's against world samples (``agents/weights/diff-h.json``).
+* docs/learning_curves/by_ear.png: diff-h's against world samples (``agents/weights/diff-h.json``),
+  and beside it the world-transcriber's pretraining: validation note F1 on pieces rendered by an
+  instrument it never hears in training (``lmm_env/lm/weights/transcriber.json``).
 * docs/learning_curves/rllib_ppo.png, with ``--rllib-csv``: an ``examples/rllib_ppo.py`` run's
   validation note and frame F1 against env steps (its ``eval.csv``, copied beside the PNG).
 * docs/learning_curves/improvise.png, with ``--improvise-logdir``: the ppo-improvise run
@@ -189,6 +191,33 @@ def reward_runs(runs, rewards, seed: int, path: Path) -> None:
               f"at {int(rows[-1]['steps']):,} steps, {rows[-1]['wall_seconds']:.0f} s")
 
 
+def by_ear_curve(path: Path, diff_h) -> None:
+    """h's learning curves: diff-h (left) and the world-transcriber's pretraining (right)."""
+    x, y, w = diff_h
+    tr = json.loads((ROOT / "lmm_env" / "lm" / "weights" / "transcriber.json").read_text())
+    pts = tr["validation"]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    axes[0].plot(x, y, "o-", label=f"diff-h, ear of 16 pairs ({w[-1]:.0f} s)")
+    axes[0].set_xlabel("world samples (rendered frames)")
+    axes[0].set_ylabel("note F1, validation folk (built-in piano targets)")
+    axes[0].set_title("diff-h: backprop through the differentiable piano", fontsize=10)
+    windows = [p["step"] * 8 for p in pts]
+    for corpus_name, style in (("piano", "o-"), ("folk", "s--")):
+        axes[1].plot(windows, [p[corpus_name] for p in pts], style, label=f"{corpus_name} (validation, 6 pieces x 20 s)")
+    axes[1].set_xlabel("world samples (2 s windows of the built-in piano and the grand)")
+    axes[1].set_ylabel(f"note F1, K = 0\nheard through {tr['eval_instrument']} (never trained on)")
+    axes[1].set_title(f"world-transcriber pretraining ({pts[-1]['wall_s']:.0f} s on one core)", fontsize=10)
+    for ax in axes:
+        ax.axhline(0.9, color="grey", lw=0.8, ls=":")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("h on LMMByEar-v0")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ppo-csv", default=None, help="eval.csv of an lmm-env train run on LMMPiano-v0")
@@ -235,8 +264,7 @@ def main(argv=None) -> int:
     print(f"wrote {out / 'piano.png'} ({cmd})")
 
     x, y, w, cmd = _history("diff-h")
-    _plot(out / "by_ear.png", [(x, y, "o-", f"diff-h, ear of 16 pairs, piano targets ({w[-1]:.0f} s)")],
-          "world samples (rendered frames)", "note F1, validation folk (piano targets)", "h on LMMByEar-v0")
+    by_ear_curve(out / "by_ear.png", (x, y, w))
     print(f"wrote {out / 'by_ear.png'} ({cmd})")
     return 0
 

@@ -16,7 +16,10 @@ return and writes to --out:
 Then one metrics row per task of the LMM challenge, each played by its learned agent (shipped
 weights): diff-g on LMMPiano-v0 (g learned through the differentiable piano), decipher-closed-loop
 on LMMDecipher-v0 (37 hidden keys, learned by ear inside the episode), diff-h on LMMByEar-v0
-(h: plays a SoundFont recording it hears) and ppo-improvise on LMMImprovise-v0 (LM^M).
+(h: plays a SoundFont recording it hears) and ppo-improvise on LMMImprovise-v0 (LM^M); then the
+realistic tier: diff-g on two-hand music with the grand in a living room, and world-transcriber
+(h pretrained on the world's pianos, adapted on 16 pairs of TimGM6mb) writing down a two-hand
+piece heard from TimGM6mb.
 """
 from __future__ import annotations
 
@@ -143,7 +146,11 @@ challenge = [
     ("LMMImprovise-v0", "ppo-improvise", {"prompt_seconds": 4.0, "length_seconds": 12.0}, 1),
     # the realistic tier: two-hand performed piano music; the world is the sampled grand, in a room
     ("LMMPiano-v0", "diff-g", {"max_seconds": 12.0, "score": "piano", "synth": "grand", "room": "living-room"}, 1),
+    # h on the realistic tier: a two-hand piece heard from TimGM6mb, an instrument the transcriber was
+    # not pretrained on, written down by it after adapting to 16 pairs of that instrument (shipped)
+    ("LMMByEar-v0", "world-transcriber", {"max_seconds": 12.0, "score": "piano", "target_synth": "soundfont"}, 1),
 ]
+AGENT_PAIRS = {"world-transcriber": 16}
 print("\nThe LMM challenge: learned agents, one held-out piece each")
 cols = ["note_f1", "frame_f1", "velocity_error", "judge_nll", "pitch_class_entropy", "note_density"]
 cols = ["note_f1", "onset_offset_f1", "onset_velocity_f1", "onset_lag_ms", "frame_f1", "velocity_error", "judge_nll",
@@ -155,7 +162,7 @@ for task, name, kwargs, pieces in challenge:
 
     t0 = time.perf_counter()
     task_env = gym.make(task, split="test", **kwargs)
-    agent = make_agent(name, task_env)
+    agent = make_agent(name, task_env, pairs=AGENT_PAIRS.get(name))
     for piece_i in range(pieces):
         obs, info = task_env.reset(seed=args.seed + piece_i)
         done = False
@@ -165,6 +172,8 @@ for task, name, kwargs, pieces in challenge:
     m = info["metrics"]
     cells = [f"{m[c]:.3f}" if c in m and m[c] == m[c] else "–" for c in cols]
     label = name + (f" (piece {pieces})" if pieces > 1 else "")
-    world = task_env.unwrapped.sim.synth.name + (f", {kwargs['score']}" if "score" in kwargs else "")
+    world = task_env.unwrapped.sim.synth.name + (f", {kwargs['score']} corpus" if "score" in kwargs else "")
+    if "target_synth" in kwargs:
+        world += f", heard from {kwargs['target_synth']}"
     print(f"| {task} | {label} | {world} | " + " | ".join(cells) + f" | {time.perf_counter() - t0:.1f} |")
     task_env.close()

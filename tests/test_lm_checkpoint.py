@@ -27,7 +27,14 @@ def test_shipped_weights_are_small_and_carry_their_metrics():
     # every file-backed shipped model (score, judge, audio, ear) is there
     assert {v for v in PRETRAINED.values() if ":" not in v} <= {f.name for f in files}
     assert sum(f.stat().st_size for f in files) <= 20 * 2**20
-    for f in files:
+    # the note transcriber has its own format (lmm_env.lm.transcriber): it loads and says what made it
+    from lmm_env.lm.transcriber import NoteTranscriber
+
+    transcribers = [f for f in files if f.name.startswith("transcriber")]
+    assert transcribers
+    for f in transcribers:
+        assert NoteTranscriber.load(f).meta["command"].startswith("python -m lmm_env.lm.train transcriber")
+    for f in set(files) - set(transcribers):
         meta = read_metadata(f)
         assert meta["class"] in ("ScoreLM", "AudioLM", "LearnedEar") and meta["extra"]
 

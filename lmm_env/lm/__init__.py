@@ -9,12 +9,16 @@ Small, CPU-trainable models shipped with weights (``lmm_env/lm/weights/``):
 - `AnalyticEar` (``"ear-analytic"``) and `LearnedEar` (``"ear"``, trained from K=16
   score-audio pairs): audio -> 88 pitch activations per frame.
 
+- `NoteTranscriber` (`lmm_env.lm.transcriber`, ``weights/transcriber.safetensors``): audio ->
+  notes (onset, frame, velocity per key), pretrained on the world's own pianos; adapted to a
+  new instrument from its K pairs by ``transcriber_for(K, instrument)``: h's transcriber.
+
 `fit_ear(pairs)` fits a `LearnedEar` from K protocol pairs (`lmm_env.pairs.load(K)`), and
 `ear_for(K, synth)` is the ear of K pairs an env made with ``pairs=K`` listens with (shipped,
 cached or fitted once). Both live in `lmm_env.lm.ear`, which reads `lmm_env.pairs` (the data);
 `lmm_env.pairs` never imports this package.
 
-Retrain any of them with ``python -m lmm_env.lm.train {score,audio,ear} --help``.
+Retrain any of them with ``python -m lmm_env.lm.train {score,audio,ear,transcriber} --help``.
 """
 from lmm_env.lm.checkpoint import (
     CheckpointError,

@@ -1,7 +1,9 @@
-"""Retrain a shipped model: ``python -m lmm_env.lm.train {score,audio,ear,ear-pairs} [options]``.
+"""Retrain a shipped model: ``python -m lmm_env.lm.train {score,audio,ear,ear-pairs,transcriber} [options]``.
 
 ``ear-pairs --pairs K`` fits the ear of K protocol pairs (`lmm_env.pairs`, `fit_ear`) and
-writes ``weights/ear_pairs{K}.safetensors`` (shipped for K = 4, 16, 64).
+writes ``weights/ear_pairs{K}.safetensors`` (shipped for K = 4, 16, 64). ``transcriber``
+pretrains the `NoteTranscriber` (h's transcriber) on the world's pianos
+(``weights/transcriber.safetensors``).
 
 Each subcommand's ``--help`` lists its options; the defaults reproduce the shipped weights
 (on 2 CPU cores in under 20 minutes each) and write them to ``lmm_env/lm/weights/``
@@ -17,6 +19,7 @@ TRAINERS = {
     "audio": "lmm_env.lm.audio_lm",
     "ear": "lmm_env.lm.ear",
     "ear-pairs": "lmm_env.lm.ear:pairs_main",
+    "transcriber": "lmm_env.lm.transcriber",
 }
 
 
