@@ -147,10 +147,9 @@ challenge = [
     # the realistic tier: two-hand performed piano music; the world is the sampled grand, in a room
     ("LMMPiano-v0", "diff-g", {"max_seconds": 12.0, "score": "piano", "synth": "grand", "room": "living-room"}, 1),
     # h on the realistic tier: a two-hand piece heard from TimGM6mb, an instrument the transcriber was
-    # not pretrained on, written down by it after adapting to 16 pairs of that instrument (shipped)
+    # not pretrained on, written down by it after adapting to 16 pairs of that instrument (its default K; shipped)
     ("LMMByEar-v0", "world-transcriber", {"max_seconds": 12.0, "score": "piano", "target_synth": "soundfont"}, 1),
 ]
-AGENT_PAIRS = {"world-transcriber": 16}
 print("\nThe LMM challenge: learned agents, one held-out piece each")
 cols = ["note_f1", "frame_f1", "velocity_error", "judge_nll", "pitch_class_entropy", "note_density"]
 cols = ["note_f1", "onset_offset_f1", "onset_velocity_f1", "onset_lag_ms", "frame_f1", "velocity_error", "judge_nll",
@@ -162,7 +161,7 @@ for task, name, kwargs, pieces in challenge:
 
     t0 = time.perf_counter()
     task_env = gym.make(task, split="test", **kwargs)
-    agent = make_agent(name, task_env, pairs=AGENT_PAIRS.get(name))
+    agent = make_agent(name, task_env)
     for piece_i in range(pieces):
         obs, info = task_env.reset(seed=args.seed + piece_i)
         done = False
