@@ -64,14 +64,21 @@ class TranscriberAgent:
     # every K (only the reward's ear changes), and Transkun needs seconds a clip on a CPU
     MEMO = 64  # targets remembered per transcriber class
 
-    def _transcribe_memo(self, audio: np.ndarray, sample_rate: int):
-        import hashlib
+    def _memo_store(self):
+        """Where transcriptions are remembered: one store per class (an outside model is the same for every
+        instance); an agent whose transcriber is its own keeps one per instance."""
         from collections import OrderedDict
 
         memo = type(self).__dict__.get("_memo")
         if memo is None:
             memo = OrderedDict()
             setattr(type(self), "_memo", memo)
+        return memo
+
+    def _transcribe_memo(self, audio: np.ndarray, sample_rate: int):
+        import hashlib
+
+        memo = self._memo_store()
         key = (hashlib.sha1(audio.tobytes()).hexdigest(), len(audio), sample_rate)
         if key in memo:
             memo.move_to_end(key)

@@ -12,9 +12,7 @@ with the pretrained net as shipped.
 """
 from __future__ import annotations
 
-import hashlib
-
-import numpy as np
+from collections import OrderedDict
 
 from lmm_env.agents.baselines.transcribers import TranscriberAgent
 
@@ -37,16 +35,10 @@ class WorldTranscriberAgent(TranscriberAgent):
             raise ValueError(f"transcriber={transcriber!r} has no transcribe(audio, sample_rate); give a "
                              "lmm_env.lm.transcriber.NoteTranscriber")
         self.transcriber = transcriber
-        self._memo: dict = {}
+        self._memo = OrderedDict()
 
     def transcribe(self, audio, sample_rate):
         return self.transcriber.transcribe(audio, sample_rate, name=self.name)
 
-    def _transcribe_memo(self, audio: np.ndarray, sample_rate: int):
-        # per agent (its transcriber is its own), not per class as for the outside transcribers
-        key = (hashlib.sha1(audio.tobytes()).hexdigest(), len(audio), sample_rate)
-        if key not in self._memo:
-            if len(self._memo) >= self.MEMO:
-                self._memo.pop(next(iter(self._memo)))
-            self._memo[key] = self.transcribe(audio, sample_rate)
-        return self._memo[key]
+    def _memo_store(self):
+        return self._memo  # per agent: its transcriber is its own, not one model shared by the class

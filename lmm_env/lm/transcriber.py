@@ -204,6 +204,7 @@ def _world_batch(pool, synths, batch, seconds, rng, variety):
     return np.stack(A), [np.stack(x) for x in zip(*R)]
 
 
+ADAPT_STEPS = 500  # fine-tuning steps of `adapt` (and of `transcriber_for`)
 HELD_OUT = 0.25  # the last quarter of each pair's clip: never trained on, it calibrates the onset threshold
 
 
@@ -392,7 +393,7 @@ def pretrain(synths=("piano", "grand"), steps: int = 2500, batch: int = 8, secon
     return NoteTranscriber(net, meta=meta), curve
 
 
-def adapt(transcriber: NoteTranscriber, pairs, steps: int = 600, batch: int = 8, seconds: float = 2.0,
+def adapt(transcriber: NoteTranscriber, pairs, steps: int = ADAPT_STEPS, batch: int = 8, seconds: float = 2.0,
           lr: float = 5e-4, world=("piano", "grand"), rooms: float = 0.0, seed: int = 0, log_every: int = 0):
     """A copy of ``transcriber`` fine-tuned on K ``pairs`` (odd steps) and the world's pianos (even steps), its
     onset threshold calibrated on the pairs' held-out ends (`calibrate_threshold`).
@@ -432,6 +433,14 @@ def adapt(transcriber: NoteTranscriber, pairs, steps: int = 600, batch: int = 8,
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 
 
+def _struck_from(score, start: float):
+    """The notes of ``score`` struck at ``start`` seconds or later."""
+    from lmm_env.score import Score
+
+    keep = score.onsets >= start
+    return Score(score.pitches[keep], score.onsets[keep], score.offsets[keep], score.velocities[keep])
+
+
 def calibrate_threshold(transcriber: NoteTranscriber, pairs, thresholds=THRESHOLDS) -> float:
     """The onset threshold (of ``thresholds``) with the best mean note F1 on the held-out end of each pair.
 
@@ -439,22 +448,17 @@ def calibrate_threshold(transcriber: NoteTranscriber, pairs, thresholds=THRESHOL
     of each clip and leaves the last (`HELD_OUT`) to choose this one scalar, so the choice is not
     flattered by clips the net has fitted (on them, every threshold looks good)."""
     from lmm_env.metrics import note_metrics, playable_notes
-    from lmm_env.score import Score
 
     probs = []
     for p in pairs:  # the whole clip is read (context), notes struck in its held-out end are scored
         start = (1 - HELD_OUT) * len(p.audio) / p.sample_rate
         ref = playable_notes(p.score.sustained())
-        keep = ref.onsets >= start
-        ref = Score(ref.pitches[keep], ref.onsets[keep], ref.offsets[keep], ref.velocities[keep])
-        probs.append((transcriber.probabilities(p.audio), ref, start))
+        probs.append((transcriber.probabilities(p.audio), _struck_from(ref, start), start))
 
     def f1_at(t):
         scores = []
         for pr, ref, start in probs:
-            est = decode(*pr, threshold=t)
-            keep = est.onsets >= start - 0.025  # an onset read a frame or two early still counts
-            est = Score(est.pitches[keep], est.onsets[keep], est.offsets[keep], est.velocities[keep])
+            est = _struck_from(decode(*pr, threshold=t), start - 0.025)  # a frame or two early still counts
             if len(ref) or len(est):
                 scores.append(note_metrics(ref, est)["f1"])
         return np.mean(scores) if scores else 0.0
@@ -466,7 +470,6 @@ def calibrate_threshold(transcriber: NoteTranscriber, pairs, thresholds=THRESHOL
 # ---------------------------------------------------------------------------------------------
 # The transcriber of K pairs of an instrument: shipped (K = 0), cached on disk, or adapted once
 
-ADAPT_STEPS = 500
 # (K, instrument) adapted at seed 0 and shipped (the built-in piano's, as its ears are, and the demo's TimGM6mb):
 # python -m lmm_env.lm.train transcriber --adapt K --instrument X (scripts/train/transcriber.sh)
 SHIPPED_ADAPTED = ((4, "piano"), (16, "piano"), (64, "piano"), (16, "soundfont"))
