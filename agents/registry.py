@@ -162,6 +162,12 @@ def _repeat_prompt(env, pairs, seed):
     return RepeatPromptAgent(env)
 
 
+def _motion_lm(env, pairs, seed):
+    from lmm_env.agents.learned.improviser import MotionLMAgent
+
+    return MotionLMAgent(env, seed=0 if seed is None else seed)
+
+
 def _lm_sampler(env, pairs, seed):
     from lmm_env.agents.baselines.improvise import ScoreLMSamplerAgent
 
@@ -244,6 +250,12 @@ AGENTS: dict[str, AgentSpec] = {
         "shipped PPO + KeyConvPolicy trained on the improvise reward, played by sampling", ("seed",),
         "491,520 env steps of LMMImprovise-v0 (folk prompts, train split, built-in piano, improvise reward)",
         "scripts/train/ppo_improvise.sh", role="learned"),
+    "motion-lm": AgentSpec(
+        _motion_lm, (_IMPROVISE,), False,
+        "the motion LM (LM^M, a GRU over notes with velocity and hold) reads the prompt, then plays its sampled "
+        "continuation 2 s at a time, the likeliest of 4 plans under LM^V, reading back each note it plays", ("seed",),
+        "the train splits of the piano, folk and Bach corpora as notes (transposed, tempo-scaled), 3,000 steps "
+        "of 32 x 160 notes", "scripts/train/motion_lm.sh", role="learned"),
 }
 """Every registered agent by name: what `load_agent`, ``--agent`` and the benchmark accept."""
 

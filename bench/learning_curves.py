@@ -12,6 +12,8 @@
   instrument it never hears in training (``lmm_env/lm/weights/transcriber.json``).
 * docs/learning_curves/rllib_ppo.png, with ``--rllib-csv``: an ``examples/rllib_ppo.py`` run's
   validation note and frame F1 against env steps (its ``eval.csv``, copied beside the PNG).
+* docs/learning_curves/improvise_motion_lm.png: the motion LM of ``motion-lm``, NLL per note on
+  the validation split of each corpus (``lmm_env/lm/weights/motion_lm.json``).
 * docs/learning_curves/improvise.png, with ``--improvise-logdir``: the ppo-improvise run
   (``scripts/train/ppo_improvise.sh``): judge NLL, return, notes/s and pitch-class entropy
   against env steps, from ``<logdir>/eval.csv`` (validation evaluations) and the TensorBoard
@@ -145,6 +147,26 @@ def improvise_curve(logdir, path: Path) -> None:
     plt.close(fig)
 
 
+def motion_lm_curve(path: Path) -> None:
+    """The motion LM's (motion-lm's LM^M) training: NLL per note on the validation split of each corpus."""
+    meta = json.loads((ROOT / "lmm_env" / "lm" / "weights" / "motion_lm.json").read_text())["extra"]
+    curve = meta["curve"]
+    steps = [c["step"] for c in curve]
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    ax.plot(steps, [c["train_nll"] for c in curve], "k--", lw=1, label="training crops (running mean)")
+    for name, color in zip(meta["corpora"], ("tab:red", "tab:green", "tab:purple")):
+        ax.plot(steps, [c[name] for c in curve], "o-", color=color, label=f"{name}, validation split")
+    ax.set_xlabel("optimizer steps (32 crops x 160 notes)")
+    ax.set_ylabel("NLL per note (nats: gap + key + velocity + hold)")
+    ax.set_title(f"motion LM (LM^M of motion-lm): {meta['params'] / 1e3:.0f}k params, "
+                 f"{meta['train_seconds']:.0f} s on one core", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def reward_runs(runs, rewards, seed: int, path: Path) -> None:
     """The headline PPO runs by training reward: a figure and the markdown table BENCHMARKS.md quotes."""
     curves = {}
@@ -266,6 +288,8 @@ def main(argv=None) -> int:
     x, y, w, cmd = _history("diff-h")
     by_ear_curve(out / "by_ear.png", (x, y, w))
     print(f"wrote {out / 'by_ear.png'} ({cmd})")
+    motion_lm_curve(out / "improvise_motion_lm.png")
+    print(f"wrote {out / 'improvise_motion_lm.png'} (lmm_env/lm/weights/motion_lm.json)")
     return 0
 
 

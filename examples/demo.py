@@ -19,7 +19,8 @@ on LMMDecipher-v0 (37 hidden keys, learned by ear inside the episode), diff-h on
 (h: plays a SoundFont recording it hears) and ppo-improvise on LMMImprovise-v0 (LM^M); then the
 realistic tier: diff-g on two-hand music with the grand in a living room, and world-transcriber
 (h pretrained on the world's pianos, adapted on 16 pairs of TimGM6mb) writing down a two-hand
-piece heard from TimGM6mb.
+piece heard from TimGM6mb, and motion-lm (the motion LM, LM^M) answering a two-hand prompt played
+by the grand.
 """
 from __future__ import annotations
 
@@ -149,11 +150,13 @@ challenge = [
     # h on the realistic tier: a two-hand piece heard from TimGM6mb, an instrument the transcriber was
     # not pretrained on, written down by it after adapting to 16 pairs of that instrument (its default K; shipped)
     ("LMMByEar-v0", "world-transcriber", {"max_seconds": 12.0, "score": "piano", "target_synth": "soundfont"}, 1),
+    # LM^M on the realistic tier: the grand plays 4 s of a two-hand piece; the motion LM reads it and answers
+    ("LMMImprovise-v0", "motion-lm", {"prompt_seconds": 4.0, "length_seconds": 12.0, "prompt": "piano",
+                                      "synth": "grand"}, 1),
 ]
 print("\nThe LMM challenge: learned agents, one held-out piece each")
-cols = ["note_f1", "frame_f1", "velocity_error", "judge_nll", "pitch_class_entropy", "note_density"]
 cols = ["note_f1", "onset_offset_f1", "onset_velocity_f1", "onset_lag_ms", "frame_f1", "velocity_error", "judge_nll",
-        "pitch_class_entropy", "note_density"]
+        "pitch_class_entropy", "note_density", "in_key_share"]
 print("| task | agent | world | " + " | ".join(cols) + " | wall s |")
 print("|---" * (len(cols) + 4) + "|")
 for task, name, kwargs, pieces in challenge:
@@ -171,7 +174,8 @@ for task, name, kwargs, pieces in challenge:
     m = info["metrics"]
     cells = [f"{m[c]:.3f}" if c in m and m[c] == m[c] else "–" for c in cols]
     label = name + (f" (piece {pieces})" if pieces > 1 else "")
-    world = task_env.unwrapped.sim.synth.name + (f", {kwargs['score']} corpus" if "score" in kwargs else "")
+    corpus_name = kwargs.get("score", kwargs.get("prompt"))
+    world = task_env.unwrapped.sim.synth.name + (f", {corpus_name} corpus" if corpus_name else "")
     if "target_synth" in kwargs:
         world += f", heard from {kwargs['target_synth']}"
     print(f"| {task} | {label} | {world} | " + " | ".join(cells) + f" | {time.perf_counter() - t0:.1f} |")

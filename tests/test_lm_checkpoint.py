@@ -20,6 +20,7 @@ def test_every_shipped_model_loads_by_name_and_is_shared():
     assert type(load_pretrained("audio")).__name__ == "AudioLM"
     assert type(load_pretrained("ear")).__name__ == "LearnedEar"
     assert type(load_pretrained("ear-analytic")).__name__ == "AnalyticEar"
+    assert type(load_pretrained("motion")).__name__ == "MotionLM"
 
 
 def test_shipped_weights_are_small_and_carry_their_metrics():
@@ -36,7 +37,7 @@ def test_shipped_weights_are_small_and_carry_their_metrics():
         assert NoteTranscriber.load(f).meta["command"].startswith("python -m lmm_env.lm.train transcriber")
     for f in set(files) - set(transcribers):
         meta = read_metadata(f)
-        assert meta["class"] in ("ScoreLM", "AudioLM", "LearnedEar") and meta["extra"]
+        assert meta["class"] in ("ScoreLM", "AudioLM", "LearnedEar", "MotionLM") and meta["extra"]
 
 
 def test_unknown_names_and_wrong_classes_are_clear_errors(tmp_path):

@@ -12,13 +12,15 @@ Small, CPU-trainable models shipped with weights (``lmm_env/lm/weights/``):
 - `NoteTranscriber` (`lmm_env.lm.transcriber`, ``weights/transcriber.safetensors``): audio ->
   notes (onset, frame, velocity per key), pretrained on the world's own pianos; adapted to a
   new instrument from its K pairs by ``transcriber_for(K, instrument)``: h's transcriber.
+- `MotionLM` (`lmm_env.lm.motion_lm`, ``load_pretrained("motion")``): LM^M, a GRU over notes
+  with velocity and hold that continues what it read (the ``motion-lm`` improviser's model).
 
 `fit_ear(pairs)` fits a `LearnedEar` from K protocol pairs (`lmm_env.pairs.load(K)`), and
 `ear_for(K, synth)` is the ear of K pairs an env made with ``pairs=K`` listens with (shipped,
 cached or fitted once). Both live in `lmm_env.lm.ear`, which reads `lmm_env.pairs` (the data);
 `lmm_env.pairs` never imports this package.
 
-Retrain any of them with ``python -m lmm_env.lm.train {score,audio,ear,transcriber} --help``.
+Retrain any of them with ``python -m lmm_env.lm.train {score,audio,ear,ear-pairs,transcriber,motion} --help``.
 """
 from lmm_env.lm.checkpoint import (
     CheckpointError,

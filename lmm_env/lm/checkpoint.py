@@ -25,6 +25,7 @@ MODEL_CLASSES = {
     "ScoreLM": "lmm_env.lm.score_lm:ScoreLM",
     "AudioLM": "lmm_env.lm.audio_lm:AudioLM",
     "LearnedEar": "lmm_env.lm.ear:LearnedEar",
+    "MotionLM": "lmm_env.lm.motion_lm:MotionLM",
 }
 
 # Shipped models by name -> file in WEIGHTS_DIR (or a callable building a weightless model).
@@ -36,6 +37,8 @@ PRETRAINED = {
     "audio": "audio_lm.safetensors",
     "ear": "ear.safetensors",
     "ear-analytic": "lmm_env.lm.ear:AnalyticEar",
+    # LM^M: notes with velocity and hold, conditioned on what it read (lmm_env.lm.motion_lm)
+    "motion": "motion_lm.safetensors",
 }
 
 

@@ -1,9 +1,10 @@
-"""Retrain a shipped model: ``python -m lmm_env.lm.train {score,audio,ear,ear-pairs,transcriber} [options]``.
+"""Retrain a shipped model: ``python -m lmm_env.lm.train {score,audio,ear,ear-pairs,transcriber,motion} [options]``.
 
 ``ear-pairs --pairs K`` fits the ear of K protocol pairs (`lmm_env.pairs`, `fit_ear`) and
 writes ``weights/ear_pairs{K}.safetensors`` (shipped for K = 4, 16, 64). ``transcriber``
 pretrains the `NoteTranscriber` (h's transcriber) on the world's pianos
-(``weights/transcriber.safetensors``).
+(``weights/transcriber.safetensors``). ``motion`` trains the motion LM (LM^M) of the
+``motion-lm`` improviser (``weights/motion_lm.safetensors``).
 
 Each subcommand's ``--help`` lists its options; the defaults reproduce the shipped weights
 (on 2 CPU cores in under 20 minutes each) and write them to ``lmm_env/lm/weights/``
@@ -20,6 +21,7 @@ TRAINERS = {
     "ear": "lmm_env.lm.ear",
     "ear-pairs": "lmm_env.lm.ear:pairs_main",
     "transcriber": "lmm_env.lm.transcriber",
+    "motion": "lmm_env.lm.motion_lm",
 }
 
 
