@@ -82,6 +82,16 @@ def test_short_diff_g_run_learns_to_play_far_better_than_random(short_g):
     assert hist[-1]["note_f1"] > 0.5, hist
     # the policy returned is the best validation point's (model selection on validation only)
     assert report["best"]["note_f1"] == max(h["note_f1"] for h in hist)
+    # and the last policy's weights come with it, so a table can show the final point beside the best
+    import copy
+
+    policy, _, _ = short_g
+    last = copy.deepcopy(policy)
+    last.net.load_state_dict(report["final_state"])
+    x = np.random.default_rng(1).random((3, policy.cfg.in_channels, 88)).astype(np.float32)
+    same = all(torch.equal(a, b) for a, b in zip(last.net.state_dict().values(), policy.net.state_dict().values()))
+    assert same == (report["best"]["samples"] == hist[-1]["samples"])  # the best point is the last one, or not
+    assert last.logits(x)[0].shape == policy.logits(x)[0].shape
 
 
 def test_diff_policy_round_trips_and_refuses_bad_files(short_g, tmp_path):

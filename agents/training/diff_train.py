@@ -287,7 +287,10 @@ def train(cfg: DiffConfig, progress: bool = True, threads: int | None = 1, log=N
 
     ``checkpoint`` (a path): a resumable snapshot (`save_run`) is written there at every
     validation point (every 2,048 samples without validation), so a kill loses at most the
-    samples since; ``resume=True`` continues from it and ends exactly as an uninterrupted run."""
+    samples since; ``resume=True`` continues from it and ends exactly as an uninterrupted run.
+
+    ``report`` holds ``history``; with ``keep_best``, ``best`` (the kept point) and
+    ``final_state`` (the last policy's weights, so a caller can report both)."""
     from tqdm.auto import tqdm
 
     from lmm_env.audio import LogMel
@@ -405,6 +408,8 @@ def train(cfg: DiffConfig, progress: bool = True, threads: int | None = 1, log=N
         report = {"samples": samples, "target_samples": data.target_samples, "steps": steps,
                   "wall_s": time.perf_counter() - t_start, "history": history}
         if "state" in best:
+            # the last policy too: a best point may be a collapse's early peak (bench/headline.py reports both)
+            report["final_state"] = {k: v.detach().clone() for k, v in net.state_dict().items()}
             net.load_state_dict(best.pop("state"))
             report["best"] = best
         net.eval()
