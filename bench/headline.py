@@ -225,6 +225,12 @@ def plot(rows, ks, path: Path, tier: str = "toy") -> None:
                 hi.append(max(v) if v else np.nan)
             ax.plot(x, m, style, label=LABELS[variant])
             ax.fill_between(x, lo, hi, alpha=0.2)
+        if kind == "h":  # the references beside h: LMM's transcriber and the outside ones
+            for name, style in zip(H_REFERENCE, ("D-", "--", ":")):
+                v = [np.mean([r["note_f1"] for r in rows if r["agent"] == name and r["task"] == task
+                              and str(r["pairs"]) == str(k) and r["synth"] == synth] or [np.nan]) for k in ks]
+                if np.isfinite(v).any():
+                    ax.plot(x, v, style, color="0.35" if name != "world-transcriber" else "tab:brown", label=name)
         ax.set_xticks(x, [str(k) for k in ks])
         ax.set_xlabel("K score-audio pairs")
         ax.set_title(f"{kind}: {task} ({synth})", fontsize=9)
@@ -232,6 +238,8 @@ def plot(rows, ks, path: Path, tier: str = "toy") -> None:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("note F1 (test)")
     axes[0].legend(fontsize=7, loc="lower right")
+    if len(axes) > 3:
+        axes[-1].legend(fontsize=6, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
