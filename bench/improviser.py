@@ -104,7 +104,7 @@ def run_corpus(corpus: str, args, agents) -> dict:
                     from lmm_env.agents.learned.improviser import MotionLMAgent
 
                     agent = MotionLMAgent(env, seed=seed, temperature=args.temperature, top_p=args.top_p,
-                                          rerank=args.rerank)
+                                          rerank=args.rerank, listen=args.listen)
                 else:
                     agent = load_agent(name, env, **({"seed": seed} if "seed" in AGENTS[name].options else {}))
                 t0 = time.process_time()
@@ -188,6 +188,8 @@ def main(argv=None) -> int:
     p.add_argument("--top-p", type=float, default=None, help="motion-lm's nucleus mass (default: the agent's)")
     p.add_argument("--rerank", type=int, default=None, help="motion-lm's plans per chunk judged by LM^V (default: "
                                                            "the agent's)")
+    p.add_argument("--listen", action="store_true",
+                   help="motion-lm reads the prompt from the audio (the shipped transcriber), not the score view")
     p.add_argument("--out", default=None, help="write the summary as JSON here")
     args = p.parse_args(argv)
     import torch

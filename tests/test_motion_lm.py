@@ -203,3 +203,20 @@ def test_rerank_plays_what_the_score_lm_prefers():
             total += lm.piece_nll(fs.held, fs.onset) / fs.T
         nll[rerank] = total / 2
     assert nll[8] < nll[1] - 0.1, nll
+
+
+def test_motion_lm_can_read_the_prompt_by_ear():
+    """listen=True: the prompt the LM reads is the transcription of what was heard, and it matches the world's prompt."""
+    from lmm_env.agents.learned.improviser import MotionLMAgent
+
+    env = gym.make("LMMImprovise-v0", **KW)
+    agent = MotionLMAgent(env, seed=0, listen=True)
+    sim, info = _play(env, agent)
+    heard, world = agent.prompt_read, sim.frames[0].to_score()
+    assert len(world) >= 8 and abs(len(heard) - len(world)) <= 2
+    assert np.mean(np.isin(world.pitches, heard.pitches)) >= 0.9
+    assert info["metrics"]["n_notes"] > 0
+    with pytest.raises(ValueError, match="listen="):
+        MotionLMAgent(env, listen="yes")
+    with pytest.raises(ValueError, match="record_audio"):
+        MotionLMAgent(gym.make("LMMImprovise-v0", record_audio=False, **KW), listen=True)

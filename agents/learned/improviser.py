@@ -46,6 +46,10 @@ class MotionLMAgent:
         rerank: plan ~2 s at a time; with ``rerank=N > 1`` draw N plans and play the one LM^V (the
             score LM, ``load_pretrained("score")``) finds likeliest after what was played: LM^V's
             knowledge of scores choosing among LM^M's motions. 1: plain sampling.
+        listen: read the prompt from what was *heard* instead of the score observation: True
+            transcribes the episode's audio with the shipped `NoteTranscriber` (h, pretrained on
+            the world's pianos), or give a transcriber (anything with ``transcribe(audio,
+            sample_rate)`` returning a `Score`). False (default): the score observation.
     """
 
     oracle = False
@@ -57,7 +61,7 @@ class MotionLMAgent:
     CHUNK_STEPS = 40  # a plan covers ~2 s (model steps of 50 ms)
 
     def __init__(self, env, seed: int | None = 0, temperature: float = TEMPERATURE, top_p: float = TOP_P,
-                 model=None, rerank: int = RERANK):
+                 model=None, rerank: int = RERANK, listen=False):
         from lmm_env.lm.checkpoint import load_pretrained
         from lmm_env.lm.motion_lm import MotionLM
 
@@ -65,6 +69,16 @@ class MotionLMAgent:
         self.temperature = check_real("temperature", temperature, 0.0, 10.0, lo_open=True)
         self.top_p = check_real("top_p", top_p, 0.0, 1.0, lo_open=True)
         self.rerank = check_int("rerank", rerank, 1, 64)
+        if listen is True:
+            from lmm_env.lm.transcriber import transcriber_for
+
+            listen = transcriber_for(0)
+        elif listen is not False and not callable(getattr(listen, "transcribe", None)):
+            raise ValueError(f"listen={short_repr(listen)} is not allowed; use False, True (the shipped transcriber) "
+                             "or an object with transcribe(audio, sample_rate) -> Score")
+        if listen is not False and not getattr(self.sim, "record_audio", False):
+            raise ValueError("listen needs the env's audio: make it with record_audio=True (the default)")
+        self.listen = listen
         self._score_lm = load_pretrained("score") if self.rerank > 1 else None
         if check_seed(seed) is None:  # None would make an improvisation irreproducible
             raise ValueError("seed=None is not allowed; use an int >= 0")
@@ -85,6 +99,7 @@ class MotionLMAgent:
         self._t = 0
         self._prompt_rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._sampler = None
+        self.prompt_read: Score | None = None
         self.played: list[tuple[int, float, float, int]] = []  # (pitch, onset s, offset s, velocity) of the free play
         n = self.n_keys
         self._start = np.full(n, -1, np.int64)
@@ -112,12 +127,20 @@ class MotionLMAgent:
         fr = self.frame_rate
         return Score(k + self.lo, s / fr, e / fr, np.clip(v, 1, 127), name="prompt")
 
+    def heard_prompt(self) -> Score:
+        """The prompt as the transcriber writes down the audio heard so far (seconds from the episode's start)."""
+        audio = self.sim.episode_audio(0)
+        if not len(audio) or not np.abs(audio).max() > 0:
+            return Score.from_notes([])
+        return self.listen.transcribe(audio, self.sim.sample_rate)
+
     def _begin_free_play(self) -> None:
         from lmm_env.lm.motion_lm import STEP_SECONDS, encode
 
         self._sampler = self.model.sampler(seed=int(self.rng.integers(2**32)), temperature=self.temperature,
                                            top_p=self.top_p, keys=(self.lo, self.hi))
-        prompt = self.prompt_score()
+        prompt = self.heard_prompt() if self.listen is not False else self.prompt_score()
+        self.prompt_read = prompt  # what the LM read: the prompt as seen, or as heard
         self._sampler.push(encode(prompt))
         # the model's clock (its steps, STEP_SECONDS): the last onset read; the next note's gap counts from it
         steps = lambda x: np.floor(np.asarray(x) / STEP_SECONDS + 0.5).astype(np.int64)  # noqa: E731
