@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from lmm_env._checks import check_cli, check_cli_output, check_int, check_real, check_seed, short_repr
+from lmm_env._checks import check_cli_output, check_int, check_real, check_seed
 from lmm_env.score import Score
 
 __all__ = ["MotionLM", "MotionSampler", "encode", "decode", "STEP_SECONDS", "N_DT", "N_PITCH", "N_VEL",
