@@ -31,6 +31,7 @@ headline.png (note F1 against K, one panel a task).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -38,7 +39,6 @@ from pathlib import Path
 
 import numpy as np
 
-VARIANTS = ("lm", "ear", "pairs")
 LABELS = {"lm": "closed loop with LM^A (ear + LM)", "ear": "closed loop, LM terms off (ear only)",
           "pairs": "supervised on the K pairs only",
           "lm-final": "closed loop with LM^A, final policy", "ear-final": "closed loop, LM terms off, final policy"}
@@ -56,7 +56,7 @@ def _k(v):
 
 def train_all(args, out: Path) -> dict:
     """Weights path of every (kind, variant, K, seed), training what is missing."""
-    from lmm_env.agents.learned.differentiable import DiffConfig, DiffPolicy, train
+    from lmm_env.agents.learned.differentiable import DiffConfig, train
     from lmm_env.agents.baselines.pairs_only import train_supervised_g
 
     paths, log = {}, out / "training.jsonl"
@@ -76,8 +76,6 @@ def train_all(args, out: Path) -> dict:
                     best = report.get("best", {})
                     extra = {"samples": report["samples"], "wall_s": report["wall_s"], "best": best}
                     if "final_state" in report:  # keep_best swapped in the best point: save the last one too
-                        import copy
-
                         last = copy.deepcopy(policy)
                         last.net.load_state_dict(report["final_state"])
                         last.save(final, extra={**extra, "final": True})

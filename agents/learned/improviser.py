@@ -20,18 +20,9 @@ import math
 import numpy as np
 
 from lmm_env._checks import check_int, check_real, check_seed, short_repr
+from lmm_env.agents.baselines.improvise import _SILENT, _keys_of
+from lmm_env.lm.motion_lm import DUR_EDGES, STEP_SECONDS, MotionLM, encode
 from lmm_env.score import Score
-
-_SILENT = -1.0
-
-
-def _improvise_sim(env):
-    if env is None:
-        raise TypeError("MotionLMAgent needs the env it will play, got None")
-    sim = getattr(getattr(env, "unwrapped", None), "sim", None)
-    if sim is None or not hasattr(sim, "prompt_steps"):
-        raise TypeError(f"{short_repr(env)} is not LMMImprovise-v0; MotionLMAgent plays LMMImprovise-v0")
-    return sim
 
 
 class MotionLMAgent:
@@ -63,9 +54,8 @@ class MotionLMAgent:
     def __init__(self, env, seed: int | None = 0, temperature: float = TEMPERATURE, top_p: float = TOP_P,
                  model=None, rerank: int = RERANK, listen=False):
         from lmm_env.lm.checkpoint import load_pretrained
-        from lmm_env.lm.motion_lm import MotionLM
 
-        self.sim = _improvise_sim(env)
+        self.sim = _keys_of(env, "MotionLMAgent")
         self.temperature = check_real("temperature", temperature, 0.0, 10.0, lo_open=True)
         self.top_p = check_real("top_p", top_p, 0.0, 1.0, lo_open=True)
         self.rerank = check_int("rerank", rerank, 1, 64)
@@ -100,7 +90,6 @@ class MotionLMAgent:
         self._prompt_rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._sampler = None
         self.prompt_read: Score | None = None
-        self.played: list[tuple[int, float, float, int]] = []  # (pitch, onset s, offset s, velocity) of the free play
         n = self.n_keys
         self._start = np.full(n, -1, np.int64)
         self._off = np.full(n, -1, np.int64)
@@ -135,8 +124,6 @@ class MotionLMAgent:
         return self.listen.transcribe(audio, self.sim.sample_rate)
 
     def _begin_free_play(self) -> None:
-        from lmm_env.lm.motion_lm import STEP_SECONDS, encode
-
         self._sampler = self.model.sampler(seed=int(self.rng.integers(2**32)), temperature=self.temperature,
                                            top_p=self.top_p, keys=(self.lo, self.hi))
         prompt = self.heard_prompt() if self.listen is not False else self.prompt_score()
@@ -146,42 +133,41 @@ class MotionLMAgent:
         steps = lambda x: np.floor(np.asarray(x) / STEP_SECONDS + 0.5).astype(np.int64)  # noqa: E731
         self._last = int(steps(prompt.onsets.max())) if len(prompt) else None
         self._free_start = self._t
-        self._start_step = self._free_start / self.frame_rate / STEP_SECONDS  # free play's start, model steps
+        # free play's start in model steps: the plans' clock starts there, and no note starts before it
+        self._start_step = self._free_start / self.frame_rate / STEP_SECONDS
+        self._first_step = int(math.ceil(self._start_step - 1e-9))
         # every note so far in model steps (pitch, on, off): what LM^V reads when it judges a plan
         self._history = [(int(p), int(a), max(int(b), int(a) + 1))
                          for p, a, b in zip(prompt.pitches, steps(prompt.onsets), steps(prompt.offsets))]
-        self._queue: list[tuple[int, int, int, int]] = []
+        self._queue: list[tuple[int, int, int, int]] = []  # planned notes (pitch, on, hold, velocity), model steps
         self._pending = None
 
     def _draw_plan(self, sampler, last):
-        """Sample notes from ``sampler`` until one starts at or after ``CHUNK_STEPS`` past the plan's start."""
+        """Sample notes (pitch, on, hold, velocity) from ``sampler`` until one starts at or after
+        ``CHUNK_STEPS`` past the plan's start; returns them and the last onset."""
         notes = []
-        first = last is None
-        plan_start = self._start_step if first else max(last, self._start_step)
+        plan_start = self._start_step if last is None else max(last, self._start_step)
         while True:
             if last is None:  # no prompt: the first note starts the free play
                 dt, p, v, d = sampler.sample()
-                last = int(math.ceil(self._start_step - 1e-9))
+                last = self._first_step
             else:
                 gap = max(0, math.ceil(self._start_step - last - 1e-9)) if not notes else 0
                 dt, p, v, d = sampler.sample(min_dt=gap)
-                last += int(dt)
-                last = max(last, int(math.ceil(self._start_step - 1e-9)))
-            notes.append((int(p) + 21, last, int(d), int(v) * 8 + 4))
+                last = max(last + int(dt), self._first_step)
+            notes.append((int(p) + 21, last, int(DUR_EDGES[d]), int(v) * 8 + 4))
             if last >= plan_start + self.CHUNK_STEPS:
                 return notes, last
 
     def _score_lm_nll(self, notes) -> float:
         """LM^V's NLL (nats) of the frames a plan's notes fill, given every note before them."""
-        from lmm_env.lm.motion_lm import DUR_EDGES
-
         lm = self._score_lm
         lo_t = notes[0][1]
         hi_t = max(notes[-1][1], lo_t + 1)  # the plan's frames: from its first note to its last onset
         w0 = max(0, lo_t - lm.context)
         held = np.zeros((hi_t - w0, 88), bool)
         onset = np.zeros_like(held)
-        for p, a, b in self._history + [(p, a, a + int(DUR_EDGES[d])) for p, a, d, _ in notes]:
+        for p, a, b in self._history + [(p, a, a + hold) for p, a, hold, _ in notes]:
             if b > w0 and a < hi_t:
                 held[max(a, w0) - w0: min(b, hi_t) - w0, p - 21] = True
                 if a >= w0:
@@ -192,8 +178,6 @@ class MotionLMAgent:
 
     def _plan(self) -> None:
         """The next ~CHUNK_STEPS of notes: one sample, or the best of ``rerank`` samples under LM^V."""
-        from lmm_env.lm.motion_lm import DUR_EDGES
-
         if self.rerank == 1:
             notes, self._last = self._draw_plan(self._sampler, self._last)
         else:
@@ -205,19 +189,17 @@ class MotionLMAgent:
                 if best is None or nll < best[0]:
                     best = (nll, branch, notes, last)
             _, self._sampler, notes, self._last = best
-        self._history += [(p, a, a + int(DUR_EDGES[d])) for p, a, d, _ in notes]
+        self._history += [(p, a, a + hold) for p, a, hold, _ in notes]
         self._queue.extend(notes)
 
     def _next_note(self):
         """The next planned note: (onset step, off step, key column, velocity) in env steps."""
-        from lmm_env.lm.motion_lm import DUR_EDGES, STEP_SECONDS
-
         if not self._queue:
             self._plan()
-        p, on_model, d, v = self._queue.pop(0)
+        p, on_model, hold, v = self._queue.pop(0)
         fr = self.frame_rate
         on = max(int(math.floor(on_model * STEP_SECONDS * fr + 0.5)), self._free_start)
-        off = on + max(1, int(math.floor(DUR_EDGES[d] * STEP_SECONDS * fr + 0.5)))
+        off = on + max(1, int(math.floor(hold * STEP_SECONDS * fr + 0.5)))
         return on, off, p - self.lo, v
 
     def _schedule(self, t: int) -> None:
@@ -234,8 +216,6 @@ class MotionLMAgent:
                     continue  # struck a step ago (or now): no room to lift it; the repeat is dropped
                 self._off[k] = on - 1
             self._start[k], self._off[k], self._vel[k] = on, off, max((v - 1) / 126.0, 1e-4)
-            fr = self.frame_rate
-            self.played.append((k + self.lo, on / fr, off / fr, v))
 
     # ------------------------------------------------------------------ acting
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):

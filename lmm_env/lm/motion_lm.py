@@ -41,7 +41,9 @@ N_VEL = 16  # velocity // 8
 DUR_EDGES = np.array(list(range(1, 17)) + [18, 20, 23, 26, 30, 35, 40, 48, 56, 64, 80, 100, 128, 160], np.int64)
 N_DUR = len(DUR_EDGES)
 PARTS = ("dt", "pitch", "vel", "dur")
-SIZES = (N_DT, N_PITCH, N_VEL, N_DUR)
+SIZES = (N_DT, N_PITCH, N_VEL, N_DUR)  # each part's index SIZES[i] is the start token's
+MAX_INTERVAL = 24  # the interval input: pitch - previous pitch, clipped to +-24 semitones
+NO_INTERVAL = 2 * MAX_INTERVAL + 1  # its index before the second note
 DEFAULT_OUT = Path(__file__).resolve().parent / "weights" / "motion_lm.safetensors"
 CORPORA = ("piano", "folk", "bach-chorales")
 CORPUS_WEIGHTS = (0.45, 0.35, 0.20)
@@ -82,6 +84,11 @@ def decode(tokens: np.ndarray, start_step: int = 0) -> list[tuple[int, int, int,
 # --------------------------------------------------------------------------- model
 
 
+def _start_token() -> torch.Tensor:
+    """(1, 1, 4): the token that stands before the first note."""
+    return torch.tensor(SIZES, dtype=torch.long).view(1, 1, 4)
+
+
 class MotionLM(nn.Module):
     """GRU over compound note tokens; ``forward(tokens) -> four logit tensors`` for the next note.
 
@@ -96,24 +103,25 @@ class MotionLM(nn.Module):
         self.config = {"hidden": int(hidden), "embed": int(embed), "layers": int(layers)}
         # one extra index per part: the start token
         self.emb = nn.ModuleList(nn.Embedding(n + 1, embed) for n in SIZES)
-        self.emb_interval = nn.Embedding(49 + 1, embed)  # pitch - previous pitch, clipped to +-24, + start
+        self.emb_interval = nn.Embedding(NO_INTERVAL + 1, embed)
         self.gru = nn.GRU(5 * embed, hidden, layers, batch_first=True)
         self.heads = nn.ModuleList(
             nn.Sequential(nn.Linear(hidden + i * embed, hidden), nn.GELU(), nn.Linear(hidden, n))
             for i, n in enumerate(SIZES))
 
+    def embed(self, prev: torch.Tensor, interval: torch.Tensor) -> torch.Tensor:
+        """GRU input of notes (..., 4) and their intervals (...) -> (..., 5E)."""
+        return torch.cat([self.emb[i](prev[..., i]) for i in range(4)] + [self.emb_interval(interval)], dim=-1)
+
     def _inputs(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, T, 4) notes -> (B, T, 5E) GRU inputs, each position holding the note *before* it."""
         B = tokens.shape[0]
-        start = torch.tensor(SIZES, dtype=torch.long).view(1, 1, 4).expand(B, 1, 4)
-        prev = torch.cat([start, tokens[:, :-1]], dim=1)
-        parts = [self.emb[i](prev[..., i]) for i in range(4)]
+        prev = torch.cat([_start_token().expand(B, 1, 4), tokens[:, :-1]], dim=1)
         pitch = prev[..., 1]
-        before = torch.cat([pitch[:, :1], pitch[:, :-1]], dim=1)
-        interval = (pitch - before).clamp(-24, 24) + 24
-        interval = torch.where(pitch == N_PITCH, torch.full_like(interval, 49), interval)
-        interval[:, :2] = 49  # no interval before the first two notes
-        return torch.cat(parts + [self.emb_interval(interval)], dim=-1)
+        interval = (pitch[:, 1:] - pitch[:, :-1]).clamp(-MAX_INTERVAL, MAX_INTERVAL) + MAX_INTERVAL
+        interval = torch.cat([interval[:, :1], interval], dim=1)
+        interval[:, :2] = NO_INTERVAL  # the start token, and the first note (nothing before it)
+        return self.embed(prev, interval)
 
     def _heads(self, h: torch.Tensor, tokens: torch.Tensor) -> list[torch.Tensor]:
         out, cond = [], []
@@ -172,7 +180,7 @@ class MotionSampler:
         self.pitch_ok[lo - 21: hi - 21 + 1] = True
         self.rng = np.random.default_rng(check_seed(seed))
         self.h = None
-        self.prev = torch.tensor(SIZES, dtype=torch.long).view(1, 1, 4)
+        self.prev = _start_token()
         self.prev_pitch = [N_PITCH, N_PITCH]
         self.n = 0
 
@@ -186,11 +194,9 @@ class MotionSampler:
 
     def _input(self) -> torch.Tensor:
         """The GRU input of the last note read (the start token before any)."""
-        m = self.model
-        parts = [m.emb[i](self.prev[..., i]) for i in range(4)]
         a, b = self.prev_pitch
-        interval = 49 if self.n < 2 else int(np.clip(b - a, -24, 24)) + 24
-        return torch.cat(parts + [m.emb_interval(torch.tensor([[interval]]))], dim=-1)
+        interval = NO_INTERVAL if self.n < 2 else int(np.clip(b - a, -MAX_INTERVAL, MAX_INTERVAL)) + MAX_INTERVAL
+        return self.model.embed(self.prev, torch.tensor([[interval]]))
 
     def _read(self, note: np.ndarray, h) -> None:
         self.h = h
