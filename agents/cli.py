@@ -261,7 +261,10 @@ def cmd_play(args) -> int:
         print(f"{stem}: judge NLL {m['judge_nll']:.3f}, pitch-class entropy {m['pitch_class_entropy']:.3f}, "
               f"{m['note_density']:.2f} notes/s, repetition {m['repetition']:.3f}, in key {m['in_key_share']:.3f}")
     else:
-        print(f"{stem}: note F1 {m['note_f1']:.3f}, frame F1 {m['frame_f1']:.3f}, velocity error {m['velocity_error']:.2f}")
+        matched = (f" ({m['matched_velocity_error']:.2f} against the velocities as loud as the loudness reference)"
+                   if "matched_velocity_error" in m else "")
+        print(f"{stem}: note F1 {m['note_f1']:.3f}, frame F1 {m['frame_f1']:.3f}, velocity error "
+              f"{m['velocity_error']:.2f}{matched}")
     written = f"{args.out}/{stem}_performance.mid, {stem}_performance.wav, {stem}_piano_roll.png"
     if frames is not None:
         from lmm_env.envs.video import write_video

@@ -156,6 +156,12 @@ def _diff(kind):
     return build
 
 
+def _listening_g(env, pairs, seed):
+    from lmm_env.agents.learned.listening import ListeningGAgent
+
+    return ListeningGAgent(env)
+
+
 def _repeat_prompt(env, pairs, seed):
     from lmm_env.agents.baselines.improvise import RepeatPromptAgent
 
@@ -227,6 +233,13 @@ AGENTS: dict[str, AgentSpec] = {
                         "g (score -> keys) learned by backpropagation through the differentiable piano and the ear", (),
                         "20,224 world samples of the differentiable piano (folk + Bach train split), analytic ear, "
                         "no pairs", "scripts/train/diff_g.sh", role="learned"),
+    "listening-g": AgentSpec(
+        _listening_g, (_PIANO,), False,
+        "g for two-hand music: keys learned through the differentiable piano and the ear; velocities learned by ear "
+        "while it plays (its strikes heard against its body model), so each sounds as loud as the score asks on "
+        "the env's loudness_reference", (),
+        "60,160 world samples of the differentiable piano (piano corpus train split), analytic ear, no pairs; "
+        "velocity: the episode's own strikes", "scripts/train/listening_g.sh", role="learned"),
     "diff-h": AgentSpec(_diff("h"), (_BY_EAR,), False,
                         "h (heard target -> keys) learned by backpropagation through the differentiable piano and "
                         "the ear", ("pairs", "ear"),

@@ -7,6 +7,10 @@
 * docs/learning_curves/piano.png: diff-g's held-out note F1 (validation folk) against world
   samples (the shipped run, ``agents/weights/diff-g.json``), and, with ``--ppo-csv``, a PPO
   run's validation note F1 against env steps (``lmm-env train`` writes ``eval.csv``).
+* docs/learning_curves/piano_listening_g.png: listening-g's keys (g on the two-hand piano
+  corpus), held-out note F1 (validation piano) against world samples, the kept point marked
+  (``agents/weights/listening-g.json``). A PNG of its own beside piano.png, whose PPO curve
+  needs a run's eval.csv that is no longer on disk.
 * docs/learning_curves/by_ear.png: diff-h's against world samples (``agents/weights/diff-h.json``),
   and beside it the world-transcriber's pretraining: validation note F1 on pieces rendered by an
   instrument it never hears in training (``lmm_env/lm/weights/transcriber.json``).
@@ -213,6 +217,25 @@ def reward_runs(runs, rewards, seed: int, path: Path) -> None:
               f"at {int(rows[-1]['steps']):,} steps, {rows[-1]['wall_seconds']:.0f} s")
 
 
+def listening_g_curve(path: Path) -> None:
+    x, y, w, cmd = _history("listening-g")
+    best = max(range(len(y)), key=lambda i: (y[i], x[i]))  # the kept point: ties go to the later one
+    best = max(i for i in range(len(y)) if y[i] == y[best])
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(x, y, "o-", label=f"listening-g's keys (backprop through the world, analytic ear; {w[-1]:.0f} s)")
+    ax.plot([x[best]], [y[best]], "r*", ms=14, label=f"kept (validation): {y[best]:.3f} at {x[best]:,} samples")
+    ax.axhline(0.98, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("world samples (rendered frames of the differentiable piano)")
+    ax.set_ylabel("note F1, validation piano (12 pieces)")
+    ax.set_title("g for two-hand music on LMMPiano-v0 (scripts/train/listening_g.sh)", fontsize=10)
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def by_ear_curve(path: Path, diff_h) -> None:
     """h's learning curves: diff-h (left) and the world-transcriber's pretraining (right)."""
     x, y, w = diff_h
@@ -285,6 +308,8 @@ def main(argv=None) -> int:
           "g on LMMPiano-v0", symlog=bool(args.ppo_csv))
     print(f"wrote {out / 'piano.png'} ({cmd})")
 
+    listening_g_curve(out / "piano_listening_g.png")
+    print(f"wrote {out / 'piano_listening_g.png'} (agents/weights/listening-g.json)")
     x, y, w, cmd = _history("diff-h")
     by_ear_curve(out / "by_ear.png", (x, y, w))
     print(f"wrote {out / 'by_ear.png'} ({cmd})")

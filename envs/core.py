@@ -175,7 +175,7 @@ class PianoSim:
                  n_mels: int = 64, tail: float = 0.5, max_seconds: float | None = None,
                  out_of_range: str = "transpose", history_blocks: int | None = None, record_audio: bool = True,
                  relayout: str = "never", seal_layout: bool = False, pairs=None, ear=None, synth_threads: int = 1,
-                 room=None):
+                 room=None, loudness_reference=None):
         self.n_envs = check_n_envs(n_envs)
         self.frame_rate = _check_number("frame_rate", frame_rate, 1, 1000)
         self.sample_rate = _check_number("sample_rate", sample_rate, 8000, 96000, integer=True)
@@ -226,6 +226,7 @@ class PianoSim:
                                  "renders on one thread; use synth_threads=1, or synth='piano'")
             self.player.threads = synth_threads  # checks the value
         self.features = LogMel(self.sample_rate, self.block_size, self.n_mels)
+        self.loudness_synth = self._resolve_loudness_reference(loudness_reference)
         limit_blas_threads()  # numpy's BLAS pool would fight torch's for the cores (see _threads)
         self.pairs, self.ear = self._resolve_ear(pairs, ear, synth)
         self.reward = rewards_mod.make(reward, ear=self.ear)
@@ -285,6 +286,26 @@ class PianoSim:
                 f"{self.block_size}-sample blocks would take {self.n_envs * per_env / 2**30:.1f} GiB "
                 f"({per_env:,} bytes per env); the limit is {MAX_WORLD_BYTES / 2**30:g} GiB: use fewer envs, "
                 "a shorter history or max_seconds")
+
+    def _resolve_loudness_reference(self, reference):
+        """The synth whose loudness the score's velocities mean (None: the world's own), heard in the world's room."""
+        if reference is None:
+            return None
+        if type(self).make_episode is not PianoSim.make_episode:  # this task renders its own targets
+            raise ValueError(f"loudness_reference={short_repr(reference)} is not allowed here: it says how loud a "
+                             "score's velocities sound, for the tasks that play a score (LMMPiano-v0, "
+                             "LMMDecipher-v0); leave it None")
+        from lmm_env.synth import Synth
+        from lmm_env.synth.room import with_room
+
+        if not isinstance(reference, (str, os.PathLike, Synth)):  # make_synth would repr it whole
+            raise ValueError(f"loudness_reference={short_repr(reference)} is not allowed; use a synth name "
+                             "('piano', 'grand', 'soundfont'), a .sf2/.sf3 path or a lmm_env.synth.Synth")
+        try:
+            ref = with_room(reference, self.room, self.sample_rate)  # the target is heard in the world's room
+            return make_synth(ref, self.sample_rate)
+        except ValueError as exc:
+            raise ValueError(f"loudness_reference={short_repr(reference)} is not allowed: {exc}") from None
 
     # ------------------------------------------------------------------ storage
     def tape_rows(self, env_ids, t) -> np.ndarray:
@@ -418,9 +439,12 @@ class PianoSim:
         s = self.trimmed(self.pick_score(rng, score_index, score))
         frames = s.frames(self.frame_rate)
         n_steps = frames.T + int(math.ceil(self.tail * self.frame_rate))
+        target_audio = None
+        if self.loudness_synth is not None:  # the target as the reference instrument plays it, on the frame grid
+            target_audio = self.loudness_synth.render(frames.to_score(), tail=n_steps / self.frame_rate)
         # the metrics judge against the score's own times, not the frame-snapped copy (issue 23)
         return Episode(frames=frames, n_steps=n_steps, reference=metrics_mod.playable_notes(s), name=s.name,
-                       reference_held=frames.held)
+                       reference_held=frames.held, target_audio=target_audio)
 
     def reset_env(self, i: int, rng: np.random.Generator, score_index: int | None = None, score=None) -> None:
         """Start a new episode in env ``i``: ``score``, score ``score_index`` of the pool, or one drawn with ``rng``."""
@@ -613,6 +637,24 @@ class PianoSim:
         target_held[:n] = ref_held[:n]
         down, _, pedal = self.history(i, steps)
         played_pedal = metrics_mod.pedal_intervals(pedal, self.frame_rate) if self.keyboard.pedal else None
-        return metrics_mod.episode_metrics(
+        result = metrics_mod.episode_metrics(
             down, target_held, performance, reference, duration=duration, played_pedal=played_pedal,
         )
+        if self.loudness_synth is not None:
+            result["matched_velocity_error"] = self.matched_velocity_error(reference, performance)
+        return result
+
+    def matched_velocities(self, notes) -> np.ndarray:
+        """The velocities (float) at which this world plays ``notes`` (a Score) as loud as the
+        loudness reference plays them at their own velocities (`lmm_env.synth.loudness`)."""
+        from lmm_env.synth.loudness import loudness_curve, matched_velocities
+
+        ref = self.loudness_synth if self.loudness_synth is not None else self.synth
+        return matched_velocities(notes.pitches, notes.velocities, loudness_curve(ref), loudness_curve(self.synth))
+
+    def matched_velocity_error(self, reference, performance) -> float:
+        """Mean |played - matched velocity| over matched notes: the velocity error against the
+        velocities that make this world sound as loud as the reference instrument (NaN: none matched)."""
+        v = np.clip(np.rint(self.matched_velocities(reference)), 1, 127).astype(np.int64)
+        matched = Score(reference.pitches, reference.onsets, reference.offsets, v, name=reference.name)
+        return metrics_mod.note_metrics(matched, performance)["velocity_error"]

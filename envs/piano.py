@@ -233,6 +233,14 @@ class LMMPianoEnv(PianoTaskEnv):
       `lmm_env.synth.room.ROOMS` ("studio", "living-room", "hall", "church") or a
       `lmm_env.synth.room.Room` (a measured impulse response and a noise floor). Every task
       takes it; targets, and the pairs of ``pairs=K``, are heard in the same room.
+    * ``loudness_reference`` (None: the world's own instrument): the instrument whose loudness
+      the score's velocities mean, e.g. ``"grand"``: "velocity 80" is how loud the grand
+      plays it, and a world that plays softer must strike harder to match. The reward's
+      target audio is the score played by it (heard in ``room``), and ``info["metrics"]``
+      adds ``matched_velocity_error``: the velocity error against the velocities at which
+      the world sounds as loud as the reference (`lmm_env.synth.loudness`; per key, peak
+      level of single notes). An agent has to listen to play it well on an instrument it
+      does not know.
     * ``reward`` (``"closed_loop"``): see Rewards. ``n_mels`` (64): log-mel bands of
       ``"audio"``. ``tail`` (0.5 s). ``max_seconds``: trim long pieces to their first
       ``max_seconds`` (None = whole piece; a piece over ``MAX_EPISODE_SECONDS``, 3 hours,
@@ -249,17 +257,19 @@ class LMMPianoEnv(PianoTaskEnv):
     * v0: the task as above. Within v0 (same spaces): the default reward became
       ``"closed_loop"`` (it was ``"audio_match"``); ``pairs``/``ear`` were added; values the
       env cannot play (``render_mode="human"``, untrimmed pieces over 3 hours, pools too
-      large for memory) are refused when it is made instead of failing later.
+      large for memory) are refused when it is made instead of failing later;
+      ``loudness_reference`` was added (issue 24.2).
     """
 
     def __init__(self, score="folk", split: str = "train", frame_rate: float = 20, sample_rate: int = 16000,
                  lookahead: int = 10, keys=(21, 108), layout: str = "identity", layout_seed: int = 0,
                  pedal: bool = False, synth="piano", reward="closed_loop", render_mode: str | None = None,
                  n_mels: int = 64, tail: float = 0.5, max_seconds: float | None = None,
-                 out_of_range: str = "transpose", record_audio: bool = True, pairs=None, ear=None, room=None):
+                 out_of_range: str = "transpose", record_audio: bool = True, pairs=None, ear=None, room=None,
+                 loudness_reference=None):
         self._setup(lambda: PianoSim(
             1, score=score, split=split, frame_rate=frame_rate, sample_rate=sample_rate, lookahead=lookahead,
             keys=keys, layout=layout, layout_seed=layout_seed, pedal=pedal, synth=synth, reward=reward,
             n_mels=n_mels, tail=tail, max_seconds=max_seconds, out_of_range=out_of_range,
-            record_audio=record_audio, pairs=pairs, ear=ear, room=room,
+            record_audio=record_audio, pairs=pairs, ear=ear, room=room, loudness_reference=loudness_reference,
         ), render_mode)

@@ -17,7 +17,9 @@ Then one metrics row per task of the LMM challenge, each played by its learned a
 weights): diff-g on LMMPiano-v0 (g learned through the differentiable piano), decipher-closed-loop
 on LMMDecipher-v0 (37 hidden keys, learned by ear inside the episode), diff-h on LMMByEar-v0
 (h: plays a SoundFont recording it hears) and ppo-improvise on LMMImprovise-v0 (LM^M); then the
-realistic tier: diff-g on two-hand music with the grand in a living room, and world-transcriber
+realistic tier: diff-g on two-hand music with the grand in a living room, listening-g on two-hand
+music whose velocities mean the grand's loudness (on the grand, then on the softer built-in piano,
+where it strikes harder: it learns that by ear while it plays), world-transcriber
 (h pretrained on the world's pianos, adapted on 16 pairs of TimGM6mb) writing down a two-hand
 piece heard from TimGM6mb, and motion-lm (the motion LM, LM^M) answering a two-hand prompt played
 by the grand.
@@ -147,6 +149,12 @@ challenge = [
     ("LMMImprovise-v0", "ppo-improvise", {"prompt_seconds": 4.0, "length_seconds": 12.0}, 1),
     # the realistic tier: two-hand performed piano music; the world is the sampled grand, in a room
     ("LMMPiano-v0", "diff-g", {"max_seconds": 12.0, "score": "piano", "synth": "grand", "room": "living-room"}, 1),
+    # g that listens: two-hand music whose velocities mean the grand's loudness, played on the grand and on the
+    # built-in piano (softer: it strikes harder there, by ear; matched_velocity_error is against what each needs)
+    ("LMMPiano-v0", "listening-g", {"max_seconds": 12.0, "score": "piano", "synth": "grand",
+                                    "loudness_reference": "grand"}, 1),
+    ("LMMPiano-v0", "listening-g", {"max_seconds": 12.0, "score": "piano", "synth": "piano",
+                                    "loudness_reference": "grand"}, 1),
     # h on the realistic tier: a two-hand piece heard from TimGM6mb, an instrument the transcriber was
     # not pretrained on, written down by it after adapting to 16 pairs of that instrument (its default K; shipped)
     ("LMMByEar-v0", "world-transcriber", {"max_seconds": 12.0, "score": "piano", "target_synth": "soundfont"}, 1),
@@ -155,7 +163,8 @@ challenge = [
                                       "synth": "grand"}, 1),
 ]
 print("\nThe LMM challenge: learned agents, one held-out piece each")
-cols = ["note_f1", "onset_offset_f1", "onset_velocity_f1", "onset_lag_ms", "frame_f1", "velocity_error", "judge_nll",
+cols = ["note_f1", "onset_offset_f1", "onset_velocity_f1", "onset_lag_ms", "frame_f1", "velocity_error",
+        "matched_velocity_error", "judge_nll",
         "pitch_class_entropy", "note_density", "in_key_share"]
 print("| task | agent | world | " + " | ".join(cols) + " | wall s |")
 print("|---" * (len(cols) + 4) + "|")
@@ -178,5 +187,7 @@ for task, name, kwargs, pieces in challenge:
     world = task_env.unwrapped.sim.synth.name + (f", {corpus_name} corpus" if corpus_name else "")
     if "target_synth" in kwargs:
         world += f", heard from {kwargs['target_synth']}"
+    if "loudness_reference" in kwargs:
+        world += f", as loud as the {kwargs['loudness_reference']}"
     print(f"| {task} | {label} | {world} | " + " | ".join(cells) + f" | {time.perf_counter() - t0:.1f} |")
     task_env.close()

@@ -398,6 +398,9 @@ def main(argv=None) -> int:
     ap.add_argument("--loudness", type=float, default=0.1)
     ap.add_argument("--listen", type=float, default=0.3, help="try keys whose pitch the ear hears in the target above this")
     ap.add_argument("--lookahead", type=int, default=4)
+    ap.add_argument("--corpora", default=None,
+                    help="comma-separated training corpora; the first is validated on (default: folk,bach-chorales)")
+    ap.add_argument("--eval-pieces", type=int, default=8, help="validation pieces at each validation point")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--eval-every", type=int, default=2048)
     ap.add_argument("--out", default=None, help="weights path (default agents/weights/diff-KIND.safetensors)")
@@ -415,7 +418,9 @@ def main(argv=None) -> int:
     cfg = DiffConfig(kind=args.kind, pairs=args.pairs, ear_synth=args.ear_synth,
                      target_synths=tuple(s for s in args.target_synths.split(",") if s), samples=args.samples,
                      window=args.window, batch=args.batch, lr=args.lr, lm=args.lm, loudness=args.loudness,
-                     listen=args.listen, lookahead=args.lookahead, seed=args.seed, eval_every=args.eval_every)
+                     listen=args.listen, lookahead=args.lookahead, seed=args.seed, eval_every=args.eval_every,
+                     eval_pieces=args.eval_pieces,
+                     **({"corpora": tuple(c for c in args.corpora.split(",") if c)} if args.corpora else {}))
     try:  # every flag checked before the ear is fitted or a sample rendered
         cfg.check()
         check_int("--threads", args.threads, 1, 256)
@@ -430,7 +435,8 @@ def main(argv=None) -> int:
         a for a in (argv if argv is not None else __import__("sys").argv[1:]) if a != "--resume")
     policy.save(out, extra={"command": cmd, "samples": report["samples"], "target_samples": report["target_samples"],
                             "wall_s": round(report["wall_s"], 1), "best": report.get("best")})
-    out.with_suffix(".json").write_text(json.dumps({"config": dataclasses.asdict(cfg), "command": cmd, **report}, indent=1))
+    curve = {k: v for k, v in report.items() if k != "final_state"}  # the last policy's tensors are not JSON
+    out.with_suffix(".json").write_text(json.dumps({"config": dataclasses.asdict(cfg), "command": cmd, **curve}, indent=1))
     run.unlink(missing_ok=True)  # finished: the weights are written
     best = report.get("best")
     print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KB) after {report['samples']} world samples, "

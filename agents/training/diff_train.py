@@ -313,7 +313,7 @@ def train(cfg: DiffConfig, progress: bool = True, threads: int | None = 1, log=N
             prm.requires_grad_(False)
         synth = DifferentiablePianoSynth(sr, fr)
         data = _Windows(cfg, ear, fr, sr)
-        val = _validation(cfg, ear, fr, sr, n=cfg.eval_pieces) if cfg.eval_every else []
+        val = _validation(cfg, ear, fr, sr, corpus_name=cfg.corpora[0], n=cfg.eval_pieces) if cfg.eval_every else []
         policy = DiffPolicy(cfg)
         net = policy.net
         opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
