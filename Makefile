@@ -15,7 +15,7 @@ $(STAMP): setup.py
 	# tinysoundfont's wheel declares pyaudio (real-time playback, needs system PortAudio);
 	# lmm_env never plays live audio, so install it without that dependency.
 	$(PY) -m pip install -q --no-deps tinysoundfont
-	$(PY) -m pip install -q -e ".[test,rllib,docs,datasets]"
+	$(PY) -m pip install -q -e ".[test,rllib,docs,datasets,judges]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -10,13 +10,15 @@ setup(
     python_requires=">=3.10",
     # envs/ and agents/ live at the top of the repo (as the layout asks) but install under
     # lmm_env, so that no generic top-level names (`envs`, `agents`) land in site-packages.
-    packages=["lmm_env", "lmm_env.synth", "lmm_env.rewards", "lmm_env.lm", "lmm_env.envs", "lmm_env.agents",
+    packages=["lmm_env", "lmm_env.synth", "lmm_env.rewards", "lmm_env.lm", "lmm_env.judges", "lmm_env.envs",
+              "lmm_env.agents",
               "lmm_env.agents.baselines", "lmm_env.agents.learned", "lmm_env.agents.training",
               "lmm_env.agents.benchmark"],
     package_dir={"lmm_env.envs": "envs", "lmm_env.agents": "agents"},
     # The shipped LM and ear weights (safetensors + JSON config, a few MB in all).
     # ... and the sampled grand piano (synth="grand": samples, zones, licence, provenance; ~4.5 MB).
     package_data={"lmm_env.lm": ["weights/*.safetensors", "weights/*.json"],
+                  "lmm_env.judges": ["weights/*.safetensors", "weights/*.json"],
                   "lmm_env.synth": ["grand/*"],
                   "lmm_env.agents": ["weights/*.safetensors", "weights/*.json"],
                   "lmm_env.agents.training": ["hyperparams/*.yml"]},
@@ -57,6 +59,9 @@ setup(
                     "datasets": ["minari[create,arrow]>=0.5"],
                     # video: gymnasium.wrappers.RecordVideo (silent) needs moviepy; lmm_env's own video
                     # writer (lmm_env.envs.video, with sound) does not
-                    "video": ["moviepy>=1.0"]},
+                    "video": ["moviepy>=1.0"],
+                    # judges: reward LMs from the field (lmm_env.judges: MusicGen, causal LMs over miditok
+                    # tokens). Not torchaudio: it does not import beside torch 2.13.
+                    "judges": ["transformers>=4.45", "miditok>=3.0"]},
     entry_points={"console_scripts": ["lmm-env=lmm_env.agents.cli:main"]},
 )

@@ -38,7 +38,8 @@ MAPPED = {"envs": ROOT / "envs", "agents": ROOT / "agents"}
 TASK_PAGES = {"LMMPiano-v0": "tasks/piano.md", "LMMDecipher-v0": "tasks/decipher.md",
               "LMMByEar-v0": "tasks/by-ear.md", "LMMImprovise-v0": "tasks/improvise.md"}
 # the guide's reading order; pages not named here follow, alphabetically
-GUIDE_ORDER = ("cli", "envs", "lmm-benchmark", "training", "language-models", "pairs", "scaling", "video", "datasets")
+GUIDE_ORDER = ("cli", "envs", "lmm-benchmark", "training", "language-models", "bring-your-own-lm", "pairs", "scaling",
+               "video", "datasets")
 _MARKER = re.compile(r"<!--\s*lmm_env:(?P<what>[\w-]+)\s*(?P<arg>[^>]*?)\s*-->")
 
 

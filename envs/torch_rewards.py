@@ -9,8 +9,11 @@ float32 arithmetic of a step (``TORCH_TOLERANCE`` in `lmm_env.envs.torch_sim`, t
 
 Supported (`SUPPORTED`): ``key_match``, ``audio_match``, ``ear_match`` (the analytic or a
 learned ear, through `lmm_env.lm.ear_torch.TorchEar`), ``score_lm``, ``audio_lm`` and
-``closed_loop``, alone or as a ``{name: weight}`` dict. Any other reward model (``improvise``,
-a custom `RewardModel`, a `TorchLMReward`) is refused when the world is made.
+``closed_loop``, alone or as a ``{name: weight}`` dict, and any `AudioJudgeReward` (a judge
+from the field, `lmm_env.judges`, judging windows: the heard audio stays on the device and is
+resampled and scored there; the judge must live on the world's device). Any other reward model
+(``improvise``, a `SymbolicJudgeReward`, a custom `RewardModel`, a `TorchLMReward`) is refused
+when the world is made.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import torch
 
 from lmm_env.rewards.base import CompositeReward
 from lmm_env.rewards.builtin import AudioMatchReward, KeyMatchReward
+from lmm_env.rewards.judges import AudioJudgeReward
 from lmm_env.rewards.lm import _ENERGY_FLOOR, AudioLMReward, ClosedLoopReward, EarMatchReward, ScoreLMReward
 
 SUPPORTED = ("key_match", "audio_match", "ear_match", "score_lm", "audio_lm", "closed_loop")
@@ -212,6 +216,41 @@ class TorchAudioLM(TorchReward):
         return torch.exp(gap.clamp_max(0.0) * self.factor), None
 
 
+class TorchAudioJudge(TorchReward):
+    """`AudioJudgeReward`: the judge on the heard window, on the device, against the target's
+    score (computed on the host at reset, mirrored). Within the torch world's tolerance of the
+    numpy world: the oracle's windows score 1.0 within it (the numpy world's sample-for-sample
+    check would need every env's target audio on the device)."""
+
+    def __init__(self, model, device):
+        from lmm_env.rewards.judges import EPISODE
+
+        if model.every == EPISODE:
+            raise ValueError("an AudioJudgeReward with every='episode' has no torch twin (it keeps each episode's "
+                             "audio); judge windows (every=N) in the torch world, or use backend='numpy'")
+        self.model, self.device, self.target_ll = model, device, None
+
+    def reset(self, ids, np_ids) -> None:
+        self.target_ll = mirror_rows(self.target_ll, self.model._target_ll.data, ids, np_ids, self.device,
+                                     torch.float64)
+
+    def __call__(self, ctx):
+        from lmm_env.judges.base import resample
+
+        m = self.model
+        out = torch.zeros(ctx.step.shape[0], dtype=torch.float32, device=ctx.step.device)
+        judged = (ctx.step + 1) % m.every == 0
+        if not bool(judged.any()):  # one sync a step: most steps are not judged
+            return out, None
+        rows = judged.nonzero()[:, 0]
+        play = ctx.recent_audio(m.window_steps)[rows]
+        ll = m.judge.score(resample(play, m.sample_rate, m.judge.sample_rate))
+        ll = torch.as_tensor(ll, dtype=torch.float64, device=ctx.step.device)  # a judge may answer in numpy
+        gap = (ll - self.target_ll[ctx.env_ids[rows], ctx.step[rows]]).clamp_max(0.0)
+        out[rows] = torch.exp(gap / m.temperature).float()
+        return out, None
+
+
 def make_torch_reward(model, device) -> TorchReward:
     """The torch twin of a `PianoSim`'s reward model; ValueError naming a part that has none."""
     memo: dict[int, TorchReward] = {}
@@ -232,11 +271,18 @@ def make_torch_reward(model, device) -> TorchReward:
             out = TorchScoreLM(m, twin(m._ear_reward, "ear_match"), device)
         elif kind is AudioLMReward:
             out = TorchAudioLM(m, device)
+        elif isinstance(m, AudioJudgeReward):
+            out = TorchAudioJudge(m, device)
         else:
             raise ValueError(f"reward {name!r} ({kind.__name__}) has no torch twin; the torch world computes "
-                             f"reward= one of {list(SUPPORTED)} or a {{name: weight}} dict of them "
-                             "(use backend='numpy' for any other reward)")
+                             f"reward= one of {list(SUPPORTED)}, an AudioJudgeReward (lmm_env.judges), or a "
+                             "{name: weight} dict of them (use backend='numpy' for any other reward)")
         memo[id(m)] = out
         return out
 
-    return twin(model, getattr(model, "name", "reward"))
+    name = getattr(model, "name", "reward")
+    top = twin(model, name)
+    if isinstance(top, TorchComposite):
+        return top
+    # a reward object given as is: its terms are its own and its name, as the numpy world reports them
+    return TorchComposite({name: (top, 1.0)})

@@ -12,9 +12,10 @@ Two families of metrics, both standard in the literature:
   (mir_eval's velocity-aware matching), plus the median signed onset deviation of the
   matched notes (``onset_lag_ms``) and their mean velocity error.
 * `pedal_f1`: onset+offset F1 of the sustain pedal's presses, when the score has a pedal.
-* `pitch_class_entropy` and `note_density`: diversity diagnostics of what was played, so
-  that a policy gaming a model reward (collapsing to one safe note, or to silence) shows
-  beside the reward (SMART, 2025, and RL-Tuner saw exactly that collapse).
+* `pitch_class_entropy`, `note_density` and `distinct_ngrams`: diversity diagnostics of what
+  was played, so that a policy gaming a model reward (collapsing to one safe note, a loop, or
+  silence) shows beside the reward (SMART, 2025, and RL-Tuner saw exactly that collapse);
+  training logs them per episode (``episode/distinct_4grams`` and friends).
 
 The reference the envs pass is the score's own notes (the MIDI's onset times, or a
 recording's reference MIDI), never the score snapped to the frame grid: a note the agent
@@ -32,9 +33,10 @@ from typing import Any
 
 import numpy as np
 
-from lmm_env._checks import check_real
+from lmm_env._checks import check_int, check_real
 
 __all__ = ["frame_f1", "note_metrics", "playable_notes", "pedal_f1", "pedal_intervals", "pitch_class_entropy",
+           "distinct_ngrams",
            "note_density", "episode_metrics"]
 
 UNISON_SECONDS = 1e-3  # notes of one pitch struck this close together are one key strike (`playable_notes`)
@@ -391,6 +393,20 @@ def pitch_class_entropy(notes: Any) -> float:
     return float(-(prob * np.log2(prob)).sum()) + 0.0  # + 0.0 turns -0.0 into 0.0
 
 
+def distinct_ngrams(notes: Any, n: int = 4) -> float:
+    """Distinct pitch n-grams of ``notes`` over all of them (onset order; chords low to high):
+    1.0 when no n-gram comes back, near 0 for a loop or a drone, NaN under ``n + 1`` notes.
+    Logged beside model rewards in training: a policy that collapses onto what a judge likes
+    shows here (it is ``1 - lmm_env.improv.repetition``)."""
+    n = check_int("n", n, 1, 1000)
+    p, on, _, _ = _note_arrays("notes", notes)
+    if p.size < n + 1:
+        return float("nan")
+    p = p[np.lexsort((p, on))].astype(np.int64)
+    grams = np.lib.stride_tricks.sliding_window_view(p, n)
+    return float(len(np.unique(grams, axis=0)) / len(grams))
+
+
 def note_density(notes: Any, duration: float) -> float:
     """Notes (onsets) per second over ``duration`` seconds (> 0)."""
     duration = check_real("duration", duration, 0.0, math.inf, lo_open=True, hi_open=True)  # seconds
@@ -417,7 +433,8 @@ def episode_metrics(pressed: Any, target_held: Any, performance: Any, reference:
         onset deviation of the matched notes, ms) and ``velocity_error`` (the last two NaN
         when no note matched), the counts ``n_ref``, ``n_est``, ``n_matched``, and the diagnostics
         ``pitch_class_entropy`` / ``note_density`` of the performance beside
-        ``target_pitch_class_entropy`` / ``target_note_density`` of the reference, over
+        ``target_pitch_class_entropy`` / ``target_note_density`` of the reference and
+        ``distinct_4grams`` (`distinct_ngrams`) of the performance, over
         ``duration`` seconds (default: the reference's duration, or 1 s if it is empty).
         With ``played_pedal`` (the agent's pedal-down intervals, (k, 2) seconds: an env with
         a pedal) also ``pedal_f1`` (`pedal_f1` against ``reference.pedal``; NaN when the
@@ -444,6 +461,7 @@ def episode_metrics(pressed: Any, target_held: Any, performance: Any, reference:
         "n_matched": notes["n_matched"],
         "pitch_class_entropy": pitch_class_entropy(performance),
         "target_pitch_class_entropy": pitch_class_entropy(reference),
+        "distinct_4grams": distinct_ngrams(performance, 4),
         "note_density": note_density(performance, duration),
         "target_note_density": note_density(reference, duration),
     } | ({} if played_pedal is None else {"pedal_f1": _reference_pedal_f1(reference, played_pedal)})

@@ -70,8 +70,8 @@ def test_the_batched_twin_reports_the_same_honest_metrics():
             break
     assert truncated.all() and infos["_metrics"].all()
     assert {"note_f1", "onset_offset_f1", "onset_velocity_f1", "onset_lag_ms"} <= set(infos["metrics"])
-    for k, v in want.items():
-        assert infos["metrics"][k].tolist() == [v] * n, k
+    for k, v in want.items():  # NaN where undefined (e.g. distinct 4-grams of under 5 notes) on both
+        np.testing.assert_array_equal(infos["metrics"][k], [v] * n, err_msg=k)
 
 
 def test_by_ear_with_a_recording_scores_against_its_reference_midi(tmp_path):

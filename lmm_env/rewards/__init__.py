@@ -9,7 +9,10 @@ Registered: "closed_loop" (the default: ear + score LM + audio LM on what was he
 "ear_match", "score_lm", "audio_lm" (its terms alone), "audio_match" (log-mel distance to
 the target's audio), "key_match" (motion space: reads the keys, for baselines only) and
 "improvise" (LMMImprovise-v0's: LM^V and LM^A on what was heard, with no target, gated
-against silence, one note and loops).
+against silence, one note and loops). Judges from the field (MusicGen, a causal LM over
+MIDI tokens) register with `lmm_env.judges.register` and become rewards by that name
+(`AudioJudgeReward`, `SymbolicJudgeReward`); "remi-judge" (the shipped GPT-2 over REMI
+tokens, `lmm_env.judges.remi`, on the notes the ear hears) needs the 'judges' extra.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from lmm_env.rewards.base import (
 )
 from lmm_env.rewards.builtin import AudioMatchReward, KeyMatchReward
 from lmm_env.rewards.improvise import ImproviseReward
+from lmm_env.rewards.judges import AudioJudgeReward, SymbolicJudgeReward
 from lmm_env.rewards.lm import (
     AudioLMReward, ClosedLoopReward, EarMatchReward, ScoreLMReward, TorchLMReward,
 )
@@ -107,8 +111,19 @@ register("audio_lm", AudioLMReward)
 register("closed_loop", ClosedLoopReward, takes_ear=True)
 register("improvise", ImproviseReward, takes_ear=True)
 
+
+def _remi_judge_reward(ear=None):
+    """The shipped symbolic judge (`lmm_env.judges.remi`) on the notes the ear hears."""
+    from lmm_env.judges import make as make_judge
+
+    return SymbolicJudgeReward(make_judge("remi-judge"), **({} if ear is None else {"ear": ear}))
+
+
+register("remi-judge", _remi_judge_reward, takes_ear=True)
+
 __all__ = [
     "RewardModel", "RewardError", "EpisodeContext", "StepContext", "BatchStepContext", "CompositeReward",
     "KeyMatchReward", "AudioMatchReward", "EarMatchReward", "ScoreLMReward", "AudioLMReward",
-    "ClosedLoopReward", "TorchLMReward", "ImproviseReward", "register", "names", "make", "call_model",
+    "ClosedLoopReward", "TorchLMReward", "ImproviseReward", "AudioJudgeReward", "SymbolicJudgeReward",
+    "register", "names", "make", "call_model",
 ]
