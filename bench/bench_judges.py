@@ -10,10 +10,10 @@ does not depend on them. Rows:
 * audio judge, seconds of compute per audio-second per env: MusicGen's decoder over EnCodec
   32 kHz tokens, tiny (2 x 32) and musicgen-small-sized (24 layers x 1024, 4 codebooks of
   2048), float32 and bfloat16, 1 s windows at batch 1 and 4 (the env's 16 kHz audio resampled
-  to 32 kHz included);
+  to 32 kHz included); ``--sizes tiny-codec``: the tiny decoder over a tiny EnCodec;
 * env-steps/s of LMMPiano-v0's numpy vector env with random play and reward
   ``AudioJudgeReward(judge, window_seconds=1, every=20)`` (a judged window per second of play
-  per env): tiny at 8 envs, small at 4;
+  per env): small at 4 envs, the others at 8;
 * symbolic judge, seconds to score a 30 s two-hand tune: a GPT-2 over REMI tokens, the
   shipped remi-judge (3 x 128) and GPT-2-small dims (12 x 768);
 * ``--torch-world``: env-steps/s of the torch world with the judge on ``--device`` (the audio
@@ -36,10 +36,17 @@ TINY = dict(vocab_size=2048, num_codebooks=4, hidden_size=32, num_hidden_layers=
             ffn_dim=64, max_position_embeddings=512, pad_token_id=2048, bos_token_id=2048)
 
 
+TINY_CODEC = dict(hidden_size=16, num_filters=4, num_residual_layers=1, codebook_dim=16)  # EnCodec, 2048 codes
+
+
 def musicgen(size: str, device="cpu", dtype=None):
+    """"small" (musicgen-small's decoder dims), "tiny" (a 2 x 32 decoder) with the full-size EnCodec
+    32 kHz, or "tiny-codec" (the tiny decoder over a tiny EnCodec: the cheapest judge there is)."""
     from lmm_env.judges import MusicGenJudge
 
-    return MusicGenJudge.from_configs(decoder=SMALL if size == "small" else TINY, device=device, dtype=dtype)
+    return MusicGenJudge.from_configs(decoder=SMALL if size == "small" else TINY,
+                                      audio_encoder=TINY_CODEC if size == "tiny-codec" else None,
+                                      device=device, dtype=dtype)
 
 
 def best_of(f, repeats: int = 3) -> float:
@@ -179,7 +186,7 @@ def main(argv=None) -> int:
     if args.only in (None, "audio"):
         audio_rows(sizes)
     if args.only in (None, "env"):
-        env_rows([(s, 8 if s == "tiny" else 4) for s in sizes], args.steps)
+        env_rows([(s, 4 if s == "small" else 8) for s in sizes], args.steps)
     if args.only in (None, "symbolic"):
         symbolic_rows()
     return 0

@@ -20,6 +20,9 @@ works::
     judges.register("musicgen", lambda: judges.MusicGenJudge.from_pretrained("/models/musicgen-small"))
     gym.make("LMMPiano-v0", reward={"closed_loop": 1.0, "musicgen": 0.5})
 
+Shipped: ``"remi-judge"`` (`lmm_env.judges.remi`), a small GPT-2 over REMI tokens trained on the
+package's own corpora, registered as a judge and as a reward by that name.
+
 The judges need the optional extra ``pip install 'lmm_env[judges]'`` (transformers, miditok);
 without it, building one raises an ImportError that names the extra. Nothing here downloads:
 ``from_pretrained`` takes a folder on disk (``HF_HUB_OFFLINE=1`` is set while it loads).
