@@ -109,6 +109,22 @@ def test_shipped_adaptations_load_without_adapting(monkeypatch):
         assert tr.meta["adapted_pairs"] == K and tr.meta["instrument"] == instrument
 
 
+def test_a_melody_is_read_at_its_own_threshold_and_voices_at_the_calibrated_one():
+    from lmm_env import corpus
+    from lmm_env.synth import make_synth
+
+    tr = T.transcriber_for(16, "soundfont")
+    synth = make_synth("soundfont")
+    tune = corpus.load("folk", "validation")[0].trim(0, 8)
+    piece = corpus.load("piano", "validation")[0].trim(0, 8)
+    for score, kind, threshold in ((tune, "melody", T.MELODY_THRESHOLD), (piece, "voices", tr.threshold)):
+        audio = synth.render(score, tail=0.5)
+        on, fr, vel = tr.probabilities(audio)
+        assert T.texture(fr) == kind and tr.threshold_for(fr) == threshold
+        assert tr.transcribe(audio) == T.decode(on, fr, vel, threshold=threshold)
+    assert T.texture(np.zeros((10, 88))) == "melody"  # silence: nothing to count
+
+
 def test_adapting_fine_tunes_a_copy_and_caches_it(tmp_path, monkeypatch):
     monkeypatch.setattr(T, "cache_folder", lambda: tmp_path / "transcribers")
     monkeypatch.setattr(T, "ADAPT_STEPS", 3)

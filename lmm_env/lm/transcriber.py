@@ -5,7 +5,8 @@ conv net (~20k parameters) over a log-frequency spectrogram (3 bins a semitone o
 keys, 100 frames a second) with the 2nd-5th harmonics stacked as channels, so a key's
 partials sit in one column; three heads per key and frame give onset, sounding (frame) and
 velocity. Notes are read off onset peaks (sub-frame time by parabolic interpolation), held
-while the frame head stays on.
+while the frame head stays on. The onset threshold is the one `adapt` calibrates on the K
+pairs, except for a melody (`texture`), read at `MELODY_THRESHOLD`.
 
 Why this shape (issue 24): the agent can make unlimited pairs of its *own* world, since every
 world synth renders any score it plays, so the net is pretrained on the package's pianos
@@ -259,8 +260,27 @@ def validation_f1(transcriber, clips) -> dict:
             for name, data in clips.items()}
 
 
+# A melody is read at a fixed onset threshold; voices at the calibrated one (`NoteTranscriber.threshold_for`).
+# Chosen on the *validation* split (2026-12-07, BENCHMARKS.md "h on unseen pianos"): on folk, 0.7 was best or
+# within 0.005 of it for every net tried (K = 0, 4, 16, 64; the built-in piano, the grand, TimGM6mb), while the
+# K pairs pick 0.3, fit for two-hand music: their melodies read at F1 0.97-1.0 at any threshold, so they cannot
+# choose it.
+TEXTURE_SPLIT = 1.5  # keys sounding at once (mean over sounding frames): below, a melody; above, voices
+MELODY_THRESHOLD = 0.7
+
+
+def texture(fr: np.ndarray) -> str:
+    """"melody" or "voices": how many keys the frame probabilities ``fr`` (frames, 88) hold at
+    once, on average over the frames where any is held, against `TEXTURE_SPLIT`."""
+    n = (np.asarray(fr) >= 0.5).sum(1)
+    return "voices" if (n > 0).any() and n[n > 0].mean() >= TEXTURE_SPLIT else "melody"
+
+
 class NoteTranscriber:
-    """Audio -> notes with a `NoteNet`; ``transcribe(audio, sample_rate)`` returns a `lmm_env.score.Score`."""
+    """Audio -> notes with a `NoteNet`; ``transcribe(audio, sample_rate)`` returns a `lmm_env.score.Score`.
+
+    Onsets are read at ``threshold`` (calibrated on the K pairs by `adapt`), except in a
+    recording whose `texture` is a melody, read at `MELODY_THRESHOLD` (see `threshold_for`)."""
 
     sample_rate = SAMPLE_RATE
 
@@ -268,6 +288,10 @@ class NoteTranscriber:
         self.net = (net or NoteNet()).eval()
         self.threshold = float(threshold)
         self.meta = dict(meta or {})
+
+    def threshold_for(self, fr: np.ndarray) -> float:
+        """The onset threshold for a recording whose frame probabilities are ``fr``."""
+        return MELODY_THRESHOLD if texture(fr) == "melody" else self.threshold
 
     @torch.no_grad()
     def probabilities(self, audio: np.ndarray, chunk_seconds: float = 30.0):
@@ -296,7 +320,8 @@ class NoteTranscriber:
             import librosa
 
             audio = librosa.resample(np.asarray(audio, np.float32), orig_sr=int(sample_rate), target_sr=SAMPLE_RATE)
-        return decode(*self.probabilities(audio), threshold=self.threshold, name=name)
+        on, fr, vel = self.probabilities(audio)
+        return decode(on, fr, vel, threshold=self.threshold_for(fr), name=name)
 
     # -- weights: safetensors + a JSON header; loading never runs code
     def save(self, path) -> None:
