@@ -246,8 +246,12 @@ class TorchAudioJudge(TorchReward):
         play = ctx.recent_audio(m.window_steps)[rows]
         ll = m.judge.score(resample(play, m.sample_rate, m.judge.sample_rate))
         ll = torch.as_tensor(ll, dtype=torch.float64, device=ctx.step.device)  # a judge may answer in numpy
-        gap = (ll - self.target_ll[ctx.env_ids[rows], ctx.step[rows]]).clamp_max(0.0)
-        out[rows] = torch.exp(gap / m.temperature).float()
+        target = self.target_ll[ctx.env_ids[rows], ctx.step[rows]]
+        empty_play, empty_target = torch.isnan(ll), torch.isnan(target)  # no token: as the numpy reward reads it
+        gap = torch.where(empty_play | empty_target, torch.zeros_like(ll), ll - target).clamp_max(0.0)
+        value = torch.exp(gap / m.temperature)
+        value = torch.where(empty_play != empty_target, torch.zeros_like(value), value)
+        out[rows] = value.float()
         return out, None
 
 

@@ -170,15 +170,24 @@ def test_judge_rewards_refuse_windows_they_cannot_judge():
         AudioJudgeReward(FewNotesJudge())
     with pytest.raises(ValueError, match="source="):
         SymbolicJudgeReward(FewNotesJudge(), source="both")
+    with pytest.raises(ValueError, match="source='played' reads the keys"):
+        SymbolicJudgeReward(FewNotesJudge(), source="played", threshold=0.3)
 
 
 def test_a_registered_judge_is_a_reward_by_name():
     judges.register("quiet-test", LoudnessJudge, overwrite=True, window_seconds=0.5, every=5)
     assert "quiet-test" in judges.names() and "quiet-test" in rewards.names()
-    env = _piano({"key_match": 1.0, "quiet-test": 0.5})
-    env.reset(seed=0)
-    info = env.step(np.full(88, -1.0, np.float32))[4]
-    assert set(info["reward_terms"]) >= {"key_match", "quiet-test"}
+    for spec in ("quiet-test", {"key_match": 1.0, "quiet-test": 0.5},
+                 {AudioJudgeReward(LoudnessJudge(), window_seconds=0.5, every=5): 1.0}):
+        env = _piano(spec)  # in a composite too, the env keeps the window's history for the judge
+        env.reset(seed=0)
+        rng = np.random.default_rng(0)
+        for step in range(12):
+            a = np.where(rng.random(88) < 0.05, 0.8, -1.0).astype(np.float32)
+            terms = env.step(a)[4]["reward_terms"]
+            name = "quiet-test" if "quiet-test" in terms else "audio_judge"
+            assert 0.0 <= terms[name] <= 1.0 and (terms[name] == 0.0 or (step + 1) % 5 == 0)
+    assert set(terms) >= {"audio_judge"}
     with pytest.raises(ValueError, match="already a registered reward"):
         judges.register("closed_loop", LoudnessJudge)
     with pytest.raises(ValueError, match="unknown judge"):
@@ -195,6 +204,15 @@ def test_the_episode_schedule_judges_once_at_the_end():
     env = _piano(AudioJudgeReward(judge, every="episode"))
     values = _judge_steps(env, load_agent("score-reader", env), "audio_judge")
     assert values[-1] == 1.0 and np.all(values[:-1] == 0.0)
+    # a MusicGen-shaped judge (32 kHz, 20 ms frames: a step is 2.5 of them) on an odd number of steps,
+    # and an episode longer than its context: silence pads the last frame, the last frames are judged
+    shaped = LoudnessJudge()
+    shaped.sample_rate, shaped.frame_samples, shaped.context_frames = 32000, 640, 100
+    for tail in (0.55, 0.5):
+        env = _piano(AudioJudgeReward(shaped, every="episode"), tail=tail)
+        values = _judge_steps(env, load_agent("score-reader", env), "audio_judge")
+        assert values[-1] == 1.0 and np.all(values[:-1] == 0.0)
+        assert _judge_steps(env, Louder(env, 3.0), "audio_judge")[-1] < 1.0
 
 
 def test_resampling_keeps_a_sine():
@@ -319,6 +337,22 @@ def test_the_torch_world_takes_an_audio_judge_reward():
         make_vector_env(2, backend="torch", reward=AudioJudgeReward(LoudnessJudge(), every="episode"))
     with pytest.raises(ValueError, match="has no torch twin"):
         make_vector_env(2, backend="torch", reward=SymbolicJudgeReward(FewNotesJudge()))
+
+
+class SilenceIsEmptyJudge(LoudnessJudge):
+    """A judge with nothing to say about silence (NaN, as a symbolic judge has for no notes)."""
+
+    def score(self, audio):
+        x = np.abs(np.asarray(audio, np.float64))
+        return np.where(x.max(axis=1) > 0, -100.0 * x.mean(axis=1), np.nan)
+
+
+def test_the_torch_world_reads_an_empty_score_as_the_numpy_world_does():
+    from lmm_env.envs.torch_sim import TORCH_TOLERANCE
+
+    host, device = _torch_vs_numpy(lambda: AudioJudgeReward(SilenceIsEmptyJudge(), window_seconds=0.05, every=2))
+    assert np.all(np.isfinite(device))
+    np.testing.assert_allclose(device, host, atol=TORCH_TOLERANCE)
 
 
 def test_the_torch_world_runs_a_musicgen_judge(tiny_musicgen):

@@ -60,6 +60,18 @@ def test_loudness_curves_say_how_loud_each_instrument_plays_a_velocity():
     np.testing.assert_allclose(matched_velocities([48, 60, 72], [40, 60, 80], piano, heavy), [70, 90, 110], atol=3)
     with pytest.raises(TypeError, match="make_synth"):
         loudness_curve("grand")
+    with pytest.raises(ValueError, match="strictly increasing"):
+        LoudnessCurve([60], [1, 127], [[-40.0, -20.0]])
+    # what changes loudness changes the curve: a SoundFont's gain, a room
+    from lmm_env.synth import SoundFontSynth
+
+    quiet, loud = loudness_curve(SoundFontSynth(gain=-6.0)), loudness_curve(SoundFontSynth(gain=6.0))
+    assert loud.level(60, 80) - quiet.level(60, 80) == pytest.approx(12.0, abs=1.0)
+    hall = loudness_curve(make_synth("piano@hall"))
+    soft_to_loud = hall.level([60, 60], [8, 120])
+    assert soft_to_loud[1] - soft_to_loud[0] > 20.0  # each note heard alone: no neighbour's reverb under the soft ones
+    np.testing.assert_allclose(matched_velocities([60, 72], [40, 90], loudness_curve(make_synth("grand@hall")), hall),
+                               matched_velocities([60, 72], [40, 90], grand, piano), atol=3)
     with pytest.raises(ValueError, match="finite"):
         LoudnessCurve([60, 61], [1, 127], [[0.0, np.nan], [0.0, 1.0]])
 

@@ -117,12 +117,17 @@ def test_a_melody_is_read_at_its_own_threshold_and_voices_at_the_calibrated_one(
     synth = make_synth("soundfont")
     tune = corpus.load("folk", "validation")[0].trim(0, 8)
     piece = corpus.load("piano", "validation")[0].trim(0, 8)
+    frames = {}
     for score, kind, threshold in ((tune, "melody", T.MELODY_THRESHOLD), (piece, "voices", tr.threshold)):
         audio = synth.render(score, tail=0.5)
         on, fr, vel = tr.probabilities(audio)
+        frames[kind] = fr
         assert T.texture(fr) == kind and tr.threshold_for(fr) == threshold
         assert tr.transcribe(audio) == T.decode(on, fr, vel, threshold=threshold)
     assert T.texture(np.zeros((10, 88))) == "melody"  # silence: nothing to count
+    one = T.NoteTranscriber(tr.net, 0.45, melody_threshold=None)  # a threshold of one's own, for every texture
+    assert one.threshold_for(frames["melody"]) == one.threshold_for(frames["voices"]) == 0.45
+    assert T.NoteTranscriber(tr.net, 0.45).threshold_for(frames["melody"]) == T.MELODY_THRESHOLD
 
 
 def test_adapting_fine_tunes_a_copy_and_caches_it(tmp_path, monkeypatch):

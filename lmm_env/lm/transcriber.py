@@ -280,18 +280,24 @@ class NoteTranscriber:
     """Audio -> notes with a `NoteNet`; ``transcribe(audio, sample_rate)`` returns a `lmm_env.score.Score`.
 
     Onsets are read at ``threshold`` (calibrated on the K pairs by `adapt`), except in a
-    recording whose `texture` is a melody, read at `MELODY_THRESHOLD` (see `threshold_for`)."""
+    recording whose `texture` is a melody, read at ``melody_threshold`` (default
+    `MELODY_THRESHOLD`; None reads every recording at ``threshold``; see `threshold_for`)."""
 
     sample_rate = SAMPLE_RATE
 
-    def __init__(self, net: NoteNet | None = None, threshold: float = 0.5, meta: dict | None = None):
+    def __init__(self, net: NoteNet | None = None, threshold: float = 0.5, meta: dict | None = None,
+                 melody_threshold: float | None = MELODY_THRESHOLD):
         self.net = (net or NoteNet()).eval()
         self.threshold = float(threshold)
+        self.melody_threshold = None if melody_threshold is None else float(melody_threshold)  # None: one threshold
         self.meta = dict(meta or {})
 
     def threshold_for(self, fr: np.ndarray) -> float:
-        """The onset threshold for a recording whose frame probabilities are ``fr``."""
-        return MELODY_THRESHOLD if texture(fr) == "melody" else self.threshold
+        """The onset threshold for a recording whose frame probabilities are ``fr``: ``melody_threshold``
+        for a melody (`texture`), else ``threshold``."""
+        if self.melody_threshold is not None and texture(fr) == "melody":
+            return self.melody_threshold
+        return self.threshold
 
     @torch.no_grad()
     def probabilities(self, audio: np.ndarray, chunk_seconds: float = 30.0):
@@ -449,7 +455,7 @@ def adapt(transcriber: NoteTranscriber, pairs, steps: int = ADAPT_STEPS, batch: 
         return a, r, None
 
     _train(net, steps, next_batch, lr, log_every, "adapt", onset_weight=transcriber.meta.get("onset_weight", 3.0))
-    out = NoteTranscriber(net, transcriber.threshold, dict(transcriber.meta))
+    out = NoteTranscriber(net, transcriber.threshold, dict(transcriber.meta), transcriber.melody_threshold)
     out.threshold = calibrate_threshold(out, prs)
     out.meta.update(adapted_pairs=len(prs), adapt_steps=steps)
     return out

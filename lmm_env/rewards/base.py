@@ -360,6 +360,10 @@ class CompositeReward(RewardModel):
                 m.check_world(sample_rate, block_size, frame_rate, n_mels)
             except ValueError as exc:
                 raise ValueError(f"reward {n!r}: {exc}") from None
+        # a part may learn what it needs from the world (a judge's window in blocks): ask again
+        needs = [check_needs(m, n) for n, (m, _) in self.parts.items()]
+        self.history_blocks = max(h for h, _ in needs)
+        self.score_context = max(c for _, c in needs)
 
     def reset(self, episode: EpisodeContext, env_index: int = 0) -> None:
         for m, _ in self.parts.values():

@@ -103,7 +103,8 @@ class AudioJudgeReward(_JudgeRewardBase):
     Args:
         judge: an `AudioJudge`.
         window_seconds: the audio judged each time (default 1 s); with ``every="episode"``
-            ignored: the whole episode (at most the judge's context).
+            ignored: the whole episode, silence appended up to whole codec frames (its last
+            ``context_frames`` frames if it is longer than the judge's context).
         every: judge every this many steps (default 20: once a second at 20 steps/s), or
             ``"episode"``.
         temperature: nats per token that cost a factor e.
@@ -162,6 +163,22 @@ class AudioJudgeReward(_JudgeRewardBase):
 
         return np.asarray(self.judge.score(resample(windows, self.sample_rate, self.judge.sample_rate)), np.float64)
 
+    def _episode_clip(self, audio: np.ndarray) -> np.ndarray:
+        """A whole episode's audio as the judge reads it with ``every="episode"``: silence appended up
+        to whole codec frames, and only its last ``context_frames`` frames if it is longer."""
+        from fractions import Fraction
+
+        j = self.judge
+        per_frame = Fraction(j.frame_samples * self.sample_rate, j.sample_rate)  # env samples a codec frame
+        unit, frames = per_frame.numerator, per_frame.denominator  # `unit` env samples are `frames` whole frames
+        a = np.asarray(audio, np.float32)
+        a = np.pad(a, (0, (-len(a)) % unit))
+        most = (j.context_frames // frames) * unit
+        if most < unit:
+            raise ValueError(f"the judge reads at most {j.context_frames} codec frames, fewer than the {frames} "
+                             "that whole env samples make")
+        return a[len(a) - most:] if len(a) > most else a
+
     def _windows(self, audio: np.ndarray, ends: np.ndarray, steps: int) -> np.ndarray:
         """(len(ends), steps * block) windows of ``audio`` ending with block ``ends[i]``, silence before it starts."""
         B = self.block_size
@@ -175,11 +192,9 @@ class AudioJudgeReward(_JudgeRewardBase):
         n = int(episode.n_steps)
         self._n_steps[env_index] = n
         if self.every == EPISODE:
-            self._judge_samples(n * self.block_size, self.sample_rate,
-                                f"the episode ({n} steps; every='episode' judges it whole)")
             self._played[env_index] = np.zeros(n * self.block_size, np.float32)
             key = ("episode", _digest(audio))
-            ll = self._cached(key, lambda: self.score_audio(audio[None]))
+            ll = self._cached(key, lambda: self.score_audio(self._episode_clip(audio)[None]))
             self._set_targets(env_index, audio, {n - 1: float(ll[0])}, n)
             return
         ends = np.arange(self.every - 1, n, self.every)
@@ -206,8 +221,8 @@ class AudioJudgeReward(_JudgeRewardBase):
         if rows.size == 0:
             return out
         if self.every == EPISODE:
-            play = np.stack([self._played[ctx.env_ids[i]] for i in rows])
-            target = np.stack([self._targets[ctx.env_ids[i]][0] for i in rows])
+            play = np.stack([self._episode_clip(self._played[ctx.env_ids[i]]) for i in rows])
+            target = np.stack([self._episode_clip(self._targets[ctx.env_ids[i]][0]) for i in rows])
         else:
             play = ctx.recent_audio(self.window_steps)[rows]
             target = np.stack([self._windows(self._targets[ctx.env_ids[i]][0], np.array([int(ctx.step[i])]),
@@ -233,13 +248,14 @@ class SymbolicJudgeReward(_JudgeRewardBase):
 
     Args:
         judge: a `SymbolicJudge`. window_seconds (4 s), every (20 steps, or "episode"),
-        temperature (1 nat per token): as `AudioJudgeReward`. ear, threshold: the ear's.
+        temperature (1 nat per token): as `AudioJudgeReward`. ear (default the analytic ear; an
+        `EarMatchReward` shares its reading), threshold (0.5): the ear's, with ``source="heard"`` only.
     """
 
     name = "symbolic_judge"
 
-    def __init__(self, judge, window_seconds: float = 4.0, every=20, temperature: float = 1.0, ear="ear-analytic",
-                 threshold: float = 0.5, source: str = "heard"):
+    def __init__(self, judge, window_seconds: float = 4.0, every=20, temperature: float = 1.0, ear=None,
+                 threshold: float | None = None, source: str = "heard"):
         from lmm_env._checks import check_real
         from lmm_env.judges.base import SymbolicJudge
         from lmm_env.rewards.lm import EarMatchReward
@@ -251,7 +267,12 @@ class SymbolicJudgeReward(_JudgeRewardBase):
             raise ValueError(f"source={short_repr(source)} is not allowed; use 'heard' (the ear) or 'played' (the keys)")
         self.source = source
         self.uses_motion = source == "played"
-        self.threshold = check_real("threshold", threshold, 0.0, 1.0, lo_open=True, hi_open=True)
+        if source == "played" and (ear is not None or threshold is not None):
+            raise ValueError("ear= and threshold= read the heard notes; source='played' reads the keys: drop them, "
+                             "or use source='heard'")
+        self.threshold = check_real("threshold", 0.5 if threshold is None else threshold, 0.0, 1.0, lo_open=True,
+                                    hi_open=True)
+        ear = "ear-analytic" if ear is None else ear
         self._ear_reward = ear if isinstance(ear, EarMatchReward) else (EarMatchReward(ear) if source == "heard" else None)
         self.history_blocks = self._ear_reward.history_blocks if self._ear_reward is not None else 0
 

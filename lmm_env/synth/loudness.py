@@ -13,7 +13,9 @@ another played at the score's velocity.
     matched_velocities([60], [80], reference=grand, world=piano)   # -> [~99]
 
 Curves are measured by rendering single notes (a grid of keys and velocities, interpolated
-between) once per instrument and process, about a second per instrument.
+between) once per instrument and process, about a second per instrument. An instrument heard
+in a room is its dry curve plus the room's gain (measured on notes rendered alone with the
+room's whole tail).
 """
 from __future__ import annotations
 
@@ -42,6 +44,10 @@ class LoudnessCurve:
     def __init__(self, pitches, velocities, db, name: str = ""):
         self.pitches = np.asarray(pitches, np.float64)
         self.velocities = np.asarray(velocities, np.float64)
+        for what, grid in (("pitches", self.pitches), ("velocities", self.velocities)):
+            if grid.ndim != 1 or len(grid) < 2 or not np.all(np.diff(grid) > 0):
+                raise ValueError(f"{what} must be a strictly increasing grid of at least 2 points, got "
+                                 f"{short_repr(grid.tolist())}")
         db = np.asarray(db, np.float64)
         if db.shape != (len(self.pitches), len(self.velocities)) or not np.all(np.isfinite(db)):
             raise ValueError(f"db must be a finite ({len(self.pitches)}, {len(self.velocities)}) array, "
@@ -86,12 +92,36 @@ _CACHE: dict = {}
 
 
 def _key(synth):
-    return type(synth).__name__, getattr(synth, "name", None), synth.sample_rate, str(getattr(synth, "path", ""))
+    """What a synth's loudness depends on: its kind, name, rate, file, preset and gain, and its room's."""
+    room = getattr(synth, "room", None)
+    inner = synth.__dict__.get("synth")  # a RoomSynth's instrument
+    if room is not None and inner is not None:
+        import hashlib
+
+        ir = np.ascontiguousarray(np.asarray(room.ir, np.float32))
+        return ("room", _key(inner), room.ir_sample_rate, room.noise_db, hashlib.sha1(ir.tobytes()).hexdigest())
+    return (type(synth).__name__, getattr(synth, "name", None), synth.sample_rate, str(getattr(synth, "path", "")),
+            getattr(synth, "preset", None), getattr(synth, "gain", None))
+
+
+def _peak_db(synth, pitches, velocities, slot: float) -> np.ndarray:
+    """Peak 25 ms level (dB) of single notes, each rendered alone in its own ``slot`` seconds."""
+    from lmm_env.score import Score
+
+    n = len(pitches)
+    onsets = np.arange(n) * slot
+    score = Score(np.asarray(pitches), onsets, onsets + NOTE_SECONDS, np.asarray(velocities), name="loudness grid")
+    audio = np.asarray(synth.render(score, tail=slot), np.float64)
+    sr = synth.sample_rate
+    step, frame = int(round(slot * sr)), int(round(FRAME_SECONDS * sr))
+    audio = np.pad(audio, (0, max(0, n * step - len(audio))))[: n * step].reshape(n, step)
+    frames = audio[:, : (step // frame) * frame].reshape(n, -1, frame)
+    rms = np.sqrt(np.mean(frames ** 2, axis=-1)).max(axis=1)
+    return np.maximum(20 * np.log10(np.maximum(rms, 1e-12)), FLOOR_DB)
 
 
 def loudness_curve(synth) -> LoudnessCurve:
     """The `LoudnessCurve` of ``synth`` (a `lmm_env.synth.Synth`), measured once per process."""
-    from lmm_env.score import Score
     from lmm_env.synth.base import Synth
 
     if not isinstance(synth, Synth):
@@ -100,18 +130,21 @@ def loudness_curve(synth) -> LoudnessCurve:
     key = _key(synth)
     if key in _CACHE:
         return _CACHE[key]
-    P, V = np.meshgrid(PITCH_GRID, VELOCITY_GRID, indexing="ij")
-    n = P.size
-    onsets = np.arange(n) * SLOT_SECONDS
-    score = Score(P.ravel(), onsets, onsets + NOTE_SECONDS, V.ravel(), name="loudness grid")
-    audio = np.asarray(synth.render(score, tail=SLOT_SECONDS), np.float64)
-    sr = synth.sample_rate
-    slot, frame = int(round(SLOT_SECONDS * sr)), int(round(FRAME_SECONDS * sr))
-    audio = np.pad(audio, (0, max(0, n * slot - len(audio))))[: n * slot].reshape(n, slot)
-    frames = audio[:, : (slot // frame) * frame].reshape(n, -1, frame)
-    rms = np.sqrt(np.mean(frames ** 2, axis=-1)).max(axis=1)
-    db = np.maximum(20 * np.log10(np.maximum(rms, 1e-12)), FLOOR_DB).reshape(P.shape)
-    curve = LoudnessCurve(PITCH_GRID, VELOCITY_GRID, db, name=str(getattr(synth, "name", "")))
+    room, inner = getattr(synth, "room", None), synth.__dict__.get("synth")
+    if room is not None and inner is not None:
+        # In a room, a grid of notes 0.6 s apart would hear each other's reverb. The room adds the
+        # same level to every note, near enough: the dry curve plus the room's gain on a few keys,
+        # each rendered alone with the room's whole tail (what a matched velocity needs is a gap
+        # between two curves heard in the same room, where that gain cancels).
+        dry = loudness_curve(inner)
+        keys, vel = np.array([36, 60, 84]), np.full(3, 64)
+        slot = NOTE_SECONDS + len(room.ir) / room.ir_sample_rate + 0.2
+        gain = float(np.mean(_peak_db(synth, keys, vel, slot) - _peak_db(inner, keys, vel, slot)))
+        curve = LoudnessCurve(dry.pitches, dry.velocities, dry.db + gain, name=str(getattr(synth, "name", "")))
+    else:
+        P, V = np.meshgrid(PITCH_GRID, VELOCITY_GRID, indexing="ij")
+        db = _peak_db(synth, P.ravel(), V.ravel(), SLOT_SECONDS).reshape(P.shape)
+        curve = LoudnessCurve(PITCH_GRID, VELOCITY_GRID, db, name=str(getattr(synth, "name", "")))
     _CACHE[key] = curve
     return curve
 
