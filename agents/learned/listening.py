@@ -76,7 +76,6 @@ class LoudnessListener:
         self.gram = self.prior * np.eye(N_FEATURES)
         self.moment = np.zeros(N_FEATURES)
         self._last = (0.0, 0.0)
-        self.readings = 0
         self._notes = np.zeros((0, 4))  # per struck note: key, velocity, gap (dB), weight
         self._pending = None
 
@@ -109,7 +108,6 @@ class LoudnessListener:
         x, notes = x
         self.gram += np.outer(x, x)
         self.moment += x * gap
-        self.readings += 1
         notes = notes.copy(); notes[:, 2] = gap
         self._notes = np.concatenate([self._notes, notes])[-MAX_NOTES:]
 

@@ -206,7 +206,7 @@ class AudioJudgeReward(_JudgeRewardBase):
         self._set_targets(env_index, audio, self._cached(key, compute), n)
 
     def _set_targets(self, env_index: int, audio: np.ndarray, lls: dict, n: int) -> None:
-        self._targets[env_index] = (audio, lls)
+        self._targets[env_index] = audio  # its scores live in _target_ll (the torch world mirrors them)
         dense = np.full(n, np.nan)
         dense[list(lls)] = list(lls.values())
         self._target_ll.set(env_index, dense)
@@ -222,10 +222,10 @@ class AudioJudgeReward(_JudgeRewardBase):
             return out
         if self.every == EPISODE:
             play = np.stack([self._episode_clip(self._played[ctx.env_ids[i]]) for i in rows])
-            target = np.stack([self._episode_clip(self._targets[ctx.env_ids[i]][0]) for i in rows])
+            target = np.stack([self._episode_clip(self._targets[ctx.env_ids[i]]) for i in rows])
         else:
             play = ctx.recent_audio(self.window_steps)[rows]
-            target = np.stack([self._windows(self._targets[ctx.env_ids[i]][0], np.array([int(ctx.step[i])]),
+            target = np.stack([self._windows(self._targets[ctx.env_ids[i]], np.array([int(ctx.step[i])]),
                                              self.window_steps)[0] for i in rows])
         ll_target = self._target_ll.get(ctx.env_ids[rows], ctx.step[rows])
         same = np.all(play == target, axis=1)  # the target's own window: exactly 1.0, whatever the batch
@@ -266,6 +266,7 @@ class SymbolicJudgeReward(_JudgeRewardBase):
         if source not in ("heard", "played"):
             raise ValueError(f"source={short_repr(source)} is not allowed; use 'heard' (the ear) or 'played' (the keys)")
         self.source = source
+        self._reads_ids = hasattr(judge, "ids") and hasattr(judge, "score_ids")  # a CausalLMJudge: compare tokens
         self.uses_motion = source == "played"
         if source == "played" and (ear is not None or threshold is not None):
             raise ValueError("ear= and threshold= read the heard notes; source='played' reads the keys: drop them, "
@@ -327,13 +328,12 @@ class SymbolicJudgeReward(_JudgeRewardBase):
         key = (self.source, self.every, self.window_steps, _digest(target))
 
         def compute():
-            ids = [self.judge.ids(self.notes(target, *self._span(e, n))) if hasattr(self.judge, "ids") else None
-                   for e in ends]
-            lls = (self.judge.score_ids(ids) if hasattr(self.judge, "score_ids")
-                   else self.judge.score_notes([self.notes(target, *self._span(e, n)) for e in ends]))
+            notes = [self.notes(target, *self._span(e, n)) for e in ends]
+            ids = [self.judge.ids(s) for s in notes] if self._reads_ids else [None] * len(ends)
+            lls = self.judge.score_ids(ids) if self._reads_ids else self.judge.score_notes(notes)
             return {e: (i, float(v)) for e, i, v in zip(ends, ids, lls)}
 
-        self._targets[env_index] = (target, self._cached(key, compute))
+        self._targets[env_index] = self._cached(key, compute)  # judged step -> (the target's ids, its score)
 
     def batch(self, ctx) -> np.ndarray:
         if self.source == "heard":
@@ -346,20 +346,19 @@ class SymbolicJudgeReward(_JudgeRewardBase):
         rows = np.flatnonzero(self.judged(ctx))
         if rows.size == 0:
             return out
-        notes, ids, ll_target = [], [], []
+        notes, ids, same, ll_target = [], [], [], []
         for i in rows:
             e, t = int(ctx.env_ids[i]), int(ctx.step[i])
-            target_ids, ll = self._targets[e][1][t]
+            target_ids, ll = self._targets[e][t]
             score = self.notes(self._rolls[e], *self._span(t, int(self._n_steps[e])))
             notes.append(score)
-            ids.append(self.judge.ids(score) if target_ids is not None else None)
+            ids.append(self.judge.ids(score) if self._reads_ids else None)
+            same.append(self._reads_ids and ids[-1] == target_ids)  # the target's own tokens: exactly 1.0
             ll_target.append(ll)
-        same = np.array([a is not None and a == self._targets[int(ctx.env_ids[i])][1][int(ctx.step[i])][0]
-                         for a, i in zip(ids, rows)])
         values = np.ones(len(rows))
-        todo = np.flatnonzero(~same)
+        todo = np.flatnonzero(~np.array(same, bool))
         if todo.size:
-            if ids[0] is not None:
+            if self._reads_ids:
                 lls = self.judge.score_ids([ids[j] for j in todo])
             else:
                 lls = self.judge.score_notes([notes[j] for j in todo])
